@@ -1,0 +1,129 @@
+//! One wire type per event kind. The name of each kind is carried unchanged from the hook that
+//! emits it (`tcperr-ebpf/src/<hook>.rs`) through the decoder and the explanation to the scenario
+//! that proves it (`vm/src/scenarios/`).
+
+mod recv_eof;
+mod recv_error;
+mod rst_received;
+mod rst_sent;
+mod send_error;
+mod socket_error;
+mod state_change;
+
+pub use recv_eof::RecvEof;
+pub use recv_error::RecvError;
+pub use rst_received::RstReceived;
+pub use rst_sent::RstSent;
+pub use send_error::SendError;
+pub use socket_error::SocketError;
+pub use state_change::StateChange;
+
+/// Which record follows the header. Values are part of the wire format: never reuse one.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// `tcp:tcp_receive_reset`: this host's socket took an RST (see [`RstReceived`]).
+    RstReceived = 1,
+    /// `tcp:tcp_send_reset`: this host sent an RST (see [`RstSent`]).
+    RstSent = 2,
+    /// A `sendmsg` on a TCP socket returned an error (see [`SendError`]).
+    SendError = 3,
+    /// A `recvmsg` on a TCP socket returned an error (see [`RecvError`]).
+    RecvError = 4,
+    /// A `recvmsg` on a TCP socket returned 0 after the peer's FIN (see [`RecvEof`]).
+    RecvEof = 5,
+    /// `sock:inet_sock_set_state`: a TCP state transition the story needs (see [`StateChange`]).
+    StateChange = 6,
+    /// `sock:inet_sk_error_report`: the kernel set an error on a socket (see [`SocketError`]).
+    SocketError = 7,
+}
+
+impl EventKind {
+    pub const fn from_u32(v: u32) -> Option<Self> {
+        Some(match v {
+            1 => Self::RstReceived,
+            2 => Self::RstSent,
+            3 => Self::SendError,
+            4 => Self::RecvError,
+            5 => Self::RecvEof,
+            6 => Self::StateChange,
+            7 => Self::SocketError,
+            _ => return None,
+        })
+    }
+}
+
+/// Common prefix of every record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventHeader {
+    /// An [`EventKind`] as `u32`.
+    pub kind: u32,
+    /// CPU the program ran on (orders records of one CPU; the ring buffer orders them anyway).
+    pub cpu: u32,
+    /// `bpf_ktime_get_ns()`: CLOCK_MONOTONIC nanoseconds.
+    pub ts_ns: u64,
+    /// `bpf_get_current_pid_tgid()` of the task the hook ran in. Only meaningful for hooks that run
+    /// in the socket owner's context (send/recv results, connect, close); for events raised in
+    /// softirq (RST receipt, most state changes) it is whatever task was interrupted.
+    pub pid_tgid: u64,
+    /// `bpf_get_current_comm()` of that task.
+    pub comm: [u8; 16],
+    /// Kernel address of the `struct sock`; 0 when the event has no socket (an RST answering a
+    /// segment for which no socket exists).
+    pub sk: u64,
+}
+
+/// The socket as the kernel sees it when the event fires, read from `struct sock` with offsets
+/// taken from the running kernel's BTF.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SockInfo {
+    /// `sk->__sk_common.skc_cookie`: the kernel's socket cookie (`ss -e` shows it as `sk:`), 0 if
+    /// the kernel has not assigned one yet.
+    pub cookie: u64,
+    /// Inode number of the socket's file (`/proc/<pid>/fd/N -> socket:[ino]`); 0 when no file
+    /// holds the socket any more (orphaned after close).
+    pub ino: u64,
+    /// AF_INET (2) or AF_INET6 (10).
+    pub family: u16,
+    /// Local port, host byte order.
+    pub lport: u16,
+    /// Remote port, host byte order.
+    pub rport: u16,
+    /// TCP state (`crate::tcp::state`) when the event fired.
+    pub state: u8,
+    pub _pad: u8,
+    /// Local address: IPv4 in the first 4 bytes, or IPv6.
+    pub laddr: [u8; 16],
+    /// Remote address: IPv4 in the first 4 bytes, or IPv6.
+    pub raddr: [u8; 16],
+}
+
+impl SockInfo {
+    pub const ZERO: Self = Self {
+        cookie: 0,
+        ino: 0,
+        family: 0,
+        lport: 0,
+        rport: 0,
+        state: 0,
+        _pad: 0,
+        laddr: [0; 16],
+        raddr: [0; 16],
+    };
+}
+
+/// Implemented by every record type: the kind its header carries.
+pub trait Event: Copy {
+    const KIND: EventKind;
+}
+
+macro_rules! event {
+    ($ty:ident) => {
+        impl $crate::event::Event for $ty {
+            const KIND: $crate::event::EventKind = $crate::event::EventKind::$ty;
+        }
+    };
+}
+pub(crate) use event;

@@ -1,0 +1,14 @@
+use super::{EventHeader, SockInfo, event};
+
+/// A `sendmsg` (write, send, sendto, ...) on a TCP socket failed. Raised in the caller's context:
+/// the header's task is the socket's user.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SendError {
+    pub header: EventHeader,
+    pub sock: SockInfo,
+    /// Positive errno (EPIPE, ECONNRESET, ...).
+    pub errno: u32,
+    pub _pad: u32,
+}
+event!(SendError);

@@ -1,0 +1,15 @@
+use super::{EventHeader, SockInfo, event};
+
+/// The kernel reported an error on a TCP socket (`sock:inet_sk_error_report`, i.e.
+/// `sk_error_report()`): what the next call on that socket will fail with. For RSTs this repeats
+/// [`super::RstReceived`]; alone it explains timeouts (ETIMEDOUT) and ICMP errors.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SocketError {
+    pub header: EventHeader,
+    pub sock: SockInfo,
+    /// Positive errno (`sk->sk_err`).
+    pub errno: u32,
+    pub _pad: u32,
+}
+event!(SocketError);

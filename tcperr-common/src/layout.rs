@@ -1,0 +1,79 @@
+//! Offsets the programs need, read by userspace from the running kernel (tracepoint `format`
+//! files and `/sys/kernel/btf/vmlinux`) and handed to the programs as a read-only global before
+//! load. Nothing here is a constant of one kernel.
+
+/// Marks an offset or value the running kernel does not have.
+pub const ABSENT: u32 = u32::MAX;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelLayout {
+    // --- struct sock (byte offsets from the start of struct sock) ---
+    pub sk_state: u32,
+    pub sk_family: u32,
+    /// `skc_num`: local port, host order.
+    pub sk_num: u32,
+    /// `inet_sock.inet_sport`: local port, network order (kept after CLOSE).
+    pub sk_sport: u32,
+    /// `skc_dport`: remote port, network order.
+    pub sk_dport: u32,
+    pub sk_daddr: u32,
+    pub sk_rcv_saddr: u32,
+    /// ABSENT on kernels without IPv6.
+    pub sk_v6_daddr: u32,
+    pub sk_v6_rcv_saddr: u32,
+    pub sk_cookie: u32,
+    pub sk_socket: u32,
+    /// `sk_protocol`, a u16 since Linux 5.6.
+    pub sk_protocol: u32,
+    pub sk_err: u32,
+    /// Offset of `vfs_inode.i_ino` from the start of the `struct socket` inside `struct
+    /// socket_alloc`.
+    pub socket_ino: u32,
+
+    // --- tracepoint record fields (byte offsets from the start of the record) ---
+    pub tp_receive_reset_skaddr: u32,
+    pub tp_send_reset_skaddr: u32,
+    /// ABSENT before Linux 6.10.
+    pub tp_send_reset_reason: u32,
+    /// `saddr`/`daddr` as `struct sockaddr_in6`-sized arrays (Linux 6.10+), else ABSENT.
+    pub tp_send_reset_saddr: u32,
+    pub tp_send_reset_daddr: u32,
+    pub tp_set_state_skaddr: u32,
+    pub tp_set_state_oldstate: u32,
+    pub tp_set_state_newstate: u32,
+    pub tp_set_state_protocol: u32,
+}
+
+impl KernelLayout {
+    /// All ABSENT: the value compiled into the object, always overridden before load.
+    pub const UNSET: Self = Self {
+        sk_state: ABSENT,
+        sk_family: ABSENT,
+        sk_num: ABSENT,
+        sk_sport: ABSENT,
+        sk_dport: ABSENT,
+        sk_daddr: ABSENT,
+        sk_rcv_saddr: ABSENT,
+        sk_v6_daddr: ABSENT,
+        sk_v6_rcv_saddr: ABSENT,
+        sk_cookie: ABSENT,
+        sk_socket: ABSENT,
+        sk_protocol: ABSENT,
+        sk_err: ABSENT,
+        socket_ino: ABSENT,
+        tp_receive_reset_skaddr: ABSENT,
+        tp_send_reset_skaddr: ABSENT,
+        tp_send_reset_reason: ABSENT,
+        tp_send_reset_saddr: ABSENT,
+        tp_send_reset_daddr: ABSENT,
+        tp_set_state_skaddr: ABSENT,
+        tp_set_state_oldstate: ABSENT,
+        tp_set_state_newstate: ABSENT,
+        tp_set_state_protocol: ABSENT,
+    };
+}
+
+#[cfg(feature = "user")]
+// SAFETY: plain old data: #[repr(C)], only u32 fields, no padding.
+unsafe impl aya::Pod for KernelLayout {}

@@ -1,0 +1,16 @@
+//! The contract between the eBPF programs (`tcperr-ebpf`) and userspace (`tcperr-userspace`).
+//!
+//! Every record in the ring buffer starts with an [`EventHeader`] whose `kind` says which of the
+//! event types in [`event`] follows. All types are `#[repr(C)]`, `Copy`, without pointers, and
+//! padded explicitly so that both sides agree on every byte.
+#![no_std]
+
+pub mod event;
+pub mod layout;
+pub mod tcp;
+
+pub use event::{
+    EventHeader, EventKind, RecvEof, RecvError, RstReceived, RstSent, SendError, SockInfo,
+    SocketError, StateChange,
+};
+pub use layout::{ABSENT, KernelLayout};

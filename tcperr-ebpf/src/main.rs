@@ -1,0 +1,31 @@
+//! tcperr's kernel side: one file per hook, each emitting one kind of record
+//! (`tcperr_common::event`) into the one ring buffer [`emit::EVENTS`].
+//!
+//! Offsets into `struct sock` and into tracepoint records are never compiled in: userspace reads
+//! them from the running kernel and sets [`layout::LAYOUT`] before load.
+//!
+//! Hot hooks (`sock_send_length`, `sock_recv_length`) fire on every socket send and receive on
+//! the machine; they decide from the return value in their first instructions and leave without
+//! a helper call when the call succeeded.
+#![no_std]
+#![no_main]
+
+mod emit;
+mod inet_sk_error_report;
+mod inet_sock_set_state;
+mod layout;
+mod sock;
+mod sock_recv_length;
+mod sock_send_length;
+mod tcp_receive_reset;
+mod tcp_send_reset;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

@@ -1,0 +1,55 @@
+//! `raw_tracepoint/sock_recv_length` → [`RecvError`] / [`RecvEof`]. `TP_PROTO(struct sock *sk,
+//! int ret, int flags)`, fired at the end of every `sock_recvmsg()` in the caller's context
+//! (Linux 6.3+; userspace checks the prototype in BTF before choosing this hook).
+//!
+//! Hot path: a read that returned data costs one context load and one compare.
+use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
+use tcperr_common::{
+    RecvEof, RecvError,
+    tcp::{errno, is_eof_state},
+};
+
+use crate::{
+    emit::{emit, header},
+    sock::{is_tcp, sock_info},
+};
+
+#[raw_tracepoint(tracepoint = "sock_recv_length")]
+pub fn sock_recv_length(ctx: RawTracePointContext) -> i32 {
+    let ret = ctx.arg::<u64>(1) as i32;
+    if ret > 0 {
+        return 0;
+    }
+    let errno = if ret < 0 {
+        match reportable_errno(ret) {
+            Some(errno) => errno,
+            None => return 0,
+        }
+    } else {
+        0
+    };
+    let sk = ctx.arg::<u64>(0);
+    if !is_tcp(sk) {
+        return 0;
+    }
+    let flags = ctx.arg::<u64>(2) as u32;
+    let sock = sock_info(sk);
+    if errno != 0 {
+        emit(&RecvError { header: header::<RecvError>(sk), sock, errno, flags });
+    } else if is_eof_state(sock.state) {
+        emit(&RecvEof { header: header::<RecvEof>(sk), sock, flags, _pad: 0 });
+    }
+    0
+}
+
+/// The errno of a failed call, unless it is one a healthy program meets all the time
+/// (EAGAIN on a non-blocking socket, EINTR, the kernel's internal restart codes).
+#[inline(always)]
+pub fn reportable_errno(ret: i32) -> Option<u32> {
+    let e = ret.unsigned_abs();
+    match e {
+        errno::EAGAIN | errno::EINTR => None,
+        errno::ERESTARTSYS..=errno::ERESTART_RESTARTBLOCK => None,
+        _ => Some(e),
+    }
+}

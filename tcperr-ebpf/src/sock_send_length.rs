@@ -1,0 +1,28 @@
+//! `raw_tracepoint/sock_send_length` → [`SendError`]. `TP_PROTO(struct sock *sk, int ret, int
+//! flags)`, fired at the end of every `sock_sendmsg()` in the caller's context (Linux 6.3+;
+//! userspace checks the prototype in BTF before choosing this hook).
+//!
+//! Hot path: a successful send costs one context load and one compare.
+use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
+use tcperr_common::SendError;
+
+use crate::{
+    emit::{emit, header},
+    sock::{is_tcp, sock_info},
+    sock_recv_length::reportable_errno,
+};
+
+#[raw_tracepoint(tracepoint = "sock_send_length")]
+pub fn sock_send_length(ctx: RawTracePointContext) -> i32 {
+    let ret = ctx.arg::<u64>(1) as i32;
+    if ret >= 0 {
+        return 0;
+    }
+    let Some(errno) = reportable_errno(ret) else { return 0 };
+    let sk = ctx.arg::<u64>(0);
+    if !is_tcp(sk) {
+        return 0;
+    }
+    emit(&SendError { header: header::<SendError>(sk), sock: sock_info(sk), errno, _pad: 0 });
+    0
+}

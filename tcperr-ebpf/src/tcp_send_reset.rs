@@ -1,0 +1,47 @@
+//! `tracepoint/tcp/tcp_send_reset` → [`RstSent`]. With a socket, its identity comes from the
+//! socket; without one (Linux 6.10+ reports RSTs for segments no socket wants), from the
+//! segment's addresses in the record.
+use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
+use tcperr_common::{ABSENT, RstSent, SockInfo, tcp::AF_INET6};
+
+use crate::{
+    emit::{emit, header},
+    layout::layout,
+    sock::{read, sock_info},
+    tcp_receive_reset::ctx_addr,
+};
+
+#[tracepoint(category = "tcp", name = "tcp_send_reset")]
+pub fn tcp_send_reset(ctx: TracePointContext) -> u32 {
+    let rec = ctx_addr(&ctx);
+    let sk: u64 = read(rec, layout!(tp_send_reset_skaddr));
+    let reason_off = layout!(tp_send_reset_reason);
+    let reason = if reason_off == ABSENT { ABSENT } else { read(rec, reason_off) };
+    let sock = if sk != 0 { sock_info(sk) } else { segment_info(rec) };
+    emit(&RstSent { header: header::<RstSent>(sk), sock, reason, _pad: 0 });
+    0
+}
+
+/// The addresses of the segment that drew the RST, from the record's `saddr`/`daddr`
+/// (`struct sockaddr_in` or `sockaddr_in6`, 28 bytes each).
+#[inline(always)]
+fn segment_info(rec: u64) -> SockInfo {
+    let mut info = SockInfo::ZERO;
+    let (saddr, daddr) = (layout!(tp_send_reset_saddr), layout!(tp_send_reset_daddr));
+    if saddr == ABSENT || daddr == ABSENT {
+        return info;
+    }
+    info.family = read(rec, saddr);
+    info.lport = u16::from_be(read(rec, saddr + 2));
+    info.rport = u16::from_be(read(rec, daddr + 2));
+    if info.family == AF_INET6 {
+        info.laddr = read(rec, saddr + 8);
+        info.raddr = read(rec, daddr + 8);
+    } else {
+        let l: [u8; 4] = read(rec, saddr + 4);
+        let r: [u8; 4] = read(rec, daddr + 4);
+        info.laddr[..4].copy_from_slice(&l);
+        info.raddr[..4].copy_from_slice(&r);
+    }
+    info
+}

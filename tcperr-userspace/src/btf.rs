@@ -1,0 +1,340 @@
+//! Just enough of a BTF reader (`/sys/kernel/btf/vmlinux`) to find struct member offsets and
+//! tracepoint prototypes in the running kernel. Format: Documentation/bpf/btf.rst.
+use std::collections::HashMap;
+
+use anyhow::{Context as _, Result, anyhow, bail};
+
+const MAGIC: u16 = 0xeb9f;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Int,
+    Ptr,
+    Array,
+    Struct,
+    Union,
+    Enum,
+    Fwd,
+    Typedef,
+    Volatile,
+    Const,
+    Restrict,
+    Func,
+    FuncProto,
+    Var,
+    Datasec,
+    Float,
+    DeclTag,
+    TypeTag,
+    Enum64,
+}
+
+impl Kind {
+    fn from_raw(raw: u32) -> Option<Self> {
+        Some(match raw {
+            1 => Self::Int,
+            2 => Self::Ptr,
+            3 => Self::Array,
+            4 => Self::Struct,
+            5 => Self::Union,
+            6 => Self::Enum,
+            7 => Self::Fwd,
+            8 => Self::Typedef,
+            9 => Self::Volatile,
+            10 => Self::Const,
+            11 => Self::Restrict,
+            12 => Self::Func,
+            13 => Self::FuncProto,
+            14 => Self::Var,
+            15 => Self::Datasec,
+            16 => Self::Float,
+            17 => Self::DeclTag,
+            18 => Self::TypeTag,
+            19 => Self::Enum64,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Member {
+    pub name: String,
+    pub type_id: u32,
+    pub bit_offset: u32,
+    /// Non-zero for bitfields.
+    pub bitfield_size: u32,
+}
+
+#[derive(Clone, Debug)]
+pub struct Type {
+    pub kind: Kind,
+    pub name: String,
+    /// Size in bytes (int, struct, union, enum) or referenced type id (ptr, typedef, ...).
+    pub size_or_type: u32,
+    /// Struct/union members, or function-prototype parameters (bit_offset 0).
+    pub members: Vec<Member>,
+    /// Int encoding: bit 0 signed.
+    pub int_encoding: u32,
+}
+
+pub struct Btf {
+    types: Vec<Type>, // index = type id; 0 is void
+    by_name: HashMap<(String, u8), u32>,
+}
+
+fn u16_at(b: &[u8], off: usize) -> Result<u16> {
+    let s = b.get(off..off + 2).ok_or_else(|| anyhow!("BTF truncated at {off}"))?;
+    Ok(u16::from_le_bytes([s[0], s[1]]))
+}
+
+fn u32_at(b: &[u8], off: usize) -> Result<u32> {
+    let s = b.get(off..off + 4).ok_or_else(|| anyhow!("BTF truncated at {off}"))?;
+    Ok(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+}
+
+impl Btf {
+    pub fn from_sys_fs() -> Result<Self> {
+        let path = "/sys/kernel/btf/vmlinux";
+        let data = std::fs::read(path).with_context(|| format!("reading {path}"))?;
+        Self::parse(&data)
+    }
+
+    pub fn parse(data: &[u8]) -> Result<Self> {
+        if u16_at(data, 0)? != MAGIC {
+            bail!("not BTF (bad magic)");
+        }
+        let hdr_len = u32_at(data, 4)? as usize;
+        let type_off = hdr_len + u32_at(data, 8)? as usize;
+        let type_len = u32_at(data, 12)? as usize;
+        let str_off = hdr_len + u32_at(data, 16)? as usize;
+        let str_len = u32_at(data, 20)? as usize;
+        let strings = data
+            .get(str_off..str_off + str_len)
+            .ok_or_else(|| anyhow!("BTF string section out of range"))?;
+        let name = |off: u32| -> String {
+            let s = strings.get(off as usize..).unwrap_or(&[]);
+            let end = s.iter().position(|&c| c == 0).unwrap_or(s.len());
+            String::from_utf8_lossy(&s[..end]).into_owned()
+        };
+        let mut types = vec![Type {
+            kind: Kind::Int,
+            name: "void".into(),
+            size_or_type: 0,
+            members: vec![],
+            int_encoding: 0,
+        }];
+        let mut pos = type_off;
+        let end = type_off + type_len;
+        while pos < end {
+            let name_off = u32_at(data, pos)?;
+            let info = u32_at(data, pos + 4)?;
+            let size_or_type = u32_at(data, pos + 8)?;
+            pos += 12;
+            let vlen = (info & 0xffff) as usize;
+            let kind_flag = info >> 31 == 1;
+            let kind = Kind::from_raw((info >> 24) & 0x1f)
+                .ok_or_else(|| anyhow!("unknown BTF kind {}", (info >> 24) & 0x1f))?;
+            let mut t =
+                Type { kind, name: name(name_off), size_or_type, members: vec![], int_encoding: 0 };
+            match kind {
+                Kind::Int => {
+                    t.int_encoding = u32_at(data, pos)? >> 24;
+                    pos += 4;
+                }
+                Kind::Array => pos += 12,
+                Kind::Struct | Kind::Union => {
+                    for _ in 0..vlen {
+                        let off = u32_at(data, pos + 8)?;
+                        let (bitfield_size, bit_offset) =
+                            if kind_flag { (off >> 24, off & 0xff_ffff) } else { (0, off) };
+                        t.members.push(Member {
+                            name: name(u32_at(data, pos)?),
+                            type_id: u32_at(data, pos + 4)?,
+                            bit_offset,
+                            bitfield_size,
+                        });
+                        pos += 12;
+                    }
+                }
+                Kind::Enum => pos += 8 * vlen,
+                Kind::FuncProto => {
+                    for _ in 0..vlen {
+                        t.members.push(Member {
+                            name: name(u32_at(data, pos)?),
+                            type_id: u32_at(data, pos + 4)?,
+                            bit_offset: 0,
+                            bitfield_size: 0,
+                        });
+                        pos += 8;
+                    }
+                }
+                Kind::Var | Kind::DeclTag => pos += 4,
+                Kind::Datasec | Kind::Enum64 => pos += 12 * vlen,
+                _ => {}
+            }
+            types.push(t);
+        }
+        let mut by_name = HashMap::new();
+        for (id, t) in types.iter().enumerate().skip(1) {
+            if !t.name.is_empty() {
+                by_name.entry((t.name.clone(), t.kind as u8)).or_insert(id as u32);
+            }
+        }
+        Ok(Self { types, by_name })
+    }
+
+    pub fn get(&self, id: u32) -> Option<&Type> {
+        self.types.get(id as usize)
+    }
+
+    pub fn find(&self, name: &str, kind: Kind) -> Option<u32> {
+        self.by_name.get(&(name.to_owned(), kind as u8)).copied()
+    }
+
+    /// Follows typedefs and qualifiers to the type they name.
+    pub fn resolve(&self, mut id: u32) -> Option<(u32, &Type)> {
+        for _ in 0..32 {
+            let t = self.get(id)?;
+            match t.kind {
+                Kind::Typedef | Kind::Volatile | Kind::Const | Kind::Restrict | Kind::TypeTag => {
+                    id = t.size_or_type
+                }
+                _ => return Some((id, t)),
+            }
+        }
+        None
+    }
+
+    /// Byte offset and member type of `path` (dot-separated, e.g. `__sk_common.skc_state`)
+    /// inside struct `ty`, descending into anonymous members as C does.
+    pub fn member_offset(&self, ty: &str, path: &str) -> Result<(u32, u32)> {
+        let mut id =
+            self.find(ty, Kind::Struct).ok_or_else(|| anyhow!("struct {ty} not in kernel BTF"))?;
+        let mut total = 0u32;
+        let mut member_type = 0;
+        for part in path.split('.') {
+            let (bits, tid, bitfield) = self
+                .find_member(id, part)
+                .ok_or_else(|| anyhow!("{ty}.{path}: no member {part} in kernel BTF"))?;
+            if bitfield || bits % 8 != 0 {
+                bail!("{ty}.{path} is a bitfield");
+            }
+            total += bits / 8;
+            member_type = tid;
+            id = tid;
+        }
+        Ok((total, member_type))
+    }
+
+    /// Byte size of a type (following typedefs; pointers are 8 bytes).
+    pub fn size_of(&self, id: u32) -> Option<u32> {
+        let (_, t) = self.resolve(id)?;
+        match t.kind {
+            Kind::Int | Kind::Struct | Kind::Union | Kind::Enum | Kind::Enum64 | Kind::Float => {
+                Some(t.size_or_type)
+            }
+            Kind::Ptr => Some(8),
+            _ => None,
+        }
+    }
+
+    /// (bit offset, type id, is a bitfield) of member `name`, searching anonymous members.
+    fn find_member(&self, struct_id: u32, name: &str) -> Option<(u32, u32, bool)> {
+        let (_, t) = self.resolve(struct_id)?;
+        if !matches!(t.kind, Kind::Struct | Kind::Union) {
+            return None;
+        }
+        for m in &t.members {
+            if m.name == name {
+                return Some((m.bit_offset, m.type_id, m.bitfield_size != 0));
+            }
+            if m.name.is_empty()
+                && let Some((bits, tid, bitfield)) = self.find_member(m.type_id, name)
+            {
+                return Some((m.bit_offset + bits, tid, bitfield));
+            }
+        }
+        None
+    }
+
+    /// Parameters of the raw tracepoint `name`'s prototype (`btf_trace_<name>`, whose first
+    /// parameter is the tracepoint's private data and is dropped here), as resolved types.
+    pub fn tracepoint_params(&self, name: &str) -> Result<Vec<&Type>> {
+        let td = self
+            .find(&format!("btf_trace_{name}"), Kind::Typedef)
+            .ok_or_else(|| anyhow!("btf_trace_{name} not in kernel BTF"))?;
+        let (_, ptr) = self.resolve(td).ok_or_else(|| anyhow!("btf_trace_{name} unresolved"))?;
+        let (_, proto) = self
+            .resolve(ptr.size_or_type)
+            .filter(|(_, t)| ptr.kind == Kind::Ptr && t.kind == Kind::FuncProto)
+            .ok_or_else(|| anyhow!("btf_trace_{name} is not a function pointer"))?;
+        proto
+            .members
+            .iter()
+            .skip(1)
+            .map(|p| {
+                self.resolve(p.type_id)
+                    .map(|(_, t)| t)
+                    .ok_or_else(|| anyhow!("btf_trace_{name}: unresolved parameter"))
+            })
+            .collect()
+    }
+
+    /// Whether a resolved type is a pointer to `struct <name>` (through qualifiers).
+    pub fn is_ptr_to_struct(&self, t: &Type, name: &str) -> bool {
+        t.kind == Kind::Ptr
+            && self
+                .resolve(t.size_or_type)
+                .is_some_and(|(_, s)| s.kind == Kind::Struct && s.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Builds a BTF blob: `struct outer { int a; union { struct inner { short x; char y; } i; }; }`.
+    fn blob() -> Vec<u8> {
+        let strings = b"\0int\0outer\0a\0inner\0x\0y\0i\0short\0char\0".to_vec();
+        let s = |name: &str| -> u32 {
+            let pat = format!("\0{name}\0");
+            strings.windows(pat.len()).position(|w| w == pat.as_bytes()).unwrap() as u32 + 1
+        };
+        let mut t = Vec::new();
+        let mut push =
+            |words: &[u32]| words.iter().for_each(|w| t.extend_from_slice(&w.to_le_bytes()));
+        push(&[s("int"), 1 << 24, 4, (1 << 24) | 32]); // 1: int
+        push(&[s("short"), 1 << 24, 2, (1 << 24) | 16]); // 2: short
+        push(&[s("char"), 1 << 24, 1, 8]); // 3: char
+        push(&[s("inner"), (4 << 24) | 2, 4, s("x"), 2, 0, s("y"), 3, 16]); // 4: struct inner
+        push(&[0, (5 << 24) | 1, 4, s("i"), 4, 0]); // 5: anonymous union
+        push(&[s("outer"), (4 << 24) | 2, 8, s("a"), 1, 0, 0, 5, 32]); // 6: struct outer
+        let mut b = Vec::new();
+        for w in [0xeb9f_u16.to_le_bytes(), [1, 0]] {
+            b.extend_from_slice(&w);
+        }
+        for w in [24u32, 0, t.len() as u32, t.len() as u32, strings.len() as u32] {
+            b.extend_from_slice(&w.to_le_bytes());
+        }
+        b.extend_from_slice(&t);
+        b.extend_from_slice(&strings);
+        b
+    }
+
+    #[test]
+    fn member_offsets_descend_into_anonymous_unions() {
+        let btf = Btf::parse(&blob()).unwrap();
+        assert_eq!(btf.member_offset("outer", "a").unwrap().0, 0);
+        assert_eq!(btf.member_offset("outer", "i.y").unwrap().0, 6);
+        assert!(btf.member_offset("outer", "i.z").is_err());
+    }
+
+    #[test]
+    fn rejects_truncated_and_foreign_data() {
+        assert!(Btf::parse(&[0x9f, 0xeb]).is_err());
+        assert!(Btf::parse(b"\x7fELF............................").is_err());
+        let mut b = blob();
+        b.truncate(40);
+        assert!(Btf::parse(&b).is_err());
+    }
+}

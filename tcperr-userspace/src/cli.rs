@@ -1,0 +1,50 @@
+//! Command line. Every bad value is rejected by clap with one line and exit code 2.
+use clap::{Args, Parser, Subcommand};
+
+use crate::{errno, filter};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tcperr",
+    version,
+    about = "Explains TCP socket errors (broken pipe, connection reset, EOF, refused, timeouts) from the kernel"
+)]
+pub struct Cli {
+    /// More log output (-v: warnings about hooks, -vv: debug).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Stream socket errors and RSTs as they happen, one line each.
+    Trace(TraceArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TraceArgs {
+    /// One JSON object per line (fields: README "JSON fields").
+    #[arg(long)]
+    pub json: bool,
+    /// Only events of this process id (repeatable).
+    #[arg(long, value_name = "PID", value_parser = filter::parse_pid)]
+    pub pid: Vec<u32>,
+    /// Only events of processes with this name (repeatable; the kernel keeps 15 characters).
+    #[arg(long, value_name = "NAME", value_parser = filter::parse_comm)]
+    pub comm: Vec<String>,
+    /// Only connections with this local or remote port (repeatable).
+    #[arg(long, value_name = "PORT", value_parser = filter::parse_port)]
+    pub port: Vec<u16>,
+    /// Only this error: a name (EPIPE, ECONNRESET, ECONNREFUSED, ETIMEDOUT, EOF) or number
+    /// (repeatable).
+    #[arg(long, value_name = "NAME", value_parser = errno::parse)]
+    pub errno: Vec<u32>,
+    /// Also print state changes and events that only repeat another.
+    #[arg(long)]
+    pub all: bool,
+    /// Ring buffer size in bytes (power of two, at least 4096).
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
+    pub ringbuf_size: u32,
+}

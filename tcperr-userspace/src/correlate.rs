@@ -1,0 +1,360 @@
+//! Per-socket state: who owns each socket (pid attribution of softirq events) and what happened
+//! to it last, turning decoded events into [`Report`]s. Memory is bounded: sockets leave a grace
+//! period after they reach CLOSE, and a hard cap evicts the least recently seen (counted).
+use std::collections::{BTreeMap, HashMap};
+
+use tcperr_common::{
+    SockInfo,
+    tcp::{errno::ECONNRESET, is_owner_context_transition, state},
+};
+
+use crate::{
+    decode::Event,
+    errno,
+    explain::{explain, reason_name},
+    owner::{Owner, OwnerSource, ProcSockets},
+    report::{Report, endpoints, join_host_port, rfc3339_micros, state_name},
+};
+
+/// Remembers a complete 4-tuple, and completes one whose ports the kernel already cleared.
+fn fill_tuple(known: &mut Option<SockInfo>, sock: &mut SockInfo) {
+    if sock.lport != 0 && sock.rport != 0 {
+        *known = Some(*sock);
+    } else if let Some(k) = known {
+        (sock.family, sock.laddr, sock.lport, sock.raddr, sock.rport) =
+            (k.family, k.laddr, k.lport, k.raddr, k.rport);
+    }
+}
+
+/// How long a socket's entry outlives its CLOSE (late events: the RST sent after an abort, a
+/// read of the dead socket).
+const GRACE_NS: u64 = 5_000_000_000;
+pub const DEFAULT_CAP: usize = 65_536;
+
+#[derive(Default)]
+struct SockEntry {
+    owner: Option<Owner>,
+    /// errno of the last RST received: the socket_error that repeats it is not reported again.
+    rst_errno: Option<u32>,
+    /// This side reset the connection: the error the kernel then sets on it is our own abort.
+    rst_sent: bool,
+    /// The last complete 4-tuple seen: the kernel zeroes ports as a socket closes.
+    tuple: Option<SockInfo>,
+    closed_ns: Option<u64>,
+    seen_ns: u64,
+}
+
+pub struct Correlator {
+    socks: HashMap<u64, SockEntry>,
+    procs: ProcSockets,
+    rst_reasons: BTreeMap<u64, String>,
+    /// Offset from CLOCK_MONOTONIC to CLOCK_REALTIME, for wall-clock times.
+    realtime_offset_ns: i128,
+    cap: usize,
+    /// Report every event, state changes and repeats included.
+    all: bool,
+    pub evicted: u64,
+}
+
+fn clock_ns(clock: libc::clockid_t) -> i128 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: ts is a valid timespec.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
+}
+
+fn comm(raw: &[u8; 16]) -> String {
+    let end = raw.iter().position(|&c| c == 0).unwrap_or(raw.len());
+    String::from_utf8_lossy(&raw[..end]).into_owned()
+}
+
+impl Correlator {
+    pub fn new(rst_reasons: BTreeMap<u64, String>, all: bool) -> Self {
+        Self {
+            socks: HashMap::new(),
+            procs: ProcSockets::default(),
+            rst_reasons,
+            realtime_offset_ns: clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_MONOTONIC),
+            cap: DEFAULT_CAP,
+            all,
+            evicted: 0,
+        }
+    }
+
+    pub fn with_cap(mut self, cap: usize) -> Self {
+        self.cap = cap.max(1);
+        self
+    }
+
+    pub fn tracked(&self) -> usize {
+        self.socks.len()
+    }
+
+    /// Whether the event runs in the socket owner's own context.
+    fn in_owner_context(ev: &Event) -> bool {
+        match ev {
+            Event::SendError(_) | Event::RecvError(_) | Event::RecvEof(_) => true,
+            Event::StateChange(e) => is_owner_context_transition(e.oldstate, e.newstate),
+            _ => false,
+        }
+    }
+
+    /// Updates the socket's state with `ev` and returns its report, or None when the event is
+    /// context only (state changes, an error report repeating an RST, an RST on an orphan).
+    pub fn observe(&mut self, ev: &Event) -> Option<Report> {
+        let h = *ev.header();
+        let mut sock = *ev.sock();
+        let ctx = Owner {
+            pid: (h.pid_tgid >> 32) as u32,
+            tid: Some(h.pid_tgid as u32),
+            comm: comm(&h.comm),
+        };
+        if self.socks.len() >= self.cap && !self.socks.contains_key(&h.sk) {
+            self.evict();
+        }
+        let entry = if h.sk != 0 { Some(self.socks.entry(h.sk).or_default()) } else { None };
+
+        // Attribution.
+        let (owner, source) = match entry {
+            Some(entry) => {
+                entry.seen_ns = h.ts_ns;
+                if let Event::StateChange(e) = ev {
+                    if e.newstate == state::SYN_SENT {
+                        // A new connection on a recycled struct sock: forget the old one.
+                        *entry = SockEntry { seen_ns: h.ts_ns, ..Default::default() };
+                    }
+                    if e.newstate == state::CLOSE {
+                        entry.closed_ns = Some(h.ts_ns);
+                    }
+                }
+                fill_tuple(&mut entry.tuple, &mut sock);
+                if Self::in_owner_context(ev) {
+                    entry.owner = Some(ctx.clone());
+                    (Some(ctx), OwnerSource::Context)
+                } else if let Some(o) = &entry.owner {
+                    (Some(o.clone()), OwnerSource::Socket)
+                } else if let Some(o) = self.procs.lookup(sock.ino) {
+                    entry.owner = Some(o.clone());
+                    (Some(o), OwnerSource::Proc)
+                } else if sock.ino != 0 && matches!(ev, Event::RstSent(_) | Event::StateChange(_)) {
+                    // The socket still has its file but no process has it in its fd table:
+                    // the file is being released, so this runs inside the owner's close().
+                    entry.owner = Some(ctx.clone());
+                    (Some(ctx), OwnerSource::Closing)
+                } else {
+                    (None, OwnerSource::Unknown)
+                }
+            }
+            None => (None, OwnerSource::Unknown),
+        };
+
+        // Suppression of context-only events.
+        let mut report_it = true;
+        if let Some(entry) = self.socks.get_mut(&h.sk) {
+            match ev {
+                Event::RstReceived(e) => {
+                    entry.rst_errno = Some(if e.errno == 0 { ECONNRESET } else { e.errno });
+                    report_it = e.sock.ino != 0;
+                }
+                Event::RstSent(_) => entry.rst_sent = true,
+                Event::SocketError(e) => {
+                    report_it = entry.rst_errno.take() != Some(e.errno) && !entry.rst_sent;
+                }
+                Event::StateChange(_) => report_it = false,
+                _ => {}
+            }
+        }
+        if !report_it && !self.all {
+            return None;
+        }
+
+        let (laddr, raddr) = endpoints(&sock);
+        let peer = join_host_port(&raddr, sock.rport);
+        let errno_code = match ev {
+            Event::RecvEof(_) => Some(0),
+            _ => ev.errno(),
+        };
+        let (errno_name, error) = match errno_code {
+            Some(0) => (Some(errno::EOF.to_owned()), Some(errno::EOF.to_owned())),
+            Some(n) => (Some(errno::name(n)), Some(errno::words(n))),
+            None => (None, None),
+        };
+        let (newstate, reason) = match ev {
+            Event::StateChange(e) => (Some(state_name(e.newstate)), None),
+            Event::RstSent(e) => {
+                (None, reason_name(e.reason, &self.rst_reasons).map(str::to_owned))
+            }
+            _ => (None, None),
+        };
+        let unix_ns = (i128::from(h.ts_ns) + self.realtime_offset_ns).max(0) as u64;
+        Some(Report {
+            time: rfc3339_micros(unix_ns),
+            ts_ns: h.ts_ns,
+            kind: ev.kind_name(),
+            pid: owner.as_ref().map(|o| o.pid),
+            tid: owner.as_ref().and_then(|o| o.tid),
+            comm: owner.map(|o| o.comm),
+            owner_from: source,
+            family: if sock.family == tcperr_common::tcp::AF_INET6 { "ipv6" } else { "ipv4" },
+            laddr,
+            lport: sock.lport,
+            raddr,
+            rport: sock.rport,
+            state: state_name(sock.state),
+            newstate,
+            errno: errno_name,
+            errno_code,
+            error,
+            reason,
+            cookie: sock.cookie,
+            sk: format!("{:#x}", h.sk),
+            ino: sock.ino,
+            explanation: explain(ev, &peer, &self.rst_reasons),
+        })
+    }
+
+    /// Drops sockets closed longer than the grace period before `now_ns`.
+    pub fn expire(&mut self, now_ns: u64) {
+        self.socks.retain(|_, e| e.closed_ns.is_none_or(|c| now_ns.saturating_sub(c) < GRACE_NS));
+    }
+
+    /// At the cap: drop the least recently seen quarter.
+    fn evict(&mut self) {
+        let mut seen: Vec<u64> = self.socks.values().map(|e| e.seen_ns).collect();
+        let idx = seen.len() / 4;
+        let (_, cut, _) = seen.select_nth_unstable(idx);
+        let cut = *cut;
+        let before = self.socks.len();
+        self.socks.retain(|_, e| e.seen_ns > cut);
+        self.evicted += (before - self.socks.len()) as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tcperr_common::{EventHeader, EventKind, RstReceived, SendError, SocketError, StateChange};
+
+    use super::*;
+
+    fn header(kind: EventKind, ts: u64, pid: u32, comm: &[u8]) -> EventHeader {
+        let mut c = [0u8; 16];
+        c[..comm.len()].copy_from_slice(comm);
+        EventHeader {
+            kind: kind as u32,
+            cpu: 0,
+            ts_ns: ts,
+            pid_tgid: (u64::from(pid) << 32) | u64::from(pid + 1),
+            comm: c,
+            sk: 0x1000,
+        }
+    }
+
+    fn sock(state: u8, ino: u64) -> SockInfo {
+        let mut s = SockInfo::ZERO;
+        s.family = 2;
+        s.state = state;
+        s.ino = ino;
+        s.laddr[..4].copy_from_slice(&[127, 0, 0, 1]);
+        s.raddr[..4].copy_from_slice(&[127, 0, 0, 1]);
+        s.rport = 8090;
+        s
+    }
+
+    fn connect(pid: u32, comm: &[u8]) -> Event {
+        Event::StateChange(StateChange {
+            header: header(EventKind::StateChange, 1, pid, comm),
+            sock: sock(state::CLOSE, 1),
+            oldstate: state::CLOSE,
+            newstate: state::SYN_SENT,
+            _pad: [0; 6],
+        })
+    }
+
+    fn rst(state: u8, errno: u32, interrupted_pid: u32) -> Event {
+        Event::RstReceived(RstReceived {
+            header: header(EventKind::RstReceived, 2, interrupted_pid, b"swapper/0"),
+            sock: sock(state, 1),
+            errno,
+            _pad: 0,
+        })
+    }
+
+    #[test]
+    fn softirq_rst_is_attributed_to_the_process_that_connected() {
+        let mut c = Correlator::new(BTreeMap::new(), false);
+        assert_eq!(c.observe(&connect(4242, b"client")), None);
+        let r = c.observe(&rst(state::CLOSE_WAIT, 32, 0)).unwrap();
+        assert_eq!(
+            (r.pid, r.comm.as_deref(), r.owner_from),
+            (Some(4242), Some("client"), OwnerSource::Socket)
+        );
+        assert_eq!(
+            (r.kind, r.state, r.errno.as_deref(), r.error.as_deref()),
+            ("rst_received", "CLOSE_WAIT", Some("EPIPE"), Some("broken pipe"))
+        );
+    }
+
+    #[test]
+    fn socket_error_repeating_an_rst_is_not_reported_twice() {
+        let mut c = Correlator::new(BTreeMap::new(), false);
+        c.observe(&connect(7, b"client"));
+        assert!(c.observe(&rst(state::ESTABLISHED, 104, 0)).is_some());
+        let err = |e| {
+            Event::SocketError(SocketError {
+                header: header(EventKind::SocketError, 3, 0, b""),
+                sock: sock(state::ESTABLISHED, 1),
+                errno: e,
+                _pad: 0,
+            })
+        };
+        assert_eq!(c.observe(&err(104)), None);
+        // A later, different error (a timeout) is reported.
+        assert_eq!(c.observe(&err(110)).unwrap().errno.as_deref(), Some("ETIMEDOUT"));
+    }
+
+    #[test]
+    fn send_error_names_the_calling_thread() {
+        let mut c = Correlator::new(BTreeMap::new(), false);
+        let ev = Event::SendError(SendError {
+            header: header(EventKind::SendError, 5, 99, b"writer"),
+            sock: sock(state::CLOSE, 1),
+            errno: 32,
+            _pad: 0,
+        });
+        let r = c.observe(&ev).unwrap();
+        assert_eq!((r.pid, r.tid, r.owner_from), (Some(99), Some(100), OwnerSource::Context));
+    }
+
+    #[test]
+    fn the_cap_bounds_memory_and_counts_evictions() {
+        let mut c = Correlator::new(BTreeMap::new(), false).with_cap(8);
+        for i in 0..100u64 {
+            let mut ev = connect(1, b"c");
+            if let Event::StateChange(s) = &mut ev {
+                s.header.sk = 0x1000 + i;
+                s.header.ts_ns = i;
+            }
+            c.observe(&ev);
+            assert!(c.tracked() <= 8);
+        }
+        assert!(c.evicted >= 92);
+    }
+
+    #[test]
+    fn closed_sockets_expire_after_the_grace_period() {
+        let mut c = Correlator::new(BTreeMap::new(), false);
+        c.observe(&connect(1, b"c"));
+        let close = Event::StateChange(StateChange {
+            header: header(EventKind::StateChange, 10, 1, b"c"),
+            sock: sock(state::ESTABLISHED, 1),
+            oldstate: state::ESTABLISHED,
+            newstate: state::CLOSE,
+            _pad: [0; 6],
+        });
+        c.observe(&close);
+        c.expire(10 + GRACE_NS - 1);
+        assert_eq!(c.tracked(), 1);
+        c.expire(10 + GRACE_NS);
+        assert_eq!(c.tracked(), 0);
+    }
+}

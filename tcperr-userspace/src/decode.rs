@@ -1,0 +1,201 @@
+//! Ring-buffer records → typed events. Rejects records of the wrong size or unknown kind; never
+//! panics on any input.
+use std::{fmt, mem::size_of};
+
+use tcperr_common::{
+    EventHeader, EventKind, RecvEof, RecvError, RstReceived, RstSent, SendError, SockInfo,
+    SocketError, StateChange,
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    RstReceived(RstReceived),
+    RstSent(RstSent),
+    SendError(SendError),
+    RecvError(RecvError),
+    RecvEof(RecvEof),
+    StateChange(StateChange),
+    SocketError(SocketError),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DecodeError {
+    Short { len: usize },
+    UnknownKind(u32),
+    Size { kind: EventKind, len: usize, want: usize },
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Short { len } => write!(f, "record of {len} bytes is shorter than a header"),
+            Self::UnknownKind(k) => write!(f, "record of unknown kind {k}"),
+            Self::Size { kind, len, want } => {
+                write!(f, "{kind:?} record is {len} bytes, expected {want}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// Reads a `T` from exactly `size_of::<T>()` bytes.
+fn read<T: Copy>(kind: EventKind, bytes: &[u8]) -> Result<T, DecodeError> {
+    if bytes.len() != size_of::<T>() {
+        return Err(DecodeError::Size { kind, len: bytes.len(), want: size_of::<T>() });
+    }
+    // SAFETY: the length matches; every T here is #[repr(C)] of integers and byte arrays, for
+    // which any bit pattern is valid; read_unaligned needs no alignment.
+    Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+}
+
+pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
+    if bytes.len() < size_of::<EventHeader>() {
+        return Err(DecodeError::Short { len: bytes.len() });
+    }
+    let raw_kind = u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+    let kind = EventKind::from_u32(raw_kind).ok_or(DecodeError::UnknownKind(raw_kind))?;
+    Ok(match kind {
+        EventKind::RstReceived => Event::RstReceived(read(kind, bytes)?),
+        EventKind::RstSent => Event::RstSent(read(kind, bytes)?),
+        EventKind::SendError => Event::SendError(read(kind, bytes)?),
+        EventKind::RecvError => Event::RecvError(read(kind, bytes)?),
+        EventKind::RecvEof => Event::RecvEof(read(kind, bytes)?),
+        EventKind::StateChange => Event::StateChange(read(kind, bytes)?),
+        EventKind::SocketError => Event::SocketError(read(kind, bytes)?),
+    })
+}
+
+impl Event {
+    pub fn header(&self) -> &EventHeader {
+        match self {
+            Self::RstReceived(e) => &e.header,
+            Self::RstSent(e) => &e.header,
+            Self::SendError(e) => &e.header,
+            Self::RecvError(e) => &e.header,
+            Self::RecvEof(e) => &e.header,
+            Self::StateChange(e) => &e.header,
+            Self::SocketError(e) => &e.header,
+        }
+    }
+
+    pub fn sock(&self) -> &SockInfo {
+        match self {
+            Self::RstReceived(e) => &e.sock,
+            Self::RstSent(e) => &e.sock,
+            Self::SendError(e) => &e.sock,
+            Self::RecvError(e) => &e.sock,
+            Self::RecvEof(e) => &e.sock,
+            Self::StateChange(e) => &e.sock,
+            Self::SocketError(e) => &e.sock,
+        }
+    }
+
+    /// The event kind's name, as printed and in JSON (`kind`).
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Self::RstReceived(_) => "rst_received",
+            Self::RstSent(_) => "rst_sent",
+            Self::SendError(_) => "send_error",
+            Self::RecvError(_) => "recv_error",
+            Self::RecvEof(_) => "recv_eof",
+            Self::StateChange(_) => "state_change",
+            Self::SocketError(_) => "socket_error",
+        }
+    }
+
+    /// The errno this event reports or causes, if any.
+    pub fn errno(&self) -> Option<u32> {
+        let e = match self {
+            Self::RstReceived(e) => e.errno,
+            Self::SendError(e) => e.errno,
+            Self::RecvError(e) => e.errno,
+            Self::SocketError(e) => e.errno,
+            Self::RstSent(_) | Self::RecvEof(_) | Self::StateChange(_) => 0,
+        };
+        (e != 0).then_some(e)
+    }
+}
+
+/// The raw bytes of a record, for tests and the synthetic benchmarks.
+pub fn encode<T: tcperr_common::event::Event>(event: &T) -> Vec<u8> {
+    // SAFETY: T is #[repr(C)] plain data with explicit padding fields; reading its bytes is sound.
+    unsafe { std::slice::from_raw_parts((event as *const T).cast::<u8>(), size_of::<T>()) }.to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use tcperr_common::tcp::{errno, state};
+
+    use super::*;
+
+    fn header(kind: EventKind) -> EventHeader {
+        EventHeader {
+            kind: kind as u32,
+            cpu: 1,
+            ts_ns: 5,
+            pid_tgid: (7 << 32) | 8,
+            comm: *b"client\0\0\0\0\0\0\0\0\0\0",
+            sk: 0xffff_8880_0000_1000,
+        }
+    }
+
+    fn rst_received() -> RstReceived {
+        let mut sock = SockInfo::ZERO;
+        sock.family = 2;
+        sock.state = state::CLOSE_WAIT;
+        RstReceived { header: header(EventKind::RstReceived), sock, errno: errno::EPIPE, _pad: 0 }
+    }
+
+    #[test]
+    fn decodes_each_kind_from_its_bytes() {
+        let ev = rst_received();
+        assert_eq!(decode(&encode(&ev)), Ok(Event::RstReceived(ev)));
+        let eof =
+            RecvEof { header: header(EventKind::RecvEof), sock: SockInfo::ZERO, flags: 0, _pad: 0 };
+        assert_eq!(decode(&encode(&eof)).unwrap().kind_name(), "recv_eof");
+        let sc = StateChange {
+            header: header(EventKind::StateChange),
+            sock: SockInfo::ZERO,
+            oldstate: 1,
+            newstate: 8,
+            _pad: [0; 6],
+        };
+        assert_eq!(decode(&encode(&sc)), Ok(Event::StateChange(sc)));
+    }
+
+    #[test]
+    fn rejects_truncated_records() {
+        let bytes = encode(&rst_received());
+        for len in [0, 3, size_of::<EventHeader>() - 1] {
+            assert_eq!(decode(&bytes[..len]), Err(DecodeError::Short { len }));
+        }
+        let len = bytes.len() - 1;
+        assert!(matches!(decode(&bytes[..len]), Err(DecodeError::Size { .. })));
+    }
+
+    #[test]
+    fn rejects_unknown_kinds_and_oversized_records() {
+        let mut bytes = encode(&rst_received());
+        bytes.push(0);
+        assert!(matches!(decode(&bytes), Err(DecodeError::Size { .. })));
+        bytes[..4].copy_from_slice(&99u32.to_ne_bytes());
+        assert_eq!(decode(&bytes), Err(DecodeError::UnknownKind(99)));
+    }
+
+    #[test]
+    fn never_panics_on_garbage() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for len in 0..400 {
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8 % 9 // small values hit valid kinds often
+                })
+                .collect();
+            let _ = decode(&bytes);
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! `--pid`, `--comm`, `--port`, `--errno`: each repeatable; a report must match every flag given
+//! (any of its values).
+use crate::report::Report;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Filter {
+    pub pids: Vec<u32>,
+    pub comms: Vec<String>,
+    pub ports: Vec<u16>,
+    /// errno numbers; 0 stands for EOF.
+    pub errnos: Vec<u32>,
+}
+
+/// The kernel keeps 15 bytes of a task name.
+const COMM_LEN: usize = 15;
+
+pub fn parse_pid(s: &str) -> Result<u32, String> {
+    match s.parse::<u32>() {
+        Ok(0) | Err(_) => Err(format!("{s:?} is not a process id (a positive integer)")),
+        Ok(p) => Ok(p),
+    }
+}
+
+pub fn parse_port(s: &str) -> Result<u16, String> {
+    match s.parse::<u16>() {
+        Ok(0) | Err(_) => Err(format!("{s:?} is not a TCP port (1-65535)")),
+        Ok(p) => Ok(p),
+    }
+}
+
+pub fn parse_comm(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Err("empty process name".into());
+    }
+    // Match what the kernel stores: the first 15 bytes.
+    let mut end = s.len().min(COMM_LEN);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    Ok(s[..end].to_owned())
+}
+
+impl Filter {
+    pub fn is_empty(&self) -> bool {
+        self.pids.is_empty()
+            && self.comms.is_empty()
+            && self.ports.is_empty()
+            && self.errnos.is_empty()
+    }
+
+    pub fn matches(&self, r: &Report) -> bool {
+        (self.pids.is_empty() || r.pid.is_some_and(|p| self.pids.contains(&p)))
+            && (self.comms.is_empty() || r.comm.as_ref().is_some_and(|c| self.comms.contains(c)))
+            && (self.ports.is_empty()
+                || self.ports.contains(&r.lport)
+                || self.ports.contains(&r.rport))
+            && (self.errnos.is_empty() || r.errno_code.is_some_and(|e| self.errnos.contains(&e)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::owner::OwnerSource;
+
+    fn report() -> Report {
+        Report {
+            time: String::new(),
+            ts_ns: 0,
+            kind: "send_error",
+            pid: Some(42),
+            tid: Some(43),
+            comm: Some("curl".into()),
+            owner_from: OwnerSource::Context,
+            family: "ipv4",
+            laddr: "127.0.0.1".into(),
+            lport: 40000,
+            raddr: "127.0.0.1".into(),
+            rport: 8080,
+            state: "CLOSE",
+            newstate: None,
+            errno: Some("EPIPE".into()),
+            errno_code: Some(32),
+            error: Some("broken pipe".into()),
+            reason: None,
+            cookie: 0,
+            sk: "0x0".into(),
+            ino: 0,
+            explanation: String::new(),
+        }
+    }
+
+    #[test]
+    fn every_flag_must_match_and_any_value_of_a_flag_does() {
+        let r = report();
+        assert!(Filter::default().matches(&r));
+        assert!(Filter { ports: vec![1, 8080], ..Default::default() }.matches(&r));
+        assert!(Filter { ports: vec![40000], ..Default::default() }.matches(&r));
+        assert!(!Filter { ports: vec![8081], ..Default::default() }.matches(&r));
+        assert!(Filter { pids: vec![42], errnos: vec![32], ..Default::default() }.matches(&r));
+        assert!(!Filter { pids: vec![42], errnos: vec![104], ..Default::default() }.matches(&r));
+        assert!(!Filter { comms: vec!["wget".into()], ..Default::default() }.matches(&r));
+    }
+
+    #[test]
+    fn events_without_owner_or_errno_never_match_those_filters() {
+        let mut r = report();
+        r.pid = None;
+        r.errno_code = None;
+        assert!(!Filter { pids: vec![42], ..Default::default() }.matches(&r));
+        assert!(!Filter { errnos: vec![32], ..Default::default() }.matches(&r));
+    }
+
+    #[test]
+    fn parses_flag_values_or_says_what_is_wrong() {
+        assert_eq!(parse_pid("17"), Ok(17));
+        assert!(parse_pid("0").unwrap_err().contains("process id"));
+        assert!(parse_pid("-3").is_err());
+        assert!(parse_pid("abc").is_err());
+        assert_eq!(parse_port("443"), Ok(443));
+        assert!(parse_port("65536").unwrap_err().contains("1-65535"));
+        assert!(parse_port("0").is_err());
+        assert_eq!(parse_comm("a-very-long-process-name").unwrap(), "a-very-long-pro");
+        assert!(parse_comm("").is_err());
+    }
+}

@@ -1,0 +1,21 @@
+//! tcperr's userspace: probing the kernel, loading and attaching the eBPF programs, decoding
+//! records, attributing them to processes, explaining and printing them.
+//!
+//! Follow one error from kernel to screen by name: hook `tcperr-ebpf/src/<hook>.rs` → record
+//! `tcperr_common::event::<Kind>` → [`decode::Event::<Kind>`] → [`correlate::Correlator`] →
+//! [`explain::explain`] → [`output::write`].
+
+pub mod btf;
+pub mod cli;
+pub mod correlate;
+pub mod decode;
+pub mod errno;
+pub mod explain;
+pub mod filter;
+pub mod output;
+pub mod owner;
+pub mod probe;
+pub mod report;
+pub mod trace;
+pub mod tracefs;
+pub mod tracer;

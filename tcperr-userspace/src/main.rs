@@ -1,0 +1,54 @@
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use tcperr_userspace::{
+    cli::{Cli, Command},
+    filter::Filter,
+    output::Format,
+    trace::{self, Error, Options},
+    tracer::Config,
+};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => log::LevelFilter::Error,
+        1 => log::LevelFilter::Warn,
+        2 => log::LevelFilter::Info,
+        _ => log::LevelFilter::Debug,
+    };
+    env_logger::Builder::new().filter_level(level).format_target(false).init();
+    match cli.command {
+        Command::Trace(args) => {
+            let opts = Options {
+                format: if args.json { Format::Json } else { Format::Human },
+                filter: Filter {
+                    pids: args.pid,
+                    comms: args.comm,
+                    ports: args.port,
+                    errnos: args.errno,
+                },
+                all: args.all,
+                config: Config { ringbuf_bytes: args.ringbuf_size },
+            };
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("tcperr: cannot start the runtime: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            match rt.block_on(trace::run(opts)) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(Error::Start(e)) => {
+                    eprintln!("tcperr: {e}");
+                    ExitCode::from(2)
+                }
+                Err(Error::Io(e)) => {
+                    eprintln!("tcperr: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! What the running kernel offers, and which hook serves each event source. Decided by
+//! probing (tracepoint `format` files, BTF prototypes and members), never by version number.
+use std::{fmt, path::Path};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use tcperr_common::{ABSENT, KernelLayout};
+
+use crate::{
+    btf::{Btf, Kind},
+    tracefs::{self, Format},
+};
+
+/// The event sources tcperr traces; each names the event kind(s) it produces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    RstReceived,
+    RstSent,
+    SendError,
+    RecvResult,
+    StateChange,
+    SocketError,
+}
+
+impl Source {
+    pub const ALL: [Self; 6] = [
+        Self::RstReceived,
+        Self::RstSent,
+        Self::SendError,
+        Self::RecvResult,
+        Self::StateChange,
+        Self::SocketError,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::RstReceived => "rst_received",
+            Self::RstSent => "rst_sent",
+            Self::SendError => "send_error",
+            Self::RecvResult => "recv_error/recv_eof",
+            Self::StateChange => "state_change",
+            Self::SocketError => "socket_error",
+        }
+    }
+}
+
+/// How a program attaches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attach {
+    TracePoint { category: &'static str, name: &'static str },
+    RawTracePoint { name: &'static str },
+}
+
+impl fmt::Display for Attach {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TracePoint { category, name } => write!(f, "tracepoint {category}:{name}"),
+            Self::RawTracePoint { name } => write!(f, "raw_tracepoint {name}"),
+        }
+    }
+}
+
+/// One candidate hook for a source: the program in the object and its attach point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hook {
+    pub program: &'static str,
+    pub attach: Attach,
+}
+
+/// The decision for one source: the hook that serves it, or why none can.
+#[derive(Clone, Debug)]
+pub struct Choice {
+    pub source: Source,
+    pub hook: Result<Hook, String>,
+}
+
+/// Everything probing decided: offsets for the programs and a hook per source.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub layout: KernelLayout,
+    pub choices: Vec<Choice>,
+    /// `enum sk_rst_reason` names from `tcp_send_reset`'s format, if the kernel reports reasons.
+    pub rst_reasons: std::collections::BTreeMap<u64, String>,
+}
+
+impl Plan {
+    pub fn hooks(&self) -> impl Iterator<Item = (Source, Hook)> + '_ {
+        self.choices.iter().filter_map(|c| c.hook.as_ref().ok().map(|h| (c.source, *h)))
+    }
+}
+
+/// Struct offsets every hook needs (a kernel without them cannot be traced).
+fn sock_layout(btf: &Btf, l: &mut KernelLayout) -> Result<()> {
+    let member = |ty: &str, path: &str, size: u32| -> Result<u32> {
+        let (off, tid) = btf.member_offset(ty, path)?;
+        let actual = btf.size_of(tid).unwrap_or(0);
+        if actual != size {
+            bail!("{ty}.{path} is {actual} bytes in this kernel, tcperr reads {size}");
+        }
+        Ok(off)
+    };
+    let optional = |ty: &str, path: &str, size: u32| member(ty, path, size).unwrap_or(ABSENT);
+    l.sk_state = member("sock", "__sk_common.skc_state", 1)?;
+    l.sk_family = member("sock", "__sk_common.skc_family", 2)?;
+    l.sk_num = member("sock", "__sk_common.skc_num", 2)?;
+    l.sk_sport = optional("inet_sock", "inet_sport", 2);
+    l.sk_dport = member("sock", "__sk_common.skc_dport", 2)?;
+    l.sk_daddr = member("sock", "__sk_common.skc_daddr", 4)?;
+    l.sk_rcv_saddr = member("sock", "__sk_common.skc_rcv_saddr", 4)?;
+    l.sk_v6_daddr = optional("sock", "__sk_common.skc_v6_daddr", 16);
+    l.sk_v6_rcv_saddr = optional("sock", "__sk_common.skc_v6_rcv_saddr", 16);
+    l.sk_cookie = optional("sock", "__sk_common.skc_cookie", 8);
+    l.sk_socket = member("sock", "sk_socket", 8)?;
+    l.sk_protocol = member("sock", "sk_protocol", 2)?;
+    l.sk_err = member("sock", "sk_err", 4)?;
+    l.socket_ino = match (
+        btf.member_offset("socket_alloc", "socket"),
+        btf.member_offset("socket_alloc", "vfs_inode"),
+        member("inode", "i_ino", 8),
+    ) {
+        (Ok((sock, _)), Ok((inode, _)), Ok(ino)) => (inode + ino)
+            .checked_sub(sock)
+            .ok_or_else(|| anyhow!("socket_alloc: inode before socket"))?,
+        _ => ABSENT,
+    };
+    Ok(())
+}
+
+fn field(fmt: &Format, tp: &str, name: &str, size: u32) -> Result<u32, String> {
+    match fmt.field(name) {
+        Some(f) if f.size == size => Ok(f.offset),
+        Some(f) => Err(format!("{tp}: field {name} is {} bytes, expected {size}", f.size)),
+        None => Err(format!("{tp}: no field {name}")),
+    }
+}
+
+/// A raw tracepoint whose prototype is `(struct sock *, int, int)` or `(struct sock *)`.
+fn raw_sock_tp(
+    btf: &Btf,
+    name: &'static str,
+    ints: usize,
+    program: &'static str,
+) -> Result<Hook, String> {
+    let params = btf.tracepoint_params(name).map_err(|e| e.to_string())?;
+    let ok = params.len() == 1 + ints
+        && btf.is_ptr_to_struct(params[0], "sock")
+        && params[1..].iter().all(|t| t.kind == Kind::Int && t.size_or_type == 4);
+    if !ok {
+        return Err(format!("{name}: prototype is not (struct sock *{})", ", int".repeat(ints)));
+    }
+    Ok(Hook { program, attach: Attach::RawTracePoint { name } })
+}
+
+/// Probes the kernel at `tracefs` (mount point) and with `btf`.
+pub fn plan(tracefs: &Path, btf: &Btf) -> Result<Plan> {
+    let mut layout = KernelLayout::UNSET;
+    sock_layout(btf, &mut layout).context("reading struct sock from kernel BTF")?;
+    let format = |cat: &str, name: &str| -> Result<Format, String> {
+        tracefs::read_format(tracefs, cat, name)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("tracepoint {cat}:{name} not in this kernel"))
+    };
+    let mut rst_reasons = Default::default();
+    let mut choices = Vec::new();
+    for source in Source::ALL {
+        let hook = match source {
+            Source::RstReceived => format("tcp", "tcp_receive_reset").and_then(|f| {
+                layout.tp_receive_reset_skaddr = field(&f, "tcp_receive_reset", "skaddr", 8)?;
+                Ok(Hook {
+                    program: "tcp_receive_reset",
+                    attach: Attach::TracePoint { category: "tcp", name: "tcp_receive_reset" },
+                })
+            }),
+            Source::RstSent => format("tcp", "tcp_send_reset").and_then(|f| {
+                layout.tp_send_reset_skaddr = field(&f, "tcp_send_reset", "skaddr", 8)?;
+                layout.tp_send_reset_reason =
+                    field(&f, "tcp_send_reset", "reason", 4).unwrap_or(ABSENT);
+                if let (Ok(s), Ok(d)) = (
+                    field(&f, "tcp_send_reset", "saddr", 28),
+                    field(&f, "tcp_send_reset", "daddr", 28),
+                ) {
+                    (layout.tp_send_reset_saddr, layout.tp_send_reset_daddr) = (s, d);
+                }
+                rst_reasons = f.symbols("reason");
+                Ok(Hook {
+                    program: "tcp_send_reset",
+                    attach: Attach::TracePoint { category: "tcp", name: "tcp_send_reset" },
+                })
+            }),
+            Source::SendError => raw_sock_tp(btf, "sock_send_length", 2, "sock_send_length"),
+            Source::RecvResult => raw_sock_tp(btf, "sock_recv_length", 2, "sock_recv_length"),
+            Source::StateChange => format("sock", "inet_sock_set_state").and_then(|f| {
+                let tp = "inet_sock_set_state";
+                layout.tp_set_state_skaddr = field(&f, tp, "skaddr", 8)?;
+                layout.tp_set_state_oldstate = field(&f, tp, "oldstate", 4)?;
+                layout.tp_set_state_newstate = field(&f, tp, "newstate", 4)?;
+                layout.tp_set_state_protocol = field(&f, tp, "protocol", 2)?;
+                Ok(Hook {
+                    program: "inet_sock_set_state",
+                    attach: Attach::TracePoint { category: "sock", name: "inet_sock_set_state" },
+                })
+            }),
+            Source::SocketError => {
+                raw_sock_tp(btf, "inet_sk_error_report", 0, "inet_sk_error_report")
+            }
+        };
+        choices.push(Choice { source, hook });
+    }
+    Ok(Plan { layout, choices, rst_reasons })
+}

@@ -1,0 +1,136 @@
+//! What tcperr prints for one event: the decoded event, its owner, and its explanation. The JSON
+//! field names are stable (README "JSON fields").
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use serde::Serialize;
+use tcperr_common::{SockInfo, tcp::AF_INET6};
+
+use crate::owner::OwnerSource;
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Report {
+    /// Wall-clock time, RFC 3339 with microseconds, UTC.
+    pub time: String,
+    /// Kernel CLOCK_MONOTONIC nanoseconds.
+    pub ts_ns: u64,
+    /// Event kind: rst_received, rst_sent, send_error, recv_error, recv_eof, socket_error,
+    /// state_change.
+    pub kind: &'static str,
+    pub pid: Option<u32>,
+    pub tid: Option<u32>,
+    pub comm: Option<String>,
+    pub owner_from: OwnerSource,
+    /// "ipv4" or "ipv6".
+    pub family: &'static str,
+    pub laddr: String,
+    pub lport: u16,
+    pub raddr: String,
+    pub rport: u16,
+    /// TCP state when the event fired (for state_change: the old state).
+    pub state: &'static str,
+    /// state_change only: the new state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub newstate: Option<&'static str>,
+    /// errno name ("EPIPE", ...), "EOF" for recv_eof, null when the event carries none.
+    pub errno: Option<String>,
+    /// errno number, 0 for EOF.
+    pub errno_code: Option<u32>,
+    /// What the program saw in its logs: "broken pipe", "connection reset by peer", "EOF", ...
+    pub error: Option<String>,
+    /// rst_sent only: the kernel's reason (`enum sk_rst_reason`) where it gives one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Kernel socket cookie (0 if not assigned), kernel `struct sock` address, socket inode.
+    pub cookie: u64,
+    pub sk: String,
+    pub ino: u64,
+    /// One line saying why.
+    pub explanation: String,
+}
+
+pub fn state_name(state: u8) -> &'static str {
+    use tcperr_common::tcp::state::*;
+    match state {
+        ESTABLISHED => "ESTABLISHED",
+        SYN_SENT => "SYN_SENT",
+        SYN_RECV => "SYN_RECV",
+        FIN_WAIT1 => "FIN_WAIT1",
+        FIN_WAIT2 => "FIN_WAIT2",
+        TIME_WAIT => "TIME_WAIT",
+        CLOSE => "CLOSE",
+        CLOSE_WAIT => "CLOSE_WAIT",
+        LAST_ACK => "LAST_ACK",
+        LISTEN => "LISTEN",
+        CLOSING => "CLOSING",
+        NEW_SYN_RECV => "NEW_SYN_RECV",
+        0 => "NONE",
+        _ => "UNKNOWN",
+    }
+}
+
+pub fn addr(family: u16, bytes: &[u8; 16]) -> IpAddr {
+    if family == AF_INET6 {
+        let v6 = Ipv6Addr::from(*bytes);
+        // Show v4-mapped addresses as v4, as ss does.
+        v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4)
+    } else {
+        IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]))
+    }
+}
+
+pub fn endpoints(sock: &SockInfo) -> (String, String) {
+    (addr(sock.family, &sock.laddr).to_string(), addr(sock.family, &sock.raddr).to_string())
+}
+
+/// `addr:port`, with brackets for IPv6.
+pub fn join_host_port(host: &str, port: u16) -> String {
+    if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") }
+}
+
+/// Formats CLOCK_REALTIME nanoseconds as RFC 3339 UTC with microseconds.
+pub fn rfc3339_micros(unix_ns: u64) -> String {
+    let secs = unix_ns / 1_000_000_000;
+    let micros = (unix_ns % 1_000_000_000) / 1_000;
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_times_as_rfc3339_utc() {
+        assert_eq!(rfc3339_micros(0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(rfc3339_micros(1_795_678_321_123_456_789), "2026-11-26T07:32:01.123456Z");
+        assert_eq!(rfc3339_micros(951_782_400_000_001_000), "2000-02-29T00:00:00.000001Z");
+    }
+
+    #[test]
+    fn shows_v4_mapped_ipv6_as_ipv4_and_brackets_ipv6() {
+        let mut b = [0u8; 16];
+        b[10] = 0xff;
+        b[11] = 0xff;
+        b[12..].copy_from_slice(&[127, 0, 0, 1]);
+        assert_eq!(addr(AF_INET6, &b).to_string(), "127.0.0.1");
+        assert_eq!(join_host_port("::1", 80), "[::1]:80");
+        assert_eq!(join_host_port("10.0.0.2", 8090), "10.0.0.2:8090");
+        assert_eq!(state_name(8), "CLOSE_WAIT");
+    }
+}

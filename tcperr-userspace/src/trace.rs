@@ -1,0 +1,134 @@
+//! `tcperr trace`: the live loop. Reads the ring buffer when the kernel says it is readable,
+//! correlates, filters, prints; reports lost records as they happen; stops on SIGINT/SIGTERM.
+use std::{
+    io::{self, Write},
+    os::fd::{AsRawFd, RawFd},
+    time::Duration,
+};
+
+use tokio::{
+    io::{Interest, unix::AsyncFd},
+    signal::unix::{SignalKind, signal},
+};
+
+use crate::{
+    correlate::Correlator,
+    filter::Filter,
+    output::{self, Format},
+    tracer::{Config, StartError, Tracer},
+};
+
+pub struct Options {
+    pub format: Format,
+    pub filter: Filter,
+    pub all: bool,
+    pub config: Config,
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub records: u64,
+    pub printed: u64,
+    pub lost: u64,
+    pub undecodable: u64,
+}
+
+pub enum Error {
+    /// Could not start: exit 2.
+    Start(StartError),
+    Io(io::Error),
+}
+
+struct Fd(RawFd);
+
+impl AsRawFd for Fd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0
+    }
+}
+
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: ts is a valid timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+pub async fn run(opts: Options) -> Result<Stats, Error> {
+    let mut tracer = Tracer::start(&opts.config).map_err(Error::Start)?;
+    let mut correlator = Correlator::new(tracer.plan.rst_reasons.clone(), opts.all);
+    // SAFETY: the ring buffer's fd stays open until `tracer` drops, after `ready` (below).
+    let ready =
+        unsafe { AsyncFd::register_with_interest(Fd(tracer.ring_fd()), Interest::READABLE) }
+            .map_err(|e| Error::Io(e.into()))?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(Error::Io)?;
+    let mut sigterm = signal(SignalKind::terminate()).map_err(Error::Io)?;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+
+    eprintln!("tcperr: hooks: {}", tracer.hook_summary().join(", "));
+    eprintln!("tcperr: tracing TCP errors; Ctrl-C to stop");
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    if opts.format == Format::Human {
+        writeln!(out, "{}", output::HUMAN_HEADER).map_err(Error::Io)?;
+        out.flush().map_err(Error::Io)?;
+    }
+    let mut stats = Stats::default();
+    let mut write_err = None;
+    loop {
+        tokio::select! {
+            guard = ready.readable() => {
+                let mut guard = guard.map_err(Error::Io)?;
+                tracer.drain(|ev| {
+                    stats.records += 1;
+                    let ev = match ev {
+                        Ok(ev) => ev,
+                        Err(e) => {
+                            stats.undecodable += 1;
+                            log::warn!("{e}");
+                            return;
+                        }
+                    };
+                    let Some(report) = correlator.observe(&ev) else { return };
+                    if write_err.is_some() || !opts.filter.matches(&report) {
+                        return;
+                    }
+                    stats.printed += 1;
+                    if let Err(e) = output::write(&mut out, opts.format, &report) {
+                        write_err = Some(e);
+                    }
+                });
+                guard.clear_ready();
+                if write_err.is_none()
+                    && let Err(e) = out.flush()
+                {
+                    write_err = Some(e);
+                }
+            }
+            _ = tick.tick() => {
+                correlator.expire(monotonic_ns());
+                let lost = tracer.lost();
+                if lost > stats.lost {
+                    eprintln!("tcperr: LOST {} events (ring buffer full; raise --ringbuf-size)", lost - stats.lost);
+                    stats.lost = lost;
+                }
+            }
+            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break,
+        }
+        if let Some(e) = write_err.take() {
+            if e.kind() == io::ErrorKind::BrokenPipe {
+                break; // `tcperr trace | head`: the reader is gone, stop quietly.
+            }
+            return Err(Error::Io(e));
+        }
+    }
+    stats.lost = tracer.lost();
+    drop(ready);
+    drop(tracer); // detach before reporting
+    eprintln!(
+        "tcperr: {} events seen, {} printed, {} lost, {} undecodable, {} socket entries evicted",
+        stats.records, stats.printed, stats.lost, stats.undecodable, correlator.evicted
+    );
+    Ok(stats)
+}

@@ -1,0 +1,162 @@
+//! Tracepoint record layouts, read from the running kernel's tracefs `format` files.
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Result, anyhow};
+
+const MOUNT_POINTS: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Field {
+    pub name: String,
+    pub offset: u32,
+    pub size: u32,
+    pub signed: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Format {
+    pub fields: Vec<Field>,
+    pub print_fmt: String,
+}
+
+impl Format {
+    pub fn parse(text: &str) -> Result<Self> {
+        let mut fmt = Self::default();
+        for line in text.lines() {
+            let line = line.trim();
+            if let Some(rest) = line.strip_prefix("print fmt:") {
+                fmt.print_fmt = rest.trim().to_owned();
+                continue;
+            }
+            let Some(rest) = line.strip_prefix("field:") else { continue };
+            let mut parts = rest.split(';').map(str::trim);
+            let decl = parts.next().unwrap_or_default();
+            let mut num = |key: &str| -> Result<u32> {
+                let p = parts.next().unwrap_or_default();
+                p.strip_prefix(key)
+                    .and_then(|v| v.parse().ok())
+                    .ok_or_else(|| anyhow!("bad format line: {line}"))
+            };
+            let offset = num("offset:")?;
+            let size = num("size:")?;
+            let signed = num("signed:")? == 1;
+            let name = decl
+                .split(|c: char| c.is_whitespace() || c == '*')
+                .next_back()
+                .and_then(|n| n.split('[').next())
+                .filter(|n| !n.is_empty())
+                .ok_or_else(|| anyhow!("bad field declaration: {decl}"))?;
+            fmt.fields.push(Field { name: name.to_owned(), offset, size, signed });
+        }
+        if fmt.fields.is_empty() {
+            return Err(anyhow!("format has no fields"));
+        }
+        Ok(fmt)
+    }
+
+    pub fn field(&self, name: &str) -> Option<&Field> {
+        self.fields.iter().find(|f| f.name == name)
+    }
+
+    /// The value → name table of `__print_symbolic(REC-><field>, { v, "NAME" }, ...)`.
+    pub fn symbols(&self, field: &str) -> BTreeMap<u64, String> {
+        let mut out = BTreeMap::new();
+        let key = format!("__print_symbolic(REC->{field},");
+        let Some(start) = self.print_fmt.find(&key) else { return out };
+        let mut rest = &self.print_fmt[start + key.len()..];
+        while let Some(open) = rest.find('{') {
+            // Stop at the closing parenthesis of this __print_symbolic.
+            if rest[..open].contains(')') {
+                break;
+            }
+            let Some(close) = rest[open..].find('}') else { break };
+            let entry = &rest[open + 1..open + close];
+            if let Some((v, name)) = entry.split_once(',') {
+                let name = name.trim().trim_matches('"');
+                if let Ok(v) = v.trim().parse::<u64>() {
+                    out.insert(v, name.to_owned());
+                }
+            }
+            rest = &rest[open + close + 1..];
+        }
+        out
+    }
+}
+
+/// The tracefs mount point, mounting tracefs at /sys/kernel/tracing if nothing is mounted.
+pub fn mount_point() -> Result<PathBuf, String> {
+    if let Some(p) = MOUNT_POINTS.iter().map(Path::new).find(|p| p.join("events").is_dir()) {
+        return Ok(p.to_owned());
+    }
+    let target = Path::new(MOUNT_POINTS[0]);
+    // SAFETY: constant NUL-terminated strings; mount(2) does not keep the pointers.
+    let rc = unsafe {
+        libc::mount(
+            c"tracefs".as_ptr(),
+            c"/sys/kernel/tracing".as_ptr(),
+            c"tracefs".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc == 0 && target.join("events").is_dir() {
+        return Ok(target.to_owned());
+    }
+    Err(format!(
+        "tracefs is not mounted and mounting it failed ({}); run: mount -t tracefs tracefs /sys/kernel/tracing",
+        std::io::Error::last_os_error()
+    ))
+}
+
+/// The format of tracepoint `category/name`, or None if the kernel does not have it.
+pub fn read_format(root: &Path, category: &str, name: &str) -> Result<Option<Format>> {
+    let path = root.join("events").join(category).join(name).join("format");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Format::parse(&text).map(Some),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(anyhow!("reading {}: {e}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEND_RESET_6_18: &str = "name: tcp_send_reset\nID: 1\nformat:\n\
+\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\
+\tfield:const void * skbaddr;\toffset:8;\tsize:8;\tsigned:0;\n\
+\tfield:const void * skaddr;\toffset:16;\tsize:8;\tsigned:0;\n\
+\tfield:int state;\toffset:24;\tsize:4;\tsigned:1;\n\
+\tfield:enum sk_rst_reason reason;\toffset:28;\tsize:4;\tsigned:0;\n\
+\tfield:__u8 saddr[28];\toffset:32;\tsize:28;\tsigned:0;\n\
+\n\
+print fmt: \"state=%s reason=%s\", REC->state ? __print_symbolic(REC->state, { TCP_ESTABLISHED, \"TCP_ESTABLISHED\" }) : \"UNKNOWN\", __print_symbolic(REC->reason, { 0, \"NOT_SPECIFIED\" }, { 1, \"NO_SOCKET\" }, { 12, \"TCP_ABORT_ON_LINGER\" })\n";
+
+    #[test]
+    fn parses_field_offsets_sizes_and_array_names() {
+        let f = Format::parse(SEND_RESET_6_18).unwrap();
+        assert_eq!(f.field("skaddr").unwrap().offset, 16);
+        let saddr = f.field("saddr").unwrap();
+        assert_eq!((saddr.offset, saddr.size, saddr.signed), (32, 28, false));
+        assert!(f.field("state").unwrap().signed);
+        assert!(f.field("sport").is_none());
+    }
+
+    #[test]
+    fn parses_symbolic_names_of_one_field() {
+        let f = Format::parse(SEND_RESET_6_18).unwrap();
+        let s = f.symbols("reason");
+        assert_eq!(s.get(&12).map(String::as_str), Some("TCP_ABORT_ON_LINGER"));
+        assert_eq!(s.len(), 3);
+        // Symbols with non-numeric values (TCP_ESTABLISHED) are skipped, not misparsed.
+        assert!(f.symbols("state").is_empty());
+    }
+
+    #[test]
+    fn rejects_text_without_fields() {
+        assert!(Format::parse("name: x\nprint fmt: \"\"").is_err());
+    }
+}

@@ -1,0 +1,167 @@
+//! The reproduction scenarios: real sockets on loopback making each case of SCENARIOS.md happen,
+//! each returning the events tcperr must report for it. Run natively by the integration tests
+//! and, unchanged, inside the VM.
+//!
+//! Each scenario runs its peers as named threads ("client", "server"): the thread name is the
+//! task's comm, so attribution is checked per thread (pid, tid and comm).
+use std::{
+    collections::BTreeSet,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+};
+
+use serde_json::Value;
+
+pub mod scenarios;
+mod sock;
+
+pub use scenarios::{ALL, run};
+
+/// One side of a scenario: a thread whose comm is `name`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Actor {
+    pub name: &'static str,
+    pub pid: u32,
+    pub tid: u32,
+}
+
+/// Something only some kernels report; the expectation says so explicitly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Needs {
+    /// `tcp:tcp_send_reset` fires for RSTs sent without a socket and carries `reason` (6.10+).
+    RstReason,
+}
+
+/// An event tcperr must report, with ports as roles and processes as actor names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Expected {
+    pub kind: &'static str,
+    /// Actor name, or "-" for no owner.
+    pub actor: &'static str,
+    pub local: &'static str,
+    pub remote: &'static str,
+    pub state: &'static str,
+    /// errno name, "EOF", or "-".
+    pub errno: &'static str,
+    pub needs: Option<Needs>,
+}
+
+impl Expected {
+    pub fn line(&self) -> String {
+        format!(
+            "{} {} {}->{} {} {}",
+            self.kind, self.actor, self.local, self.remote, self.state, self.errno
+        )
+    }
+}
+
+/// What one run of a scenario did.
+#[derive(Clone, Debug)]
+pub struct Run {
+    pub scenario: &'static str,
+    pub ip: IpAddr,
+    /// The server's port; every event of the scenario has it as local or remote port.
+    pub server_port: u16,
+    pub client_ports: BTreeSet<u16>,
+    pub actors: Vec<Actor>,
+    pub expected: Vec<Expected>,
+}
+
+impl Run {
+    /// Whether a `tcperr trace --json` object belongs to this run.
+    pub fn owns(&self, ev: &Value) -> bool {
+        let ip = self.ip.to_string();
+        let port = |k: &str| ev[k].as_u64().unwrap_or(0);
+        let addr = |k: &str| ev[k].as_str().unwrap_or_default() == ip;
+        let sp = u64::from(self.server_port);
+        (addr("laddr") && port("lport") == sp) || (addr("raddr") && port("rport") == sp)
+    }
+
+    fn role(&self, port: u64) -> String {
+        if port == u64::from(self.server_port) {
+            "server".into()
+        } else if u16::try_from(port).is_ok_and(|p| self.client_ports.contains(&p)) {
+            "client".into()
+        } else {
+            format!("port{port}")
+        }
+    }
+
+    fn actor(&self, ev: &Value) -> String {
+        let pid = ev["pid"].as_u64();
+        let tid = ev["tid"].as_u64();
+        let comm = ev["comm"].as_str();
+        let Some(pid) = pid else { return "-".into() };
+        self.actors
+            .iter()
+            .find(|a| {
+                u64::from(a.pid) == pid
+                    && comm == Some(a.name)
+                    && tid.is_none_or(|t| t == u64::from(a.tid))
+            })
+            .map_or_else(
+                || format!("pid{pid}/{}/{}", tid.unwrap_or(0), comm.unwrap_or("?")),
+                |a| a.name.to_owned(),
+            )
+    }
+
+    /// A tcperr JSON event in the form of [`Expected::line`]: ports become roles, processes
+    /// actor names; times and port numbers drop out.
+    pub fn normalise(&self, ev: &Value) -> String {
+        let s = |k: &str| ev[k].as_str().unwrap_or("-").to_owned();
+        format!(
+            "{} {} {}->{} {} {}",
+            s("kind"),
+            self.actor(ev),
+            self.role(ev["lport"].as_u64().unwrap_or(0)),
+            self.role(ev["rport"].as_u64().unwrap_or(0)),
+            s("state"),
+            s("errno"),
+        )
+    }
+
+    /// The expected lines on a kernel that has (or lacks) `rst_reason`, in [`by_socket`] order.
+    pub fn expected_lines(&self, kernel_has_rst_reason: bool) -> Vec<String> {
+        by_socket(
+            self.expected
+                .iter()
+                .filter(|e| e.needs.is_none() || kernel_has_rst_reason)
+                .map(Expected::line)
+                .collect(),
+        )
+    }
+
+    /// tcperr's reports of this run's sockets as lines, in [`by_socket`] order.
+    pub fn observed_lines<'a>(&self, reports: impl IntoIterator<Item = &'a Value>) -> Vec<String> {
+        by_socket(reports.into_iter().filter(|r| self.owns(r)).map(|r| self.normalise(r)).collect())
+    }
+
+    /// The run as JSON, for the `tcperr-scenario` binary.
+    pub fn to_json(&self) -> Value {
+        serde_json::json!({
+            "scenario": self.scenario,
+            "ip": self.ip.to_string(),
+            "server_port": self.server_port,
+            "client_ports": self.client_ports.iter().collect::<Vec<_>>(),
+            "actors": self.actors.iter().map(|a| serde_json::json!({"name": a.name, "pid": a.pid, "tid": a.tid})).collect::<Vec<_>>(),
+            "expected": self.expected.iter().map(|e| serde_json::json!({"line": e.line(), "needs_rst_reason": e.needs == Some(Needs::RstReason)})).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// Orders lines by socket (the local end's role), keeping each socket's own order. Events of one
+/// socket are ordered by the kernel; between two sockets the order of the tracepoints depends on
+/// kernel internals (an active RST's `tcp_send_reset` fires after loopback delivered it).
+pub fn by_socket(mut lines: Vec<String>) -> Vec<String> {
+    let local =
+        |l: &String| l.split(' ').nth(2).and_then(|p| p.split("->").next()).map(str::to_owned);
+    lines.sort_by_key(local);
+    lines
+}
+
+pub fn loopback(v6: bool) -> SocketAddr {
+    if v6 {
+        SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), 0)
+    } else {
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0)
+    }
+}

@@ -1,0 +1,99 @@
+//! One file per scenario, named after the case a user meets.
+use std::{
+    collections::BTreeSet,
+    net::SocketAddr,
+    thread::{self, JoinHandle},
+};
+
+use crate::{Actor, Expected, Needs, Run, sock};
+
+mod broken_pipe;
+mod eof;
+mod refused;
+mod reset_by_abort;
+mod reset_by_unread_data;
+
+/// Every scenario, by name.
+pub const ALL: &[&str] = &[
+    "broken_pipe",
+    "reset_by_abort",
+    "reset_by_unread_data",
+    "eof",
+    "refused",
+    "reset_by_abort_ipv6",
+];
+
+/// Runs scenario `name`; Err names the valid ones or says what the kernel did not do.
+pub fn run(name: &str) -> Result<Run, String> {
+    match name {
+        "broken_pipe" => broken_pipe::run(),
+        "reset_by_abort" => reset_by_abort::run(false),
+        "reset_by_abort_ipv6" => reset_by_abort::run(true),
+        "reset_by_unread_data" => reset_by_unread_data::run(),
+        "eof" => eof::run(),
+        "refused" => refused::run(),
+        _ => Err(format!("unknown scenario {name:?}; valid: {}", ALL.join(", "))),
+    }
+}
+
+type Outcome<T> = Result<T, String>;
+
+/// Runs `f` on a thread named `name` (its comm), returning the actor and `f`'s result.
+fn actor<T: Send + 'static>(
+    name: &'static str,
+    f: impl FnOnce() -> Outcome<T> + Send + 'static,
+) -> JoinHandle<(Actor, Outcome<T>)> {
+    thread::Builder::new()
+        .name(name.into())
+        .spawn(move || (Actor { name, pid: sock::pid(), tid: sock::tid() }, f()))
+        .expect("spawning a scenario thread")
+}
+
+fn join<T>(h: JoinHandle<(Actor, Outcome<T>)>) -> Outcome<(Actor, T)> {
+    let (actor, out) = h.join().map_err(|_| "scenario thread panicked".to_owned())?;
+    match out {
+        Ok(t) => Ok((actor, t)),
+        Err(e) => Err(format!("{}: {e}", actor.name)),
+    }
+}
+
+fn ctx<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> String + '_ {
+    move |e| format!("{what}: {e}")
+}
+
+/// An expected event: `path` is "client->server" or "server->client" (local->remote).
+fn ev(
+    kind: &'static str,
+    actor: &'static str,
+    path: &'static str,
+    state: &'static str,
+    errno: &'static str,
+) -> Expected {
+    let (local, remote) = path.split_once("->").expect("path is local->remote");
+    Expected { kind, actor, local, remote, state, errno, needs: None }
+}
+
+impl Expected {
+    /// Marks an event only some kernels report.
+    fn needs(mut self, needs: Needs) -> Self {
+        self.needs = Some(needs);
+        self
+    }
+}
+
+fn finish(
+    scenario: &'static str,
+    server: SocketAddr,
+    client_ports: impl IntoIterator<Item = u16>,
+    actors: Vec<Actor>,
+    expected: Vec<Expected>,
+) -> Run {
+    Run {
+        scenario,
+        ip: server.ip(),
+        server_port: server.port(),
+        client_ports: client_ports.into_iter().collect::<BTreeSet<_>>(),
+        actors,
+        expected,
+    }
+}
