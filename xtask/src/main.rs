@@ -1,1 +1,64 @@
-fn main() {}
+//! `cargo xtask <task>`: the project's entry points beyond plain cargo.
+//!
+//! - `test`: the whole suite: formatting, lints, unit tests, and the integration tests that load
+//!   eBPF and make real TCP traffic (needs root). Prints the time each step took.
+use std::{
+    process::{Command, ExitCode},
+    time::Instant,
+};
+
+fn cargo(args: &[&str]) -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.args(args);
+    c
+}
+
+fn step(name: &str, mut cmd: Command) -> bool {
+    eprintln!("\n==> {name}: {cmd:?}");
+    let t = Instant::now();
+    let ok = cmd.status().is_ok_and(|s| s.success());
+    eprintln!(
+        "==> {name}: {} in {:.1}s",
+        if ok { "ok" } else { "FAILED" },
+        t.elapsed().as_secs_f64()
+    );
+    ok
+}
+
+fn test() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!(
+            "xtask test: the integration tests load eBPF programs: run as root (sudo ./dev test)"
+        );
+        return false;
+    }
+    let t = Instant::now();
+    let steps = [
+        ("format", cargo(&["fmt", "--all", "--check"])),
+        ("lints", cargo(&["clippy", "--all-targets", "--", "-D", "warnings"])),
+        ("tests", cargo(&["test", "--", "--test-threads", "2"])),
+    ];
+    let mut ok = true;
+    for (name, cmd) in steps {
+        ok &= step(name, cmd);
+    }
+    eprintln!(
+        "\n==> suite {} in {:.1}s",
+        if ok { "passed" } else { "FAILED" },
+        t.elapsed().as_secs_f64()
+    );
+    ok
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let ok = match args.first().map(String::as_str) {
+        Some("test") => test(),
+        _ => {
+            eprintln!("usage: cargo xtask test");
+            return ExitCode::from(2);
+        }
+    };
+    if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}

@@ -1,0 +1,168 @@
+//! The built `tcperr` binary as a separate process: `tcperr trace --json` while scenarios run in
+//! this process; exit on SIGINT with a summary and nothing left attached; bad input and missing
+//! privilege give exit code 2 and one line. Needs root.
+use std::{
+    io::{BufRead, BufReader, Read},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+const TCPERR: &str = env!("CARGO_BIN_EXE_tcperr");
+
+struct Traced {
+    child: Child,
+    stderr_lines: mpsc::Receiver<String>,
+}
+
+/// Starts `tcperr trace --json ARGS` and waits until it says it is tracing.
+fn start(args: &[&str]) -> Traced {
+    let mut child = Command::new(TCPERR)
+        .args(["trace", "--json"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tcperr");
+    let (tx, rx) = mpsc::channel();
+    let stderr = child.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    loop {
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) if line.contains("tracing TCP errors") => break,
+            Ok(line) => seen.push(line),
+            Err(e) => panic!("tcperr did not start ({e}); stderr: {seen:#?}"),
+        }
+    }
+    Traced { child, stderr_lines: rx }
+}
+
+/// SIGINT, then (exit status, stdout JSON objects, remaining stderr lines).
+fn stop(mut t: Traced) -> (i32, Vec<serde_json::Value>, Vec<String>) {
+    std::thread::sleep(Duration::from_millis(500)); // let the last records drain
+    // SAFETY: kill(2) on our own child.
+    assert_eq!(unsafe { libc::kill(t.child.id() as i32, libc::SIGINT) }, 0);
+    let mut out = String::new();
+    t.child.stdout.take().expect("stdout").read_to_string(&mut out).expect("read stdout");
+    let status = t.child.wait().expect("wait");
+    let events = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let stderr = t.stderr_lines.try_iter().collect();
+    (status.code().unwrap_or(-1), events, stderr)
+}
+
+fn attached_tcperr_programs() -> Vec<String> {
+    let out = Command::new("bpftool").args(["prog", "show"]).output().expect("run bpftool");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| {
+            [
+                "tcp_receive_res",
+                "tcp_send_reset",
+                "sock_send_lengt",
+                "sock_recv_lengt",
+                "inet_sock_set_s",
+                "inet_sk_error_r",
+            ]
+            .iter()
+            .any(|n| l.contains(&format!(" name {n} ")) || l.ends_with(&format!(" name {n}")))
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn trace_json_reports_scenarios_run_by_another_process_and_detaches_on_sigint() {
+    let all = start(&[]);
+    let epipe_only = start(&["--errno", "EPIPE"]);
+    let broken_pipe = tcperr_scenarios::run("broken_pipe").expect("broken_pipe");
+    let refused = tcperr_scenarios::run("refused").expect("refused");
+    let (code, events, stderr) = stop(all);
+    let (code_epipe, events_epipe, _) = stop(epipe_only);
+    assert_eq!((code, code_epipe), (0, 0), "exit codes; stderr: {stderr:#?}");
+    assert!(
+        stderr.iter().any(|l| l.contains("events seen") && l.contains(" 0 lost")),
+        "summary line missing: {stderr:#?}"
+    );
+    let rst_reason = events.iter().any(|e| e["reason"].is_string());
+    for run in [&broken_pipe, &refused] {
+        assert_eq!(run.observed_lines(&events), run.expected_lines(rst_reason), "{}", run.scenario);
+    }
+    // The second, filtered process saw the same events independently, and only EPIPE ones.
+    let epipe: Vec<String> = broken_pipe
+        .expected_lines(rst_reason)
+        .into_iter()
+        .filter(|l| l.ends_with(" EPIPE"))
+        .collect();
+    assert_eq!(broken_pipe.observed_lines(&events_epipe), epipe);
+    assert!(refused.observed_lines(&events_epipe).is_empty());
+    for e in &events {
+        for field in [
+            "time",
+            "kind",
+            "pid",
+            "tid",
+            "comm",
+            "laddr",
+            "lport",
+            "raddr",
+            "rport",
+            "state",
+            "errno",
+            "error",
+            "explanation",
+        ] {
+            assert!(e.get(field).is_some(), "field {field} missing in {e}");
+        }
+    }
+    assert_eq!(attached_tcperr_programs(), Vec::<String>::new(), "programs left attached");
+}
+
+fn run_tcperr(args: &[&str], as_nobody: bool) -> (i32, String) {
+    let mut cmd = if as_nobody {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", TCPERR]);
+        c
+    } else {
+        Command::new(TCPERR)
+    };
+    let out = cmd.args(args).stdout(Stdio::null()).output().expect("run tcperr");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn bad_input_exits_2_with_a_line_naming_the_problem() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["trace", "--port", "0"], "1-65535"),
+        (&["trace", "--port", "http"], "not a TCP port"),
+        (&["trace", "--pid", "-1"], "'-1'"),
+        (&["trace", "--pid", "x"], "not a process id"),
+        (&["trace", "--errno", "EWHAT"], "unknown errno name"),
+        (&["trace", "--comm", ""], "empty process name"),
+        (&["trace", "--bogus"], "--bogus"),
+        (&["trace", "--ringbuf-size", "1000"], "power of two"),
+        (&["frobnicate"], "frobnicate"),
+        (&[], "Usage"),
+    ];
+    for (args, needle) in cases {
+        let (code, stderr) = run_tcperr(args, false);
+        assert_eq!(code, 2, "tcperr {args:?}: stderr {stderr}");
+        assert!(stderr.contains(needle), "tcperr {args:?}: {needle:?} not in {stderr}");
+        assert!(!stderr.contains("panicked"), "tcperr {args:?} panicked: {stderr}");
+    }
+}
+
+#[test]
+fn without_privilege_tcperr_names_the_capabilities_and_exits_2() {
+    let (code, stderr) = run_tcperr(&["trace"], true);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("CAP_BPF") && stderr.contains("CAP_PERFMON"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+}
