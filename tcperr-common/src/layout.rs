@@ -43,6 +43,10 @@ pub struct KernelLayout {
     pub tp_set_state_oldstate: u32,
     pub tp_set_state_newstate: u32,
     pub tp_set_state_protocol: u32,
+
+    // --- function arguments ---
+    /// Index of `flags` among `tcp_recvmsg`'s parameters (4 before Linux 5.19, then 3).
+    pub recvmsg_flags_arg: u32,
 }
 
 impl KernelLayout {
@@ -71,6 +75,7 @@ impl KernelLayout {
         tp_set_state_oldstate: ABSENT,
         tp_set_state_newstate: ABSENT,
         tp_set_state_protocol: ABSENT,
+        recvmsg_flags_arg: ABSENT,
     };
 }
 

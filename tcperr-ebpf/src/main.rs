@@ -18,7 +18,9 @@ mod sock;
 mod sock_recv_length;
 mod sock_send_length;
 mod tcp_receive_reset;
+mod tcp_recvmsg;
 mod tcp_send_reset;
+mod tcp_sendmsg;
 
 #[cfg(not(test))]
 #[panic_handler]

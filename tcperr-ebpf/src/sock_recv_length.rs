@@ -20,26 +20,31 @@ pub fn sock_recv_length(ctx: RawTracePointContext) -> i32 {
     if ret > 0 {
         return 0;
     }
+    recv_result(ctx.arg::<u64>(0), ret, ctx.arg::<u64>(2) as u32);
+    0
+}
+
+/// A receive on `sk` that returned `ret` <= 0: shared by every hook on the receive path (this
+/// one, `tcp_recvmsg.rs`).
+#[inline(always)]
+pub fn recv_result(sk: u64, ret: i32, flags: u32) {
     let errno = if ret < 0 {
         match reportable_errno(ret) {
             Some(errno) => errno,
-            None => return 0,
+            None => return,
         }
     } else {
         0
     };
-    let sk = ctx.arg::<u64>(0);
     if !is_tcp(sk) {
-        return 0;
+        return;
     }
-    let flags = ctx.arg::<u64>(2) as u32;
     let sock = sock_info(sk);
     if errno != 0 {
         emit(&RecvError { header: header::<RecvError>(sk), sock, errno, flags });
     } else if is_eof_state(sock.state) {
         emit(&RecvEof { header: header::<RecvEof>(sk), sock, flags, _pad: 0 });
     }
-    0
 }
 
 /// The errno of a failed call, unless it is one a healthy program meets all the time

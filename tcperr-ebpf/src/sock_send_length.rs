@@ -18,11 +18,16 @@ pub fn sock_send_length(ctx: RawTracePointContext) -> i32 {
     if ret >= 0 {
         return 0;
     }
-    let Some(errno) = reportable_errno(ret) else { return 0 };
-    let sk = ctx.arg::<u64>(0);
+    send_result(ctx.arg::<u64>(0), ret);
+    0
+}
+
+/// A failed send on `sk`: shared by every hook on the send path (this one, `tcp_sendmsg.rs`).
+#[inline(always)]
+pub fn send_result(sk: u64, ret: i32) {
+    let Some(errno) = reportable_errno(ret) else { return };
     if !is_tcp(sk) {
-        return 0;
+        return;
     }
     emit(&SendError { header: header::<SendError>(sk), sock: sock_info(sk), errno, _pad: 0 });
-    0
 }

@@ -280,6 +280,15 @@ impl Btf {
             .collect()
     }
 
+    /// Parameter names of kernel function `name` (a BTF FUNC), or None if BTF has no such
+    /// function (inlined, static and renamed, or absent).
+    pub fn func_params(&self, name: &str) -> Option<Vec<String>> {
+        let f = self.get(self.find(name, Kind::Func)?)?;
+        let (_, proto) = self.resolve(f.size_or_type)?;
+        (proto.kind == Kind::FuncProto)
+            .then(|| proto.members.iter().map(|m| m.name.clone()).collect())
+    }
+
     /// Whether a resolved type is a pointer to `struct <name>` (through qualifiers).
     pub fn is_ptr_to_struct(&self, t: &Type, name: &str) -> bool {
         t.kind == Kind::Ptr

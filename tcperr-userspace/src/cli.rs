@@ -1,7 +1,7 @@
 //! Command line. Every bad value is rejected by clap with one line and exit code 2.
 use clap::{Args, Parser, Subcommand};
 
-use crate::{errno, filter};
+use crate::{errno, filter, probe};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -44,6 +44,10 @@ pub struct TraceArgs {
     /// Also print state changes and events that only repeat another.
     #[arg(long)]
     pub all: bool,
+    /// Force the hooks for send/recv results: fexit, kprobe or tracepoint (default: the first
+    /// of these that works on this kernel).
+    #[arg(long, value_name = "FAMILY", value_parser = probe::Family::parse)]
+    pub hooks: Option<probe::Family>,
     /// Ring buffer size in bytes (power of two, at least 4096).
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
     pub ringbuf_size: u32,

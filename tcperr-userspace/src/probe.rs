@@ -46,8 +46,57 @@ impl Source {
 /// How a program attaches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Attach {
-    TracePoint { category: &'static str, name: &'static str },
-    RawTracePoint { name: &'static str },
+    TracePoint {
+        category: &'static str,
+        name: &'static str,
+    },
+    RawTracePoint {
+        name: &'static str,
+    },
+    FExit {
+        function: &'static str,
+    },
+    /// A kprobe program at entry and a kretprobe program (`Hook::ret_program`) at return.
+    KProbePair {
+        function: &'static str,
+    },
+}
+
+/// Families of hooks for the socket calls' results, in the order tcperr prefers them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    FExit,
+    KProbe,
+    TracePoint,
+}
+
+impl Family {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "fexit" => Ok(Self::FExit),
+            "kprobe" => Ok(Self::KProbe),
+            "tracepoint" => Ok(Self::TracePoint),
+            _ => Err(format!("unknown hook family {s:?}: use fexit, kprobe or tracepoint")),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::FExit => "fexit",
+            Self::KProbe => "kprobe",
+            Self::TracePoint => "tracepoint",
+        }
+    }
+}
+
+impl Attach {
+    pub fn family(self) -> Family {
+        match self {
+            Self::TracePoint { .. } | Self::RawTracePoint { .. } => Family::TracePoint,
+            Self::FExit { .. } => Family::FExit,
+            Self::KProbePair { .. } => Family::KProbe,
+        }
+    }
 }
 
 impl fmt::Display for Attach {
@@ -55,6 +104,8 @@ impl fmt::Display for Attach {
         match self {
             Self::TracePoint { category, name } => write!(f, "tracepoint {category}:{name}"),
             Self::RawTracePoint { name } => write!(f, "raw_tracepoint {name}"),
+            Self::FExit { function } => write!(f, "fexit {function}"),
+            Self::KProbePair { function } => write!(f, "kprobe+kretprobe {function}"),
         }
     }
 }
@@ -63,14 +114,34 @@ impl fmt::Display for Attach {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Hook {
     pub program: &'static str,
+    /// The kretprobe program of a [`Attach::KProbePair`].
+    pub ret_program: Option<&'static str>,
     pub attach: Attach,
 }
 
-/// The decision for one source: the hook that serves it, or why none can.
+impl Hook {
+    const fn new(program: &'static str, attach: Attach) -> Self {
+        Self { program, ret_program: None, attach }
+    }
+}
+
+/// One way to serve a source: a hook probing found usable, or why it is not.
+#[derive(Clone, Debug)]
+pub struct Candidate {
+    pub family: Family,
+    pub hook: Result<Hook, String>,
+}
+
+/// The candidates for one source, in order of preference. The tracer takes the first that
+/// loads and attaches.
 #[derive(Clone, Debug)]
 pub struct Choice {
     pub source: Source,
-    pub hook: Result<Hook, String>,
+    pub candidates: Vec<Candidate>,
+}
+
+fn candidate(family: Family, hook: Result<Hook, String>) -> Candidate {
+    Candidate { family, hook }
 }
 
 /// Everything probing decided: offsets for the programs and a hook per source.
@@ -80,12 +151,6 @@ pub struct Plan {
     pub choices: Vec<Choice>,
     /// `enum sk_rst_reason` names from `tcp_send_reset`'s format, if the kernel reports reasons.
     pub rst_reasons: std::collections::BTreeMap<u64, String>,
-}
-
-impl Plan {
-    pub fn hooks(&self) -> impl Iterator<Item = (Source, Hook)> + '_ {
-        self.choices.iter().filter_map(|c| c.hook.as_ref().ok().map(|h| (c.source, *h)))
-    }
 }
 
 /// Struct offsets every hook needs (a kernel without them cannot be traced).
@@ -147,13 +212,37 @@ fn raw_sock_tp(
     if !ok {
         return Err(format!("{name}: prototype is not (struct sock *{})", ", int".repeat(ints)));
     }
-    Ok(Hook { program, attach: Attach::RawTracePoint { name } })
+    Ok(Hook::new(program, Attach::RawTracePoint { name }))
+}
+
+/// fexit on `function` if BTF describes it (loading can still fail: then the next candidate).
+fn fexit(btf: &Btf, function: &'static str, program: &'static str) -> Result<Hook, String> {
+    btf.func_params(function).ok_or_else(|| format!("fexit: {function} not in kernel BTF"))?;
+    Ok(Hook::new(program, Attach::FExit { function }))
+}
+
+/// A kprobe/kretprobe pair on `function` if the kernel has kprobes.
+fn kprobe_pair(
+    tracefs: &Path,
+    function: &'static str,
+    program: &'static str,
+    ret_program: &'static str,
+) -> Result<Hook, String> {
+    let pmu = Path::new("/sys/bus/event_source/devices/kprobe").exists();
+    if !pmu && !tracefs.join("kprobe_events").exists() {
+        return Err("kprobe: kernel built without kprobes".into());
+    }
+    Ok(Hook { program, ret_program: Some(ret_program), attach: Attach::KProbePair { function } })
 }
 
 /// Probes the kernel at `tracefs` (mount point) and with `btf`.
 pub fn plan(tracefs: &Path, btf: &Btf) -> Result<Plan> {
     let mut layout = KernelLayout::UNSET;
     sock_layout(btf, &mut layout).context("reading struct sock from kernel BTF")?;
+    layout.recvmsg_flags_arg = btf
+        .func_params("tcp_recvmsg")
+        .and_then(|p| p.iter().position(|n| n == "flags"))
+        .map_or(ABSENT, |i| i as u32);
     let format = |cat: &str, name: &str| -> Result<Format, String> {
         tracefs::read_format(tracefs, cat, name)
             .map_err(|e| e.to_string())?
@@ -162,48 +251,88 @@ pub fn plan(tracefs: &Path, btf: &Btf) -> Result<Plan> {
     let mut rst_reasons = Default::default();
     let mut choices = Vec::new();
     for source in Source::ALL {
-        let hook = match source {
-            Source::RstReceived => format("tcp", "tcp_receive_reset").and_then(|f| {
-                layout.tp_receive_reset_skaddr = field(&f, "tcp_receive_reset", "skaddr", 8)?;
-                Ok(Hook {
-                    program: "tcp_receive_reset",
-                    attach: Attach::TracePoint { category: "tcp", name: "tcp_receive_reset" },
-                })
-            }),
-            Source::RstSent => format("tcp", "tcp_send_reset").and_then(|f| {
-                layout.tp_send_reset_skaddr = field(&f, "tcp_send_reset", "skaddr", 8)?;
-                layout.tp_send_reset_reason =
-                    field(&f, "tcp_send_reset", "reason", 4).unwrap_or(ABSENT);
-                if let (Ok(s), Ok(d)) = (
-                    field(&f, "tcp_send_reset", "saddr", 28),
-                    field(&f, "tcp_send_reset", "daddr", 28),
-                ) {
-                    (layout.tp_send_reset_saddr, layout.tp_send_reset_daddr) = (s, d);
-                }
-                rst_reasons = f.symbols("reason");
-                Ok(Hook {
-                    program: "tcp_send_reset",
-                    attach: Attach::TracePoint { category: "tcp", name: "tcp_send_reset" },
-                })
-            }),
-            Source::SendError => raw_sock_tp(btf, "sock_send_length", 2, "sock_send_length"),
-            Source::RecvResult => raw_sock_tp(btf, "sock_recv_length", 2, "sock_recv_length"),
-            Source::StateChange => format("sock", "inet_sock_set_state").and_then(|f| {
-                let tp = "inet_sock_set_state";
-                layout.tp_set_state_skaddr = field(&f, tp, "skaddr", 8)?;
-                layout.tp_set_state_oldstate = field(&f, tp, "oldstate", 4)?;
-                layout.tp_set_state_newstate = field(&f, tp, "newstate", 4)?;
-                layout.tp_set_state_protocol = field(&f, tp, "protocol", 2)?;
-                Ok(Hook {
-                    program: "inet_sock_set_state",
-                    attach: Attach::TracePoint { category: "sock", name: "inet_sock_set_state" },
-                })
-            }),
+        let candidates = match source {
+            Source::RstReceived => vec![candidate(
+                Family::TracePoint,
+                format("tcp", "tcp_receive_reset").and_then(|f| {
+                    layout.tp_receive_reset_skaddr = field(&f, "tcp_receive_reset", "skaddr", 8)?;
+                    Ok(Hook::new(
+                        "tcp_receive_reset",
+                        Attach::TracePoint { category: "tcp", name: "tcp_receive_reset" },
+                    ))
+                }),
+            )],
+            Source::RstSent => vec![candidate(
+                Family::TracePoint,
+                format("tcp", "tcp_send_reset").and_then(|f| {
+                    layout.tp_send_reset_skaddr = field(&f, "tcp_send_reset", "skaddr", 8)?;
+                    layout.tp_send_reset_reason =
+                        field(&f, "tcp_send_reset", "reason", 4).unwrap_or(ABSENT);
+                    if let (Ok(s), Ok(d)) = (
+                        field(&f, "tcp_send_reset", "saddr", 28),
+                        field(&f, "tcp_send_reset", "daddr", 28),
+                    ) {
+                        (layout.tp_send_reset_saddr, layout.tp_send_reset_daddr) = (s, d);
+                    }
+                    rst_reasons = f.symbols("reason");
+                    Ok(Hook::new(
+                        "tcp_send_reset",
+                        Attach::TracePoint { category: "tcp", name: "tcp_send_reset" },
+                    ))
+                }),
+            )],
+            Source::SendError => vec![
+                candidate(Family::FExit, fexit(btf, "tcp_sendmsg", "fexit_tcp_sendmsg")),
+                candidate(
+                    Family::KProbe,
+                    kprobe_pair(
+                        tracefs,
+                        "tcp_sendmsg",
+                        "kprobe_tcp_sendmsg",
+                        "kretprobe_tcp_sendmsg",
+                    ),
+                ),
+                candidate(
+                    Family::TracePoint,
+                    raw_sock_tp(btf, "sock_send_length", 2, "sock_send_length"),
+                ),
+            ],
+            Source::RecvResult => vec![
+                candidate(Family::FExit, fexit(btf, "tcp_recvmsg", "fexit_tcp_recvmsg")),
+                candidate(
+                    Family::KProbe,
+                    kprobe_pair(
+                        tracefs,
+                        "tcp_recvmsg",
+                        "kprobe_tcp_recvmsg",
+                        "kretprobe_tcp_recvmsg",
+                    ),
+                ),
+                candidate(
+                    Family::TracePoint,
+                    raw_sock_tp(btf, "sock_recv_length", 2, "sock_recv_length"),
+                ),
+            ],
+            Source::StateChange => vec![candidate(
+                Family::TracePoint,
+                format("sock", "inet_sock_set_state").and_then(|f| {
+                    let tp = "inet_sock_set_state";
+                    layout.tp_set_state_skaddr = field(&f, tp, "skaddr", 8)?;
+                    layout.tp_set_state_oldstate = field(&f, tp, "oldstate", 4)?;
+                    layout.tp_set_state_newstate = field(&f, tp, "newstate", 4)?;
+                    layout.tp_set_state_protocol = field(&f, tp, "protocol", 2)?;
+                    Ok(Hook::new(
+                        "inet_sock_set_state",
+                        Attach::TracePoint { category: "sock", name: "inet_sock_set_state" },
+                    ))
+                }),
+            )],
             Source::SocketError => {
-                raw_sock_tp(btf, "inet_sk_error_report", 0, "inet_sk_error_report")
+                let hook = raw_sock_tp(btf, "inet_sk_error_report", 0, "inet_sk_error_report");
+                vec![candidate(Family::TracePoint, hook)]
             }
         };
-        choices.push(Choice { source, hook });
+        choices.push(Choice { source, candidates });
     }
     Ok(Plan { layout, choices, rst_reasons })
 }

@@ -8,13 +8,13 @@ use std::{
 use aya::{
     Ebpf, EbpfLoader,
     maps::{MapData, PerCpuArray, RingBuf},
-    programs::{RawTracePoint, TracePoint},
+    programs::{FExit, KProbe, Program, RawTracePoint, TracePoint},
 };
 
 use crate::{
     btf::Btf,
     decode::{DecodeError, Event, decode},
-    probe::{self, Attach, Plan},
+    probe::{self, Attach, Family, Hook, Plan},
     tracefs,
 };
 
@@ -38,20 +38,30 @@ fn fail(msg: impl Into<String>) -> StartError {
 pub struct Config {
     /// Ring buffer size in bytes (a power of two, multiple of the page size).
     pub ringbuf_bytes: u32,
+    /// Force one family of hooks for the socket calls' results (`--hooks`).
+    pub hooks: Option<Family>,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Self { ringbuf_bytes: 1 << 20 }
+        Self { ringbuf_bytes: 1 << 20, hooks: None }
     }
+}
+
+/// What serves one source on this kernel, and why the candidates before it did not.
+#[derive(Clone, Debug)]
+pub struct Selected {
+    pub source: probe::Source,
+    pub hook: Option<Hook>,
+    /// One line per candidate passed over (unavailable, not the forced family, failed to load).
+    pub passed_over: Vec<String>,
 }
 
 pub struct Tracer {
     ring: RingBuf<MapData>,
     lost: PerCpuArray<MapData, u64>,
     pub plan: Plan,
-    /// Hooks that failed to attach although probing chose them: (source, error).
-    pub attach_failures: Vec<(probe::Source, String)>,
+    pub selected: Vec<Selected>,
     // Keeps programs and links alive; dropping it detaches everything.
     _ebpf: Ebpf,
 }
@@ -113,17 +123,6 @@ impl Tracer {
             )));
         }
         let plan = probe_kernel()?;
-        if plan.hooks().next().is_none() {
-            let why: Vec<_> = plan
-                .choices
-                .iter()
-                .filter_map(|c| c.hook.as_ref().err().map(|e| format!("{}: {e}", c.source.name())))
-                .collect();
-            return Err(fail(format!(
-                "no event source can be traced on this kernel ({})",
-                why.join("; ")
-            )));
-        }
         let mut ebpf = EbpfLoader::new()
             .override_global("LAYOUT", &plan.layout, true)
             .map_max_entries("EVENTS", rb)
@@ -133,22 +132,51 @@ impl Tracer {
                     "loading the eBPF object failed: {e} (tcperr needs Linux 5.8+ with the BPF ring buffer)"
                 ))
             })?;
-        let mut attach_failures = Vec::new();
-        for (source, hook) in plan.hooks() {
-            let res = attach(&mut ebpf, hook.program, hook.attach);
-            if let Err(e) = res {
-                log::warn!("{} via {}: {e}", source.name(), hook.attach);
-                attach_failures.push((source, e));
+        let mut btf = None;
+        let mut selected = Vec::new();
+        for choice in &plan.choices {
+            let forced = config.hooks.filter(|_| choice.candidates.len() > 1);
+            let mut sel = Selected { source: choice.source, hook: None, passed_over: Vec::new() };
+            for candidate in &choice.candidates {
+                if forced.is_some_and(|f| f != candidate.family) {
+                    continue;
+                }
+                let hook = match &candidate.hook {
+                    Ok(h) => *h,
+                    Err(why) => {
+                        sel.passed_over.push(why.clone());
+                        continue;
+                    }
+                };
+                match attach(&mut ebpf, &mut btf, &hook) {
+                    Ok(()) => {
+                        sel.hook = Some(hook);
+                        break;
+                    }
+                    Err(e) => sel.passed_over.push(format!("{}: {e}", hook.attach)),
+                }
             }
+            for why in &sel.passed_over {
+                log::warn!("{}: {why}", choice.source.name());
+            }
+            if let (Some(f), None) = (forced, sel.hook) {
+                return Err(fail(format!(
+                    "--hooks {}: {} cannot use it on this kernel ({})",
+                    f.name(),
+                    choice.source.name(),
+                    sel.passed_over.join("; ")
+                )));
+            }
+            selected.push(sel);
         }
-        if attach_failures.len() == plan.hooks().count() {
+        if selected.iter().all(|s| s.hook.is_none()) {
+            let why: Vec<_> = selected
+                .iter()
+                .map(|s| format!("{}: {}", s.source.name(), s.passed_over.join("; ")))
+                .collect();
             return Err(fail(format!(
-                "no hook could be attached: {}",
-                attach_failures
-                    .iter()
-                    .map(|(s, e)| format!("{}: {e}", s.name()))
-                    .collect::<Vec<_>>()
-                    .join("; ")
+                "no event source can be traced on this kernel ({})",
+                why.join("; ")
             )));
         }
         let take = |ebpf: &mut Ebpf, name: &str| {
@@ -159,23 +187,16 @@ impl Tracer {
             RingBuf::try_from(take(&mut ebpf, "EVENTS")?).map_err(|e| fail(e.to_string()))?;
         let lost =
             PerCpuArray::try_from(take(&mut ebpf, "LOST")?).map_err(|e| fail(e.to_string()))?;
-        Ok(Self { ring, lost, plan, attach_failures, _ebpf: ebpf })
+        Ok(Self { ring, lost, plan, selected, _ebpf: ebpf })
     }
 
-    /// One line per source: the hook that serves it on this kernel, or why none does.
+    /// One entry per source: the hook that serves it on this kernel, or OFF and why.
     pub fn hook_summary(&self) -> Vec<String> {
-        self.plan
-            .choices
+        self.selected
             .iter()
-            .map(|c| {
-                let failed = self.attach_failures.iter().find(|(s, _)| *s == c.source);
-                match (&c.hook, failed) {
-                    (Ok(h), None) => format!("{} via {}", c.source.name(), h.attach),
-                    (Ok(h), Some((_, e))) => {
-                        format!("{} OFF ({} failed: {e})", c.source.name(), h.attach)
-                    }
-                    (Err(e), _) => format!("{} OFF ({e})", c.source.name()),
-                }
+            .map(|s| match s.hook {
+                Some(h) => format!("{} via {}", s.source.name(), h.attach),
+                None => format!("{} OFF ({})", s.source.name(), s.passed_over.join("; ")),
             })
             .collect()
     }
@@ -207,19 +228,58 @@ impl Tracer {
     }
 }
 
-fn attach(ebpf: &mut Ebpf, program: &str, how: Attach) -> Result<(), String> {
-    let prog =
-        ebpf.program_mut(program).ok_or_else(|| format!("program {program} not in object"))?;
-    match how {
+fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Program, String> {
+    ebpf.program_mut(name).ok_or_else(|| format!("program {name} not in object"))
+}
+
+/// Loads and attaches one hook's program(s); on failure nothing of it stays loaded.
+fn attach(ebpf: &mut Ebpf, btf: &mut Option<aya::Btf>, hook: &Hook) -> Result<(), String> {
+    let res = attach_inner(ebpf, btf, hook);
+    if res.is_err() {
+        for name in [Some(hook.program), hook.ret_program].into_iter().flatten() {
+            let _ = match ebpf.program_mut(name) {
+                Some(Program::FExit(p)) => p.unload(),
+                Some(Program::KProbe(p)) => p.unload(),
+                Some(Program::TracePoint(p)) => p.unload(),
+                Some(Program::RawTracePoint(p)) => p.unload(),
+                _ => Ok(()),
+            };
+        }
+    }
+    res
+}
+
+fn attach_inner(ebpf: &mut Ebpf, btf: &mut Option<aya::Btf>, hook: &Hook) -> Result<(), String> {
+    match hook.attach {
         Attach::TracePoint { category, name } => {
-            let p: &mut TracePoint = prog.try_into().map_err(|e| format!("{e}"))?;
+            let p: &mut TracePoint =
+                program(ebpf, hook.program)?.try_into().map_err(|e| format!("{e}"))?;
             p.load().map_err(|e| format!("load: {e}"))?;
             p.attach(category, name).map_err(|e| format!("attach: {e}"))?;
         }
         Attach::RawTracePoint { name } => {
-            let p: &mut RawTracePoint = prog.try_into().map_err(|e| format!("{e}"))?;
+            let p: &mut RawTracePoint =
+                program(ebpf, hook.program)?.try_into().map_err(|e| format!("{e}"))?;
             p.load().map_err(|e| format!("load: {e}"))?;
             p.attach(name).map_err(|e| format!("attach: {e}"))?;
+        }
+        Attach::FExit { function } => {
+            if btf.is_none() {
+                *btf = Some(aya::Btf::from_sys_fs().map_err(|e| format!("kernel BTF: {e}"))?);
+            }
+            let btf = btf.as_ref().ok_or("kernel BTF unavailable")?;
+            let p: &mut FExit =
+                program(ebpf, hook.program)?.try_into().map_err(|e| format!("{e}"))?;
+            p.load(function, btf).map_err(|e| format!("load: {e}"))?;
+            p.attach().map_err(|e| format!("attach: {e}"))?;
+        }
+        Attach::KProbePair { function } => {
+            let ret = hook.ret_program.ok_or("kprobe pair without a return program")?;
+            for name in [hook.program, ret] {
+                let p: &mut KProbe = program(ebpf, name)?.try_into().map_err(|e| format!("{e}"))?;
+                p.load().map_err(|e| format!("load: {e}"))?;
+                p.attach(function, 0).map_err(|e| format!("attach: {e}"))?;
+            }
         }
     }
     Ok(())

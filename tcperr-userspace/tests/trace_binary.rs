@@ -148,6 +148,7 @@ fn bad_input_exits_2_with_a_line_naming_the_problem() {
         (&["trace", "--comm", ""], "empty process name"),
         (&["trace", "--bogus"], "--bogus"),
         (&["trace", "--ringbuf-size", "1000"], "power of two"),
+        (&["trace", "--hooks", "uprobe"], "use fexit, kprobe or tracepoint"),
         (&["frobnicate"], "frobnicate"),
         (&[], "Usage"),
     ];

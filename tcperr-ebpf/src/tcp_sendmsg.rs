@@ -1,0 +1,49 @@
+//! `tcp_sendmsg(struct sock *sk, struct msghdr *msg, size_t size)` → [`SendError`], for kernels
+//! chosen by probing: fexit (5.5+, return value 5.17+), else a kprobe/kretprobe pair that keeps
+//! the socket per thread between entry and return.
+//!
+//! [`SendError`]: tcperr_common::SendError
+use aya_ebpf::{
+    helpers::bpf_get_current_pid_tgid,
+    macros::{fexit, kprobe, kretprobe, map},
+    maps::HashMap,
+    programs::{FExitContext, ProbeContext, RetProbeContext},
+};
+
+use crate::sock_send_length::send_result;
+
+#[fexit(function = "tcp_sendmsg")]
+pub fn fexit_tcp_sendmsg(ctx: FExitContext) -> i32 {
+    let ret = ctx.ret::<i32>().unwrap_or(0);
+    if ret >= 0 {
+        return 0;
+    }
+    send_result(ctx.arg::<u64>(0), ret);
+    0
+}
+
+/// Socket of each thread inside `tcp_sendmsg`, from entry to return (kprobe path only).
+#[map]
+static SENDING: HashMap<u64, u64> = HashMap::with_max_entries(16_384, 0);
+
+#[kprobe(function = "tcp_sendmsg")]
+pub fn kprobe_tcp_sendmsg(ctx: ProbeContext) -> u32 {
+    if let Some(sk) = ctx.arg::<u64>(0) {
+        let _ = SENDING.insert(&bpf_get_current_pid_tgid(), &sk, 0);
+    }
+    0
+}
+
+#[kretprobe(function = "tcp_sendmsg")]
+pub fn kretprobe_tcp_sendmsg(ctx: RetProbeContext) -> u32 {
+    let tid = bpf_get_current_pid_tgid();
+    let ret = ctx.ret::<i64>() as i32;
+    if ret < 0 {
+        // SAFETY: the value is copied out before the entry is removed.
+        if let Some(sk) = unsafe { SENDING.get(&tid) }.copied() {
+            send_result(sk, ret);
+        }
+    }
+    let _ = SENDING.remove(&tid);
+    0
+}
