@@ -2,7 +2,7 @@
 use aya_ebpf::helpers::bpf_probe_read_kernel;
 use tcperr_common::{
     ABSENT, SockInfo,
-    tcp::{AF_INET, AF_INET6, IPPROTO_TCP},
+    tcp::{AF_INET, AF_INET6, IPPROTO_TCP, state},
 };
 
 use crate::layout::layout;
@@ -25,15 +25,17 @@ pub fn is_tcp(sk: u64) -> bool {
         && read::<u16>(sk, layout!(sk_protocol)) == IPPROTO_TCP
 }
 
-/// Identity, 4-tuple and state of `sk`.
+/// Identity, 4-tuple and state of `sk`. A TIME_WAIT or NEW_SYN_RECV "socket" is a smaller
+/// structure that shares only `struct sock_common`: nothing past it is read.
 #[inline(always)]
 pub fn sock_info(sk: u64) -> SockInfo {
     let mut info = SockInfo::ZERO;
     info.family = read(sk, layout!(sk_family));
     info.state = read(sk, layout!(sk_state));
-    // skc_num is cleared when the socket leaves the hash tables (CLOSE); inet_sport is not.
+    let full = !matches!(info.state, state::TIME_WAIT | state::NEW_SYN_RECV);
     info.lport = read(sk, layout!(sk_num));
-    if info.lport == 0 {
+    if info.lport == 0 && full {
+        // skc_num is cleared when the socket leaves the hash tables (CLOSE); inet_sport is not.
         info.lport = u16::from_be(read(sk, layout!(sk_sport)));
     }
     info.rport = u16::from_be(read(sk, layout!(sk_dport)));
@@ -47,7 +49,9 @@ pub fn sock_info(sk: u64) -> SockInfo {
         info.laddr[..4].copy_from_slice(&l);
         info.raddr[..4].copy_from_slice(&r);
     }
-    let socket: u64 = read(sk, layout!(sk_socket));
-    info.ino = read(socket, layout!(socket_ino));
+    if full {
+        let socket: u64 = read(sk, layout!(sk_socket));
+        info.ino = read(socket, layout!(socket_ino));
+    }
     info
 }

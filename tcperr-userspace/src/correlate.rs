@@ -42,6 +42,8 @@ struct SockEntry {
     tuple: Option<SockInfo>,
     closed_ns: Option<u64>,
     seen_ns: u64,
+    /// The socket's inode once seen: a different one at the same address is a new socket.
+    ino: u64,
 }
 
 pub struct Correlator {
@@ -117,15 +119,18 @@ impl Correlator {
         // Attribution.
         let (owner, source) = match entry {
             Some(entry) => {
+                let connecting =
+                    matches!(ev, Event::StateChange(e) if e.newstate == state::SYN_SENT);
+                if connecting || (sock.ino != 0 && entry.ino != 0 && sock.ino != entry.ino) {
+                    // The struct sock was freed and reused by another socket.
+                    *entry = SockEntry::default();
+                }
+                if sock.ino != 0 {
+                    entry.ino = sock.ino;
+                }
                 entry.seen_ns = h.ts_ns;
-                if let Event::StateChange(e) = ev {
-                    if e.newstate == state::SYN_SENT {
-                        // A new connection on a recycled struct sock: forget the old one.
-                        *entry = SockEntry { seen_ns: h.ts_ns, ..Default::default() };
-                    }
-                    if e.newstate == state::CLOSE {
-                        entry.closed_ns = Some(h.ts_ns);
-                    }
+                if matches!(ev, Event::StateChange(e) if e.newstate == state::CLOSE) {
+                    entry.closed_ns = Some(h.ts_ns);
                 }
                 fill_tuple(&mut entry.tuple, &mut sock);
                 if Self::in_owner_context(ev) {
@@ -133,16 +138,24 @@ impl Correlator {
                     (Some(ctx), OwnerSource::Context)
                 } else if let Some(o) = &entry.owner {
                     (Some(o.clone()), OwnerSource::Socket)
-                } else if let Some(o) = self.procs.lookup(sock.ino) {
-                    entry.owner = Some(o.clone());
-                    (Some(o), OwnerSource::Proc)
-                } else if sock.ino != 0 && matches!(ev, Event::RstSent(_) | Event::StateChange(_)) {
-                    // The socket still has its file but no process has it in its fd table:
-                    // the file is being released, so this runs inside the owner's close().
-                    entry.owner = Some(ctx.clone());
-                    (Some(ctx), OwnerSource::Closing)
                 } else {
-                    (None, OwnerSource::Unknown)
+                    // Events that can run inside the owner's close() (an abort's RST, the move
+                    // to CLOSE): the socket still has its file (ino) but the fd is gone or
+                    // going, so the closing task is the owner, to the thread, unless /proc
+                    // says another process holds the socket.
+                    let in_close =
+                        sock.ino != 0 && matches!(ev, Event::RstSent(_) | Event::StateChange(_));
+                    match self.procs.lookup(sock.ino) {
+                        Some(o) if !(in_close && o.pid == ctx.pid) => {
+                            entry.owner = Some(o.clone());
+                            (Some(o), OwnerSource::Proc)
+                        }
+                        _ if in_close => {
+                            entry.owner = Some(ctx.clone());
+                            (Some(ctx), OwnerSource::Closing)
+                        }
+                        _ => (None, OwnerSource::Unknown),
+                    }
                 }
             }
             None => (None, OwnerSource::Unknown),
@@ -323,6 +336,22 @@ mod tests {
         });
         let r = c.observe(&ev).unwrap();
         assert_eq!((r.pid, r.tid, r.owner_from), (Some(99), Some(100), OwnerSource::Context));
+    }
+
+    #[test]
+    fn a_reused_struct_sock_does_not_inherit_the_old_owner() {
+        let mut c = Correlator::new(BTreeMap::new(), true);
+        c.observe(&connect(4242, b"old"));
+        // Another socket at the same kernel address (inode 2), aborted inside its owner's close().
+        let abort = Event::StateChange(StateChange {
+            header: header(EventKind::StateChange, 9, 77, b"new"),
+            sock: sock(state::ESTABLISHED, 2),
+            oldstate: state::ESTABLISHED,
+            newstate: state::CLOSE,
+            _pad: [0; 6],
+        });
+        let r = c.observe(&abort).unwrap();
+        assert_eq!((r.pid, r.owner_from), (Some(77), OwnerSource::Closing));
     }
 
     #[test]

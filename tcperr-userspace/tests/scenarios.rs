@@ -31,7 +31,7 @@ fn trace(scenario: &str) -> (Run, Vec<serde_json::Value>, bool) {
         }
     }
     assert_eq!(tracer.lost(), 0, "records lost");
-    (run, reports, !tracer.plan.rst_reasons.is_empty())
+    (run, reports, tcperr_scenarios::drive::kernel_reports_rst_reason())
 }
 
 fn assert_scenario(scenario: &str) {

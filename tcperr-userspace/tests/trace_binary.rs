@@ -2,60 +2,22 @@
 //! this process; exit on SIGINT with a summary and nothing left attached; bad input and missing
 //! privilege give exit code 2 and one line. Needs root.
 use std::{
-    io::{BufRead, BufReader, Read},
-    process::{Child, Command, Stdio},
-    sync::mpsc,
+    path::Path,
+    process::{Command, Stdio},
     time::Duration,
 };
 
+use tcperr_scenarios::drive::{self, Stopped, Traced};
+
 const TCPERR: &str = env!("CARGO_BIN_EXE_tcperr");
 
-struct Traced {
-    child: Child,
-    stderr_lines: mpsc::Receiver<String>,
-}
-
-/// Starts `tcperr trace --json ARGS` and waits until it says it is tracing.
 fn start(args: &[&str]) -> Traced {
-    let mut child = Command::new(TCPERR)
-        .args(["trace", "--json"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn tcperr");
-    let (tx, rx) = mpsc::channel();
-    let stderr = child.stderr.take().expect("stderr");
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut seen = Vec::new();
-    loop {
-        match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(line) if line.contains("tracing TCP errors") => break,
-            Ok(line) => seen.push(line),
-            Err(e) => panic!("tcperr did not start ({e}); stderr: {seen:#?}"),
-        }
-    }
-    Traced { child, stderr_lines: rx }
+    drive::start(Path::new(TCPERR), args, Duration::from_secs(30))
+        .unwrap_or_else(|(code, stderr)| panic!("tcperr did not start (exit {code:?}): {stderr}"))
 }
 
-/// SIGINT, then (exit status, stdout JSON objects, remaining stderr lines).
-fn stop(mut t: Traced) -> (i32, Vec<serde_json::Value>, Vec<String>) {
-    std::thread::sleep(Duration::from_millis(500)); // let the last records drain
-    // SAFETY: kill(2) on our own child.
-    assert_eq!(unsafe { libc::kill(t.child.id() as i32, libc::SIGINT) }, 0);
-    let mut out = String::new();
-    t.child.stdout.take().expect("stdout").read_to_string(&mut out).expect("read stdout");
-    let status = t.child.wait().expect("wait");
-    let events = out
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect();
-    let stderr = t.stderr_lines.try_iter().collect();
-    (status.code().unwrap_or(-1), events, stderr)
+fn stop(t: Traced) -> Stopped {
+    drive::stop(t).unwrap_or_else(|e| panic!("stopping tcperr: {e}"))
 }
 
 fn attached_tcperr_programs() -> Vec<String> {
@@ -84,14 +46,14 @@ fn trace_json_reports_scenarios_run_by_another_process_and_detaches_on_sigint() 
     let epipe_only = start(&["--errno", "EPIPE"]);
     let broken_pipe = tcperr_scenarios::run("broken_pipe").expect("broken_pipe");
     let refused = tcperr_scenarios::run("refused").expect("refused");
-    let (code, events, stderr) = stop(all);
-    let (code_epipe, events_epipe, _) = stop(epipe_only);
+    let Stopped { code, events, stderr } = stop(all);
+    let Stopped { code: code_epipe, events: events_epipe, .. } = stop(epipe_only);
     assert_eq!((code, code_epipe), (0, 0), "exit codes; stderr: {stderr:#?}");
     assert!(
         stderr.iter().any(|l| l.contains("events seen") && l.contains(" 0 lost")),
         "summary line missing: {stderr:#?}"
     );
-    let rst_reason = events.iter().any(|e| e["reason"].is_string());
+    let rst_reason = drive::kernel_reports_rst_reason();
     for run in [&broken_pipe, &refused] {
         assert_eq!(run.observed_lines(&events), run.expected_lines(rst_reason), "{}", run.scenario);
     }

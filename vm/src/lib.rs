@@ -11,6 +11,7 @@ use std::{
 
 use serde_json::Value;
 
+pub mod drive;
 pub mod scenarios;
 mod sock;
 
@@ -27,7 +28,8 @@ pub struct Actor {
 /// Something only some kernels report; the expectation says so explicitly.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Needs {
-    /// `tcp:tcp_send_reset` fires for RSTs sent without a socket and carries `reason` (6.10+).
+    /// `tcp:tcp_send_reset` fires also for RSTs sent without a full socket (no socket, TIME_WAIT)
+    /// and carries `reason` (6.10+).
     RstReason,
 }
 

@@ -26,6 +26,21 @@ pub fn set_linger_zero(s: &TcpStream) -> io::Result<()> {
     if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }
 
+/// `TCP_LINGER2`: how long an orphaned socket stays in FIN_WAIT2.
+pub fn set_linger2(s: &TcpStream, secs: i32) -> io::Result<()> {
+    // SAFETY: valid fd and an int option.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_LINGER2,
+            (&raw const secs).cast(),
+            size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
 /// Waits (without reading) until `events` is signalled on `s`; returns the revents.
 pub fn wait_for(s: &TcpStream, events: i16, timeout: Duration) -> io::Result<i16> {
     let mut p = libc::pollfd { fd: s.as_raw_fd(), events, revents: 0 };

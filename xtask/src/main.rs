@@ -1,15 +1,24 @@
 //! `cargo xtask <task>`: the project's entry points beyond plain cargo.
 //!
-//! - `test`: the whole suite: formatting, lints, unit tests, and the integration tests that load
-//!   eBPF and make real TCP traffic (needs root). Prints the time each step took.
+//! - `test`: the whole suite: formatting, lints, unit tests, the integration tests that load
+//!   eBPF and make real TCP traffic (needs root), and the VM suite on the Debian kernels.
+//! - `vm`: the reproduction scenarios inside QEMU guests (`vm.rs`).
 use std::{
+    path::PathBuf,
     process::{Command, ExitCode},
     time::Instant,
 };
 
+mod cpio;
+mod vm;
+
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
 fn cargo(args: &[&str]) -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    c.args(args);
+    c.args(args).current_dir(workspace_root());
     c
 }
 
@@ -38,6 +47,7 @@ fn test() -> bool {
         ("format", cargo(&["fmt", "--all", "--check"])),
         ("lints", cargo(&["clippy", "--all-targets", "--", "-D", "warnings"])),
         ("tests", cargo(&["test", "--", "--test-threads", "2"])),
+        ("vm", cargo(&["xtask", "vm"])),
     ];
     let mut ok = true;
     for (name, cmd) in steps {
@@ -55,8 +65,23 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let ok = match args.first().map(String::as_str) {
         Some("test") => test(),
+        Some("vm") => match vm::parse(&args[1..], tcperr_scenarios::ALL) {
+            Err(e) => {
+                eprintln!("xtask vm: {e}");
+                return ExitCode::from(2);
+            }
+            Ok(o) => match vm::vm(&o) {
+                Ok(ok) => ok,
+                Err(e) => {
+                    eprintln!("xtask vm: {e}");
+                    false
+                }
+            },
+        },
         _ => {
-            eprintln!("usage: cargo xtask test");
+            eprintln!(
+                "usage: cargo xtask test | cargo xtask vm [--kernel K] [--scenario S] [--hooks F] [-v]"
+            );
             return ExitCode::from(2);
         }
     };

@@ -20,6 +20,10 @@ pub fn run() -> Result<Run, String> {
         let (mut s, _) = listener.accept().map_err(ctx("accept"))?;
         let mut buf = [0u8; 5];
         s.read_exact(&mut buf).map_err(ctx("read"))?;
+        // Keep the closed socket a full socket in FIN_WAIT2 (a FIN_WAIT2 timeout above
+        // TIME_WAIT's 60 s), so that the client's data meets it rather than, depending on timing,
+        // the TIME_WAIT socket that can replace it.
+        sock::set_linger2(&s, 90).map_err(ctx("TCP_LINGER2"))?;
         drop(s); // FIN to the client
         closed_tx.send(()).map_err(ctx("signal"))
     });
@@ -44,7 +48,7 @@ pub fn run() -> Result<Run, String> {
         [port],
         vec![client, server],
         vec![
-            // The server's kernel resets the client that wrote to a closed socket.
+            // The server's kernel resets the client that wrote to its closed socket.
             ev("rst_sent", "server", "server->client", "CLOSE", "-"),
             ev("rst_received", "client", "client->server", "CLOSE_WAIT", "EPIPE"),
             ev("send_error", "client", "client->server", "CLOSE", "EPIPE"),

@@ -1,0 +1,104 @@
+//! Driving the built `tcperr` binary as a separate process: start `tcperr trace --json`, wait
+//! until it traces, stop it with SIGINT and collect its JSON events. Used by the binary-level
+//! tests and by the VM guest.
+use std::{
+    io::{BufRead, BufReader, Read},
+    path::Path,
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+use serde_json::Value;
+
+pub struct Traced {
+    child: Child,
+    stderr_lines: mpsc::Receiver<String>,
+    /// tcperr's start-up line naming the hook of each source.
+    pub hooks: String,
+}
+
+pub struct Stopped {
+    pub code: i32,
+    pub events: Vec<Value>,
+    pub stderr: Vec<String>,
+}
+
+/// Starts `tcperr trace --json ARGS` and waits (up to `timeout`) until it says it is tracing.
+/// Err carries tcperr's exit code (2: it cannot trace this way here) and its stderr.
+pub fn start(
+    tcperr: &Path,
+    args: &[&str],
+    timeout: Duration,
+) -> Result<Traced, (Option<i32>, String)> {
+    let mut child = Command::new(tcperr)
+        .args(["trace", "--json"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| (None, format!("spawn {}: {e}", tcperr.display())))?;
+    let (tx, rx) = mpsc::channel();
+    let stderr = child.stderr.take().ok_or((None, "no stderr".to_owned()))?;
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen: Vec<String> = Vec::new();
+    let mut hooks = String::new();
+    loop {
+        match rx.recv_timeout(timeout) {
+            Ok(line) if line.contains("tracing TCP errors") => break,
+            Ok(line) => {
+                if let Some(h) = line.strip_prefix("tcperr: hooks: ") {
+                    hooks = h.to_owned();
+                }
+                seen.push(line);
+            }
+            Err(_) => {
+                let _ = child.kill();
+                let code = child.wait().ok().and_then(|s| s.code());
+                return Err((code, seen.join("\n")));
+            }
+        }
+    }
+    Ok(Traced { child, stderr_lines: rx, hooks })
+}
+
+/// Lets the last records drain, sends SIGINT, and collects the events.
+pub fn stop(mut t: Traced) -> Result<Stopped, String> {
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: kill(2) on our own child.
+    if unsafe { libc::kill(t.child.id() as i32, libc::SIGINT) } != 0 {
+        return Err(format!("SIGINT: {}", std::io::Error::last_os_error()));
+    }
+    let mut out = String::new();
+    t.child
+        .stdout
+        .take()
+        .ok_or("no stdout")?
+        .read_to_string(&mut out)
+        .map_err(|e| format!("read stdout: {e}"))?;
+    let status = t.child.wait().map_err(|e| format!("wait: {e}"))?;
+    let events = out
+        .lines()
+        .map(|l| serde_json::from_str(l).map_err(|e| format!("not JSON ({e}): {l}")))
+        .collect::<Result<_, _>>()?;
+    let mut stderr: Vec<String> = Vec::new();
+    while let Ok(line) = t.stderr_lines.recv_timeout(Duration::from_secs(5)) {
+        stderr.push(line);
+    }
+    Ok(Stopped { code: status.code().unwrap_or(-1), events, stderr })
+}
+
+/// Whether the running kernel's `tcp:tcp_send_reset` reports RSTs without a socket and their
+/// reason (Linux 6.10+): the same probe tcperr makes, read from the tracepoint's format.
+pub fn kernel_reports_rst_reason() -> bool {
+    ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"].iter().any(|root| {
+        std::fs::read_to_string(format!("{root}/events/tcp/tcp_send_reset/format"))
+            .is_ok_and(|f| f.contains(" reason;"))
+    })
+}

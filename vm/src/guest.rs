@@ -1,0 +1,145 @@
+//! `/init` of the reproduction VM (`cargo xtask vm`). Mounts what tcperr needs, brings `lo` up,
+//! then for each hook family named on the kernel command line (`tcperr.families=`) starts
+//! `/bin/tcperr trace --json [--hooks F]`, runs every scenario of `tcperr.scenarios=` in this
+//! process, and prints one `TCPERR-RESULT {json}` line per scenario on the console. The exit
+//! code (0: all passed) goes to QEMU's isa-debug-exit port.
+use std::{
+    ffi::CString,
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use serde_json::json;
+use tcperr_scenarios::drive;
+
+fn mount(src: &str, target: &str, fstype: &str) {
+    let _ = std::fs::create_dir_all(target);
+    let c = |s: &str| CString::new(s).unwrap_or_default();
+    let (s, t, f) = (c(src), c(target), c(fstype));
+    // SAFETY: valid NUL-terminated strings.
+    if unsafe { libc::mount(s.as_ptr(), t.as_ptr(), f.as_ptr(), 0, std::ptr::null()) } != 0 {
+        println!("TCPERR-GUEST mount {fstype} on {target}: {}", std::io::Error::last_os_error());
+    }
+}
+
+fn loopback_up() -> Result<(), String> {
+    // SAFETY: plain socket/ioctl calls on a zeroed ifreq naming "lo".
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error().to_string());
+        }
+        let mut ifr: libc::ifreq = std::mem::zeroed();
+        for (d, s) in ifr.ifr_name.iter_mut().zip(b"lo\0") {
+            *d = *s as libc::c_char;
+        }
+        if libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut ifr) != 0 {
+            return Err(std::io::Error::last_os_error().to_string());
+        }
+        ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        if libc::ioctl(fd, libc::SIOCSIFFLAGS, &ifr) != 0 {
+            return Err(std::io::Error::last_os_error().to_string());
+        }
+        libc::close(fd);
+    }
+    Ok(())
+}
+
+/// Ends the VM: QEMU's isa-debug-exit turns `code` into exit status `(code << 1) | 1`.
+fn exit_vm(code: u8) -> ! {
+    // SAFETY: ioperm/outb on the debug-exit port QEMU provides; reboot as the fallback.
+    unsafe {
+        if libc::ioperm(0xf4, 1, 1) == 0 {
+            std::arch::asm!("out dx, al", in("dx") 0xf4u16, in("al") code);
+        }
+        libc::sync();
+        libc::reboot(libc::RB_POWER_OFF);
+    }
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+fn cmdline_list(cmdline: &str, key: &str, default: &[&str]) -> Vec<String> {
+    cmdline
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(key))
+        .map(|v| v.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect())
+        .unwrap_or_else(|| default.iter().map(|s| (*s).to_owned()).collect())
+}
+
+fn main() {
+    mount("proc", "/proc", "proc");
+    mount("sysfs", "/sys", "sysfs");
+    mount("devtmpfs", "/dev", "devtmpfs");
+    mount("tmpfs", "/tmp", "tmpfs");
+    mount("tracefs", "/sys/kernel/tracing", "tracefs");
+    mount("bpf", "/sys/fs/bpf", "bpf");
+    if let Err(e) = loopback_up() {
+        println!("TCPERR-GUEST lo up: {e}");
+    }
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let scenarios = cmdline_list(&cmdline, "tcperr.scenarios=", tcperr_scenarios::ALL);
+    let families = cmdline_list(&cmdline, "tcperr.families=", &["default"]);
+    let rst_reason = drive::kernel_reports_rst_reason();
+    println!("TCPERR-GUEST kernel={} rst_reason={rst_reason}", release.trim());
+    let tcperr = Path::new("/bin/tcperr");
+    let mut failed = false;
+    for family in &families {
+        let args: Vec<&str> = if family == "default" { vec![] } else { vec!["--hooks", family] };
+        let t0 = Instant::now();
+        let traced = match drive::start(tcperr, &args, Duration::from_secs(120)) {
+            Ok(t) => t,
+            Err((code, stderr)) => {
+                // Exit 2: this kernel cannot trace with that family; anything else is a failure.
+                let unavailable = code == Some(2) && family != "default";
+                failed |= !unavailable;
+                println!(
+                    "TCPERR-RESULT {}",
+                    json!({"family": family, "status": if unavailable { "unavailable" } else { "start-failed" }, "exit": code, "stderr": stderr})
+                );
+                continue;
+            }
+        };
+        let start_secs = t0.elapsed().as_secs_f64();
+        let hooks = traced.hooks.clone();
+        let mut runs = Vec::new();
+        for name in &scenarios {
+            let t = Instant::now();
+            runs.push((name.clone(), tcperr_scenarios::run(name), t.elapsed().as_secs_f64()));
+        }
+        let stopped = match drive::stop(traced) {
+            Ok(s) => s,
+            Err(e) => {
+                failed = true;
+                println!(
+                    "TCPERR-RESULT {}",
+                    json!({"family": family, "status": "stop-failed", "error": e})
+                );
+                continue;
+            }
+        };
+        for (name, run, secs) in runs {
+            let result = match run {
+                Ok(run) => {
+                    let got = run.observed_lines(&stopped.events);
+                    let expected = run.expected_lines(rst_reason);
+                    let pass = got == expected && stopped.code == 0;
+                    failed |= !pass;
+                    json!({"family": family, "hooks": hooks, "scenario": name, "status": if pass { "pass" } else { "fail" },
+                           "got": got, "expected": expected, "secs": secs, "tcperr_start_secs": start_secs})
+                }
+                Err(e) => {
+                    failed = true;
+                    json!({"family": family, "scenario": name, "status": "fail", "error": e, "secs": secs})
+                }
+            };
+            println!("TCPERR-RESULT {result}");
+        }
+        let summary = stopped.stderr.iter().find(|l| l.contains("events seen"));
+        println!("TCPERR-GUEST family={family} {}", summary.map_or("no summary", String::as_str));
+    }
+    println!("TCPERR-GUEST done failed={failed}");
+    exit_vm(if failed { 1 } else { 0 });
+}

@@ -1,0 +1,392 @@
+//! `cargo xtask vm`: boots Debian kernels under QEMU (TCG) with an initramfs holding the static
+//! `tcperr` and the scenario runner (`vm/src/guest.rs` as `/init`), and prints scenario ×
+//! kernel × hook family → pass/fail.
+use std::{
+    collections::BTreeMap,
+    fs,
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+use crate::{cpio::Cpio, workspace_root};
+
+/// Kernels by name: Debian metapackages resolved at build time (old versions leave the archive).
+pub const KERNELS: &[(&str, &str)] =
+    &[("6.1", "linux-image-amd64"), ("6.12", "linux-image-6.12-amd64")];
+pub const FAMILIES: &[&str] = &["default", "fexit", "kprobe", "tracepoint"];
+/// A guest that prints nothing for this long is hung.
+const SILENCE: Duration = Duration::from_secs(90);
+
+pub struct Options {
+    pub kernels: Vec<String>,
+    pub scenarios: Vec<String>,
+    pub families: Vec<String>,
+    pub verbose: bool,
+}
+
+pub fn parse(args: &[String], scenario_names: &[&str]) -> Result<Options, String> {
+    let mut o = Options { kernels: vec![], scenarios: vec![], families: vec![], verbose: false };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = |what: &str| it.next().cloned().ok_or(format!("{a} needs a {what}"));
+        match a.as_str() {
+            "--kernel" => {
+                let k = value("kernel")?;
+                if !KERNELS.iter().any(|(n, _)| *n == k) && !Path::new(&k).is_file() {
+                    let names: Vec<_> = KERNELS.iter().map(|(n, _)| *n).collect();
+                    return Err(format!(
+                        "unknown kernel {k:?}: use {} or the path of a bzImage",
+                        names.join(", ")
+                    ));
+                }
+                o.kernels.push(k);
+            }
+            "--scenario" => {
+                let s = value("scenario")?;
+                if !scenario_names.contains(&s.as_str()) {
+                    return Err(format!(
+                        "unknown scenario {s:?}; valid: {}",
+                        scenario_names.join(", ")
+                    ));
+                }
+                o.scenarios.push(s);
+            }
+            "--hooks" => {
+                let f = value("hook family")?;
+                if !FAMILIES.contains(&f.as_str()) {
+                    return Err(format!(
+                        "unknown hook family {f:?}; valid: {}",
+                        FAMILIES.join(", ")
+                    ));
+                }
+                o.families.push(f);
+            }
+            "-v" | "--verbose" => o.verbose = true,
+            other => {
+                return Err(format!(
+                    "unknown argument {other:?}; usage: cargo xtask vm [--kernel 6.1|6.12|PATH]... [--scenario NAME]... [--hooks default|fexit|kprobe|tracepoint]... [-v]"
+                ));
+            }
+        }
+    }
+    if o.kernels.is_empty() {
+        o.kernels = KERNELS.iter().map(|(n, _)| (*n).to_owned()).collect();
+    }
+    if o.families.is_empty() {
+        o.families = FAMILIES.iter().map(|f| (*f).to_owned()).collect();
+    }
+    Ok(o)
+}
+
+fn run(cmd: &mut Command) -> Result<String, String> {
+    let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The bzImage of a Debian kernel, downloaded and extracted once into `cache`.
+fn debian_kernel(meta: &str, cache: &Path) -> Result<PathBuf, String> {
+    let depends = run(Command::new("apt-cache").args(["depends", meta]))?;
+    let pkg = depends
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Depends: "))
+        .filter(|p| p.starts_with("linux-image-"))
+        .ok_or_else(|| format!("cannot resolve {meta} (apt-cache depends); run apt-get update"))?
+        .to_owned();
+    let image = cache.join(format!("{pkg}.vmlinuz"));
+    if image.exists() {
+        return Ok(image);
+    }
+    fs::create_dir_all(cache).map_err(|e| e.to_string())?;
+    eprintln!("==> vm: downloading {pkg} ({meta})");
+    run(Command::new("apt-get").args(["download", "-q", &pkg]).current_dir(cache))?;
+    let deb = fs::read_dir(cache)
+        .map_err(|e| e.to_string())?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&format!("{pkg}_")) && n.ends_with(".deb"))
+        })
+        .ok_or_else(|| format!("apt-get download {pkg} left no .deb"))?;
+    let script = format!(
+        "dpkg-deb --fsys-tarfile '{}' | tar -xO --wildcards './boot/vmlinuz-*' > '{}.part'",
+        deb.display(),
+        image.display()
+    );
+    run(Command::new("sh").args(["-c", &script]))?;
+    fs::rename(format!("{}.part", image.display()), &image).map_err(|e| e.to_string())?;
+    let _ = fs::remove_file(&deb);
+    Ok(image)
+}
+
+/// Builds the static guest binaries and packs them as an initramfs.
+fn build_initramfs(root: &Path) -> Result<PathBuf, String> {
+    eprintln!("==> vm: building static tcperr and guest /init");
+    let target = "x86_64-unknown-linux-gnu";
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "--release", "--target", target])
+        .args([
+            "-p",
+            "tcperr-userspace",
+            "--bin",
+            "tcperr",
+            "-p",
+            "tcperr-scenarios",
+            "--bin",
+            "tcperr-vm-init",
+        ])
+        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .current_dir(root)
+        .status()
+        .map_err(|e| e.to_string())?;
+    if !status.success() {
+        return Err("building the static guest binaries failed".into());
+    }
+    let bin = root.join("target").join(target).join("release");
+    let read = |name: &str| fs::read(bin.join(name)).map_err(|e| format!("{name}: {e}"));
+    let mut cpio = Cpio::new(Vec::new());
+    let io = |e: std::io::Error| e.to_string();
+    cpio.dir("bin").map_err(io)?;
+    cpio.file("init", 0o755, &read("tcperr-vm-init")?).map_err(io)?;
+    cpio.file("bin/tcperr", 0o755, &read("tcperr")?).map_err(io)?;
+    let out = root.join("target/vm/initramfs.cpio");
+    fs::create_dir_all(root.join("target/vm")).map_err(io)?;
+    fs::write(&out, cpio.finish().map_err(io)?).map_err(io)?;
+    Ok(out)
+}
+
+enum Boot {
+    /// Console lines and QEMU's exit status.
+    Exited(Vec<String>, Option<i32>),
+    Hung(Vec<String>),
+}
+
+fn boot(kernel: &Path, initrd: &Path, append: &str, verbose: bool) -> Result<Boot, String> {
+    let mut child = Command::new("qemu-system-x86_64")
+        .args([
+            "-accel",
+            "tcg,thread=single",
+            "-cpu",
+            "max",
+            "-m",
+            "1G",
+            "-smp",
+            "1",
+            "-nodefaults",
+        ])
+        .args(["-display", "none", "-serial", "stdio", "-no-reboot"])
+        .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
+        .arg("-kernel")
+        .arg(kernel)
+        .arg("-initrd")
+        .arg(initrd)
+        .args(["-append", append])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            format!("qemu-system-x86_64: {e} (install the Debian package qemu-system-x86)")
+        })?;
+    let (tx, rx) = mpsc::channel();
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    loop {
+        match rx.recv_timeout(SILENCE) {
+            Ok(line) => {
+                let line = line.trim_end_matches('\r').to_owned();
+                if verbose {
+                    eprintln!("    | {line}");
+                }
+                lines.push(line);
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Ok(Boot::Hung(lines));
+            }
+        }
+    }
+    let status = child.wait().map_err(|e| e.to_string())?;
+    Ok(Boot::Exited(lines, status.code()))
+}
+
+pub struct Cell {
+    pub kernel: String,
+    pub family: String,
+    pub scenario: String,
+    pub status: String,
+    pub detail: Value,
+}
+
+/// Runs the suite; returns whether every cell passed.
+pub fn vm(o: &Options) -> Result<bool, String> {
+    if Command::new("qemu-system-x86_64").arg("--version").output().is_err() {
+        return Err(
+            "qemu-system-x86_64 is missing: install the Debian package qemu-system-x86".into()
+        );
+    }
+    let root = workspace_root();
+    let cache = root.join("target/vm/kernels");
+    let initrd = build_initramfs(&root)?;
+    let total = Instant::now();
+    let mut cells = Vec::new();
+    let mut all_ok = true;
+    for k in &o.kernels {
+        let image = match KERNELS.iter().find(|(n, _)| n == k) {
+            Some((_, meta)) => debian_kernel(meta, &cache)?,
+            None => PathBuf::from(k),
+        };
+        let mut append =
+            format!("console=ttyS0 panic=-1 quiet tcperr.families={}", o.families.join(","));
+        if !o.scenarios.is_empty() {
+            append.push_str(&format!(" tcperr.scenarios={}", o.scenarios.join(",")));
+        }
+        let t = Instant::now();
+        let mut attempt = 0;
+        let (lines, code) = loop {
+            attempt += 1;
+            match boot(&image, &initrd, &append, o.verbose)? {
+                Boot::Exited(lines, code) => break (lines, code),
+                Boot::Hung(lines) if attempt == 1 => {
+                    eprintln!(
+                        "==> vm: {k}: guest silent for {}s, retrying once",
+                        SILENCE.as_secs()
+                    );
+                    let _ = lines;
+                }
+                Boot::Hung(lines) => {
+                    let tail =
+                        lines.iter().rev().take(30).rev().cloned().collect::<Vec<_>>().join("\n");
+                    return Err(format!("{k}: guest hung twice; console tail:\n{tail}"));
+                }
+            }
+        };
+        let secs = t.elapsed().as_secs_f64();
+        let guest = lines.iter().find(|l| l.starts_with("TCPERR-GUEST kernel=")).cloned();
+        // isa-debug-exit: (code << 1) | 1; 1 = the guest reported 0.
+        let guest_ok = code == Some(1);
+        if guest.is_none() || !lines.iter().any(|l| l.starts_with("TCPERR-GUEST done")) {
+            let panic =
+                lines.iter().position(|l| l.contains("Kernel panic") || l.contains("panicked"));
+            let from = panic.unwrap_or(lines.len().saturating_sub(30));
+            return Err(format!(
+                "{k}: the guest did not finish (qemu exit {code:?}):\n{}",
+                lines[from..].join("\n")
+            ));
+        }
+        eprintln!(
+            "==> vm: {k}: {} in {secs:.1}s",
+            guest.unwrap_or_default().trim_start_matches("TCPERR-GUEST ")
+        );
+        for l in lines.iter().filter(|l| l.starts_with("TCPERR-GUEST family=")) {
+            eprintln!("    {}", l.trim_start_matches("TCPERR-GUEST "));
+        }
+        for l in lines.iter().filter_map(|l| l.strip_prefix("TCPERR-RESULT ")) {
+            let v: Value =
+                serde_json::from_str(l).map_err(|e| format!("bad result line ({e}): {l}"))?;
+            let s = |key: &str| v[key].as_str().unwrap_or("-").to_owned();
+            let cell = Cell {
+                kernel: k.clone(),
+                family: s("family"),
+                scenario: s("scenario"),
+                status: s("status"),
+                detail: v,
+            };
+            all_ok &= matches!(cell.status.as_str(), "pass" | "unavailable");
+            cells.push(cell);
+        }
+        all_ok &= guest_ok;
+    }
+    print_table(&cells, o.verbose);
+    eprintln!(
+        "==> vm: {} in {:.1}s",
+        if all_ok { "all passed" } else { "FAILED" },
+        total.elapsed().as_secs_f64()
+    );
+    Ok(all_ok)
+}
+
+fn print_table(cells: &[Cell], verbose: bool) {
+    let mut columns: Vec<(String, String)> = Vec::new();
+    let mut rows: BTreeMap<String, BTreeMap<(String, String), String>> = BTreeMap::new();
+    for c in cells {
+        let col = (c.kernel.clone(), c.family.clone());
+        if !columns.contains(&col) {
+            columns.push(col.clone());
+        }
+        if c.status == "unavailable" {
+            continue;
+        }
+        let secs = c.detail["secs"].as_f64().map_or(String::new(), |s| format!(" {s:.1}s"));
+        rows.entry(c.scenario.clone()).or_default().insert(col, format!("{}{secs}", c.status));
+    }
+    let unavailable: BTreeMap<(String, String), String> = cells
+        .iter()
+        .filter(|c| c.status == "unavailable")
+        .map(|c| ((c.kernel.clone(), c.family.clone()), "n/a".to_owned()))
+        .collect();
+    print!("\n| scenario |");
+    for (k, f) in &columns {
+        print!(" {k} {f} |");
+    }
+    print!("\n| --- |");
+    for _ in &columns {
+        print!(" --- |");
+    }
+    println!();
+    for (scenario, by_col) in rows.iter().filter(|(s, _)| *s != "-") {
+        print!("| {scenario} |");
+        for col in &columns {
+            let cell = by_col.get(col).or_else(|| unavailable.get(col)).map_or("-", String::as_str);
+            print!(" {cell} |");
+        }
+        println!();
+    }
+    println!();
+    for c in cells {
+        if c.status == "unavailable" {
+            println!(
+                "{} {}: unavailable: {}",
+                c.kernel,
+                c.family,
+                c.detail["stderr"].as_str().unwrap_or("").lines().last().unwrap_or("")
+            );
+        }
+    }
+    let mut shown = std::collections::BTreeSet::new();
+    for c in cells {
+        if let Some(h) = c.detail["hooks"].as_str()
+            && shown.insert((c.kernel.clone(), c.family.clone()))
+        {
+            println!("{} {}: hooks: {h}", c.kernel, c.family);
+        }
+    }
+    for c in
+        cells.iter().filter(|c| verbose || !matches!(c.status.as_str(), "pass" | "unavailable"))
+    {
+        println!("\n{} {} {}: {}", c.kernel, c.family, c.scenario, c.status);
+        println!("  got:      {}", c.detail["got"]);
+        println!("  expected: {}", c.detail["expected"]);
+        if let Some(e) = c.detail.get("error").or_else(|| c.detail.get("stderr")) {
+            println!("  error:    {e}");
+        }
+    }
+}
