@@ -27,6 +27,17 @@ pub struct KernelLayout {
     /// `sk_protocol`, a u16 since Linux 5.6.
     pub sk_protocol: u32,
     pub sk_err: u32,
+    /// `sk_ack_backlog` / `sk_max_ack_backlog` (u32): accept queue length and limit.
+    pub sk_ack_backlog: u32,
+    pub sk_max_ack_backlog: u32,
+    /// Byte offset and bit mask of `inet_request_sock.acked`: the final ACK arrived while the
+    /// accept queue was full and was dropped.
+    pub req_acked_byte: u32,
+    pub req_acked_mask: u32,
+    /// `sk_buff.head` (pointer), `.network_header`, `.transport_header` (u16 offsets from head).
+    pub skb_head: u32,
+    pub skb_network_header: u32,
+    pub skb_transport_header: u32,
     /// Offset of `vfs_inode.i_ino` from the start of the `struct socket` inside `struct
     /// socket_alloc`.
     pub socket_ino: u32,
@@ -34,6 +45,7 @@ pub struct KernelLayout {
     // --- tracepoint record fields (byte offsets from the start of the record) ---
     pub tp_receive_reset_skaddr: u32,
     pub tp_send_reset_skaddr: u32,
+    pub tp_send_reset_skbaddr: u32,
     /// ABSENT before Linux 6.10.
     pub tp_send_reset_reason: u32,
     /// `saddr`/`daddr` as `struct sockaddr_in6`-sized arrays (Linux 6.10+), else ABSENT.
@@ -43,6 +55,8 @@ pub struct KernelLayout {
     pub tp_set_state_oldstate: u32,
     pub tp_set_state_newstate: u32,
     pub tp_set_state_protocol: u32,
+    pub tp_synack_skaddr: u32,
+    pub tp_synack_req: u32,
 
     // --- function arguments ---
     /// Index of `flags` among `tcp_recvmsg`'s parameters (4 before Linux 5.19, then 3).
@@ -65,9 +79,17 @@ impl KernelLayout {
         sk_socket: ABSENT,
         sk_protocol: ABSENT,
         sk_err: ABSENT,
+        sk_ack_backlog: ABSENT,
+        sk_max_ack_backlog: ABSENT,
+        req_acked_byte: ABSENT,
+        req_acked_mask: 0,
+        skb_head: ABSENT,
+        skb_network_header: ABSENT,
+        skb_transport_header: ABSENT,
         socket_ino: ABSENT,
         tp_receive_reset_skaddr: ABSENT,
         tp_send_reset_skaddr: ABSENT,
+        tp_send_reset_skbaddr: ABSENT,
         tp_send_reset_reason: ABSENT,
         tp_send_reset_saddr: ABSENT,
         tp_send_reset_daddr: ABSENT,
@@ -75,6 +97,8 @@ impl KernelLayout {
         tp_set_state_oldstate: ABSENT,
         tp_set_state_newstate: ABSENT,
         tp_set_state_protocol: ABSENT,
+        tp_synack_skaddr: ABSENT,
+        tp_synack_req: ABSENT,
         recvmsg_flags_arg: ABSENT,
     };
 }

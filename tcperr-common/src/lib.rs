@@ -10,7 +10,7 @@ pub mod layout;
 pub mod tcp;
 
 pub use event::{
-    EventHeader, EventKind, RecvEof, RecvError, RstReceived, RstSent, SendError, SockInfo,
-    SocketError, StateChange,
+    AcceptQueueFull, EventHeader, EventKind, RecvEof, RecvError, RstReceived, RstSent, SendError,
+    SockInfo, SocketError, StateChange,
 };
 pub use layout::{ABSENT, KernelLayout};

@@ -59,21 +59,21 @@ pub const fn is_reported_transition(old: u8, new: u8) -> bool {
     matches!(
         (old, new),
         (_, state::SYN_SENT)
-            | (state::SYN_SENT, state::CLOSE)
+            | (_, state::LISTEN)
+            | (_, state::CLOSE)
             | (_, state::CLOSE_WAIT)
             | (state::ESTABLISHED, state::FIN_WAIT1)
             | (state::CLOSE_WAIT, state::LAST_ACK)
-            | (state::ESTABLISHED, state::CLOSE)
-            | (state::CLOSE_WAIT, state::CLOSE)
     )
 }
 
-/// Whether the transition always runs in the task that owns the socket (connect, close,
+/// Whether the transition always runs in the task that owns the socket (connect, listen, close,
 /// shutdown), so that the header's task is the owner.
 pub const fn is_owner_context_transition(old: u8, new: u8) -> bool {
     matches!(
         (old, new),
         (_, state::SYN_SENT)
+            | (_, state::LISTEN)
             | (state::ESTABLISHED, state::FIN_WAIT1)
             | (state::CLOSE_WAIT, state::LAST_ACK)
     )

@@ -14,11 +14,13 @@ mod emit;
 mod inet_sk_error_report;
 mod inet_sock_set_state;
 mod layout;
+mod skb;
 mod sock;
 mod sock_recv_length;
 mod sock_send_length;
 mod tcp_receive_reset;
 mod tcp_recvmsg;
+mod tcp_retransmit_synack;
 mod tcp_send_reset;
 mod tcp_sendmsg;
 

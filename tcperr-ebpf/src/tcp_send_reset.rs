@@ -2,13 +2,18 @@
 //! socket; without one (Linux 6.10+ reports RSTs for segments no socket wants), from the
 //! segment's addresses in the record.
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
-use tcperr_common::{ABSENT, RstSent, SockInfo, tcp::AF_INET6};
+use tcperr_common::{
+    ABSENT, AcceptQueueFull, RstSent, SockInfo,
+    tcp::{AF_INET6, state},
+};
 
 use crate::{
     emit::{emit, header},
     layout::layout,
+    skb::segment_tuple,
     sock::{read, sock_info},
     tcp_receive_reset::ctx_addr,
+    tcp_retransmit_synack::{accept_queue_full, overflow},
 };
 
 #[tracepoint(category = "tcp", name = "tcp_send_reset")]
@@ -17,7 +22,18 @@ pub fn tcp_send_reset(ctx: TracePointContext) -> u32 {
     let sk: u64 = read(rec, layout!(tp_send_reset_skaddr));
     let reason_off = layout!(tp_send_reset_reason);
     let reason = if reason_off == ABSENT { ABSENT } else { read(rec, reason_off) };
-    let sock = if sk != 0 { sock_info(sk) } else { segment_info(rec) };
+    if sk == 0 {
+        emit(&RstSent { header: header::<RstSent>(sk), sock: segment_info(rec), reason, _pad: 0 });
+        return 0;
+    }
+    let sock = sock_info(sk);
+    if sock.state == state::LISTEN && accept_queue_full(sk) {
+        // tcp_abort_on_overflow=1: the listener resets a client whose handshake it cannot queue.
+        // The record describes the listener; the client is in the segment being answered.
+        let skb: u64 = read(rec, layout!(tp_send_reset_skbaddr));
+        emit(&overflow(sk, segment_tuple(skb), AcceptQueueFull::RESET));
+        return 0;
+    }
     emit(&RstSent { header: header::<RstSent>(sk), sock, reason, _pad: 0 });
     0
 }

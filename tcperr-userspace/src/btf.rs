@@ -226,6 +226,19 @@ impl Btf {
         Ok((total, member_type))
     }
 
+    /// Byte offset and mask of the one-bit bitfield `name` of struct `ty` (little-endian bit
+    /// numbering, as BTF gives bit offsets).
+    pub fn bit_member(&self, ty: &str, name: &str) -> Result<(u32, u8)> {
+        let id =
+            self.find(ty, Kind::Struct).ok_or_else(|| anyhow!("struct {ty} not in kernel BTF"))?;
+        let (bits, _, bitfield) =
+            self.find_member(id, name).ok_or_else(|| anyhow!("{ty}.{name} not in kernel BTF"))?;
+        if !bitfield {
+            bail!("{ty}.{name} is not a bitfield");
+        }
+        Ok((bits / 8, 1 << (bits % 8)))
+    }
+
     /// Byte size of a type (following typedefs; pointers are 8 bytes).
     pub fn size_of(&self, id: u32) -> Option<u32> {
         let (_, t) = self.resolve(id)?;

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use tcperr_common::{
-    SockInfo,
+    AcceptQueueFull, SockInfo,
     tcp::{errno::ECONNRESET, is_owner_context_transition, state},
 };
 
@@ -12,15 +12,18 @@ use crate::{
     decode::Event,
     errno,
     explain::{explain, reason_name},
-    owner::{Owner, OwnerSource, ProcSockets},
-    report::{Report, endpoints, join_host_port, rfc3339_micros, state_name},
+    owner::{Owner, OwnerSource, ProcSockets, fd_usage},
+    report::{AcceptQueue, Report, endpoints, join_host_port, rfc3339_micros, state_name},
 };
 
-/// Remembers a complete 4-tuple, and completes one whose ports the kernel already cleared.
+/// Remembers a complete 4-tuple, and completes one whose local port the kernel already cleared
+/// (it does as a socket closes).
 fn fill_tuple(known: &mut Option<SockInfo>, sock: &mut SockInfo) {
     if sock.lport != 0 && sock.rport != 0 {
         *known = Some(*sock);
-    } else if let Some(k) = known {
+    } else if sock.lport == 0
+        && let Some(k) = known
+    {
         (sock.family, sock.laddr, sock.lport, sock.raddr, sock.rport) =
             (k.family, k.laddr, k.lport, k.raddr, k.rport);
     }
@@ -40,6 +43,8 @@ struct SockEntry {
     rst_sent: bool,
     /// The last complete 4-tuple seen: the kernel zeroes ports as a socket closes.
     tuple: Option<SockInfo>,
+    /// Listeners: client connections (address, port) already reported as overflowing.
+    overflowed: Vec<([u8; 16], u16)>,
     closed_ns: Option<u64>,
     seen_ns: u64,
     /// The socket's inode once seen: a different one at the same address is a new socket.
@@ -132,7 +137,10 @@ impl Correlator {
                 if matches!(ev, Event::StateChange(e) if e.newstate == state::CLOSE) {
                     entry.closed_ns = Some(h.ts_ns);
                 }
-                fill_tuple(&mut entry.tuple, &mut sock);
+                if !matches!(ev, Event::AcceptQueueFull(_)) {
+                    // (an overflow's tuple is the client's connection, not the listener's)
+                    fill_tuple(&mut entry.tuple, &mut sock);
+                }
                 if Self::in_owner_context(ev) {
                     entry.owner = Some(ctx.clone());
                     (Some(ctx), OwnerSource::Context)
@@ -171,9 +179,25 @@ impl Correlator {
                 }
                 Event::RstSent(_) => entry.rst_sent = true,
                 Event::SocketError(e) => {
-                    report_it = entry.rst_errno.take() != Some(e.errno) && !entry.rst_sent;
+                    // Reported when it is news to whoever holds the socket: not a repeat of an
+                    // RST, not our own abort, and only if a process holds the socket at all.
+                    report_it = entry.rst_errno.take() != Some(e.errno)
+                        && !entry.rst_sent
+                        && e.sock.ino != 0;
                 }
                 Event::StateChange(_) => report_it = false,
+                Event::AcceptQueueFull(e) => {
+                    // One report per client connection, however many SYN-ACKs retransmit or
+                    // ACKs the kernel resets.
+                    let key = (e.sock.raddr, e.sock.rport);
+                    report_it = !entry.overflowed.contains(&key);
+                    if report_it {
+                        if entry.overflowed.len() >= 1024 {
+                            entry.overflowed.remove(0);
+                        }
+                        entry.overflowed.push(key);
+                    }
+                }
                 _ => {}
             }
         }
@@ -199,6 +223,28 @@ impl Correlator {
             }
             _ => (None, None),
         };
+        let mut explanation = explain(ev, &peer, &self.rst_reasons);
+        let accept_queue = match ev {
+            Event::AcceptQueueFull(e) => {
+                let usage = owner.as_ref().and_then(|o| fd_usage(o.pid));
+                if let (Some((open, max)), Some(o)) = (usage, &owner)
+                    && open >= max
+                {
+                    explanation.push_str(&format!(
+                        "; process {} ({}) has {open} open files, its limit: its accept() fails with EMFILE (\"too many open files\"), so the queue never drains",
+                        o.pid, o.comm
+                    ));
+                }
+                Some(AcceptQueue {
+                    backlog: e.backlog,
+                    queued: e.queued,
+                    action: if e.action == AcceptQueueFull::RESET { "reset" } else { "dropped" },
+                    open_files: usage.map(|u| u.0),
+                    max_open_files: usage.map(|u| u.1),
+                })
+            }
+            _ => None,
+        };
         let unix_ns = (i128::from(h.ts_ns) + self.realtime_offset_ns).max(0) as u64;
         Some(Report {
             time: rfc3339_micros(unix_ns),
@@ -219,10 +265,11 @@ impl Correlator {
             errno_code,
             error,
             reason,
+            accept_queue,
             cookie: sock.cookie,
             sk: format!("{:#x}", h.sk),
             ino: sock.ino,
-            explanation: explain(ev, &peer, &self.rst_reasons),
+            explanation,
         })
     }
 

@@ -3,8 +3,8 @@
 use std::{fmt, mem::size_of};
 
 use tcperr_common::{
-    EventHeader, EventKind, RecvEof, RecvError, RstReceived, RstSent, SendError, SockInfo,
-    SocketError, StateChange,
+    AcceptQueueFull, EventHeader, EventKind, RecvEof, RecvError, RstReceived, RstSent, SendError,
+    SockInfo, SocketError, StateChange,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -16,6 +16,7 @@ pub enum Event {
     RecvEof(RecvEof),
     StateChange(StateChange),
     SocketError(SocketError),
+    AcceptQueueFull(AcceptQueueFull),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,6 +64,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         EventKind::RecvEof => Event::RecvEof(read(kind, bytes)?),
         EventKind::StateChange => Event::StateChange(read(kind, bytes)?),
         EventKind::SocketError => Event::SocketError(read(kind, bytes)?),
+        EventKind::AcceptQueueFull => Event::AcceptQueueFull(read(kind, bytes)?),
     })
 }
 
@@ -76,6 +78,7 @@ impl Event {
             Self::RecvEof(e) => &e.header,
             Self::StateChange(e) => &e.header,
             Self::SocketError(e) => &e.header,
+            Self::AcceptQueueFull(e) => &e.header,
         }
     }
 
@@ -88,6 +91,7 @@ impl Event {
             Self::RecvEof(e) => &e.sock,
             Self::StateChange(e) => &e.sock,
             Self::SocketError(e) => &e.sock,
+            Self::AcceptQueueFull(e) => &e.sock,
         }
     }
 
@@ -101,6 +105,7 @@ impl Event {
             Self::RecvEof(_) => "recv_eof",
             Self::StateChange(_) => "state_change",
             Self::SocketError(_) => "socket_error",
+            Self::AcceptQueueFull(_) => "accept_queue_full",
         }
     }
 
@@ -111,7 +116,12 @@ impl Event {
             Self::SendError(e) => e.errno,
             Self::RecvError(e) => e.errno,
             Self::SocketError(e) => e.errno,
-            Self::RstSent(_) | Self::RecvEof(_) | Self::StateChange(_) => 0,
+            // The reset the client reads as ECONNRESET.
+            Self::AcceptQueueFull(e) if e.action == AcceptQueueFull::RESET => 104,
+            Self::RstSent(_)
+            | Self::RecvEof(_)
+            | Self::StateChange(_)
+            | Self::AcceptQueueFull(_) => 0,
         };
         (e != 0).then_some(e)
     }

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use tcperr_common::{
-    ABSENT,
+    ABSENT, AcceptQueueFull,
     tcp::{errno, state},
 };
 
@@ -64,6 +64,14 @@ pub fn explain(ev: &Event, peer: &str, rst_reasons: &BTreeMap<u64, String>) -> S
             ),
             n => format!("the kernel set error {} on the connection to {peer}", words(n)),
         },
+        Event::AcceptQueueFull(e) if e.action == AcceptQueueFull::RESET => format!(
+            "the accept queue of this listener was full ({} waiting, backlog {}): the kernel reset {peer} instead of completing its connection (net.ipv4.tcp_abort_on_overflow=1): its next read fails with \"connection reset by peer\"",
+            e.queued, e.backlog
+        ),
+        Event::AcceptQueueFull(e) => format!(
+            "the accept queue of this listener was full ({} waiting, backlog {}): the kernel dropped the final ACK of {peer}, which believes it is connected while nothing accepts it (net.ipv4.tcp_abort_on_overflow=0): it sees retransmissions, then maybe a timeout",
+            e.queued, e.backlog
+        ),
         Event::StateChange(e) => format!("{} → {}", state_name(e.oldstate), state_name(e.newstate)),
     }
 }

@@ -83,6 +83,7 @@ mod tests {
             errno_code: Some(32),
             error: Some("broken pipe".into()),
             reason: None,
+            accept_queue: None,
             cookie: 0,
             sk: "0x0".into(),
             ino: 0,

@@ -92,3 +92,17 @@ impl ProcSockets {
         }
     }
 }
+
+/// Open files of process `pid` and its `RLIMIT_NOFILE` soft limit, from /proc.
+pub fn fd_usage(pid: u32) -> Option<(u64, u64)> {
+    let open = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64;
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+    let soft = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))?
+        .split_whitespace()
+        .nth(3)?
+        .parse()
+        .ok()?;
+    Some((open, soft))
+}

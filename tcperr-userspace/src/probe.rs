@@ -19,16 +19,18 @@ pub enum Source {
     RecvResult,
     StateChange,
     SocketError,
+    AcceptQueueFull,
 }
 
 impl Source {
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::RstReceived,
         Self::RstSent,
         Self::SendError,
         Self::RecvResult,
         Self::StateChange,
         Self::SocketError,
+        Self::AcceptQueueFull,
     ];
 
     pub fn name(self) -> &'static str {
@@ -39,6 +41,7 @@ impl Source {
             Self::RecvResult => "recv_error/recv_eof",
             Self::StateChange => "state_change",
             Self::SocketError => "socket_error",
+            Self::AcceptQueueFull => "accept_queue_full",
         }
     }
 }
@@ -177,6 +180,14 @@ fn sock_layout(btf: &Btf, l: &mut KernelLayout) -> Result<()> {
     l.sk_socket = member("sock", "sk_socket", 8)?;
     l.sk_protocol = member("sock", "sk_protocol", 2)?;
     l.sk_err = member("sock", "sk_err", 4)?;
+    l.sk_ack_backlog = optional("sock", "sk_ack_backlog", 4);
+    l.sk_max_ack_backlog = optional("sock", "sk_max_ack_backlog", 4);
+    l.skb_head = optional("sk_buff", "head", 8);
+    l.skb_network_header = optional("sk_buff", "network_header", 2);
+    l.skb_transport_header = optional("sk_buff", "transport_header", 2);
+    if let Ok((byte, mask)) = btf.bit_member("inet_request_sock", "acked") {
+        (l.req_acked_byte, l.req_acked_mask) = (byte, u32::from(mask));
+    }
     l.socket_ino = match (
         btf.member_offset("socket_alloc", "socket"),
         btf.member_offset("socket_alloc", "vfs_inode"),
@@ -266,6 +277,8 @@ pub fn plan(tracefs: &Path, btf: &Btf) -> Result<Plan> {
                 Family::TracePoint,
                 format("tcp", "tcp_send_reset").and_then(|f| {
                     layout.tp_send_reset_skaddr = field(&f, "tcp_send_reset", "skaddr", 8)?;
+                    layout.tp_send_reset_skbaddr =
+                        field(&f, "tcp_send_reset", "skbaddr", 8).unwrap_or(ABSENT);
                     layout.tp_send_reset_reason =
                         field(&f, "tcp_send_reset", "reason", 4).unwrap_or(ABSENT);
                     if let (Ok(s), Ok(d)) = (
@@ -327,6 +340,23 @@ pub fn plan(tracefs: &Path, btf: &Btf) -> Result<Plan> {
                     ))
                 }),
             )],
+            Source::AcceptQueueFull => {
+                vec![candidate(
+                    Family::TracePoint,
+                    format("tcp", "tcp_retransmit_synack").and_then(|f| {
+                        let tp = "tcp_retransmit_synack";
+                        if layout.req_acked_byte == ABSENT {
+                            return Err("inet_request_sock.acked not in kernel BTF".into());
+                        }
+                        layout.tp_synack_skaddr = field(&f, tp, "skaddr", 8)?;
+                        layout.tp_synack_req = field(&f, tp, "req", 8)?;
+                        Ok(Hook::new(
+                            "tcp_retransmit_synack",
+                            Attach::TracePoint { category: "tcp", name: "tcp_retransmit_synack" },
+                        ))
+                    }),
+                )]
+            }
             Source::SocketError => {
                 let hook = raw_sock_tp(btf, "inet_sk_error_report", 0, "inet_sk_error_report");
                 vec![candidate(Family::TracePoint, hook)]

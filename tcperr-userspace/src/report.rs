@@ -40,12 +40,29 @@ pub struct Report {
     /// rst_sent only: the kernel's reason (`enum sk_rst_reason`) where it gives one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// accept_queue_full only: the listener's queue and what the kernel did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accept_queue: Option<AcceptQueue>,
     /// Kernel socket cookie (0 if not assigned), kernel `struct sock` address, socket inode.
     pub cookie: u64,
     pub sk: String,
     pub ino: u64,
     /// One line saying why.
     pub explanation: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AcceptQueue {
+    /// The listen() backlog (`sk_max_ack_backlog`).
+    pub backlog: u32,
+    /// Connections waiting for accept() (`sk_ack_backlog`).
+    pub queued: u32,
+    /// "dropped" (the client's final ACK was dropped; `tcp_abort_on_overflow=0`) or "reset".
+    pub action: &'static str,
+    /// The listener process's open files and its `RLIMIT_NOFILE` soft limit, when known: at the
+    /// limit, its accept() fails with EMFILE ("too many open files").
+    pub open_files: Option<u64>,
+    pub max_open_files: Option<u64>,
 }
 
 pub fn state_name(state: u8) -> &'static str {

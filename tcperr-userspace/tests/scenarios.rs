@@ -94,3 +94,18 @@ fn explanations_and_reasons_name_the_cause() {
         assert_eq!(rst["reason"], "TCP_ABORT_ON_CLOSE");
     }
 }
+
+#[test]
+fn silent_peer_is_a_timeout_reported_on_the_socket_then_on_the_next_write() {
+    assert_scenario("silent_peer");
+}
+
+#[test]
+fn accept_queue_overflow_with_abort_on_overflow_resets_the_client() {
+    assert_scenario("accept_queue_overflow_reset");
+}
+
+#[test]
+fn accept_queue_overflow_without_abort_on_overflow_drops_the_handshake() {
+    assert_scenario("accept_queue_overflow_drop");
+}

@@ -22,29 +22,6 @@ fn mount(src: &str, target: &str, fstype: &str) {
     }
 }
 
-fn loopback_up() -> Result<(), String> {
-    // SAFETY: plain socket/ioctl calls on a zeroed ifreq naming "lo".
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error().to_string());
-        }
-        let mut ifr: libc::ifreq = std::mem::zeroed();
-        for (d, s) in ifr.ifr_name.iter_mut().zip(b"lo\0") {
-            *d = *s as libc::c_char;
-        }
-        if libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut ifr) != 0 {
-            return Err(std::io::Error::last_os_error().to_string());
-        }
-        ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-        if libc::ioctl(fd, libc::SIOCSIFFLAGS, &ifr) != 0 {
-            return Err(std::io::Error::last_os_error().to_string());
-        }
-        libc::close(fd);
-    }
-    Ok(())
-}
-
 /// Ends the VM: QEMU's isa-debug-exit turns `code` into exit status `(code << 1) | 1`.
 fn exit_vm(code: u8) -> ! {
     // SAFETY: ioperm/outb on the debug-exit port QEMU provides; reboot as the fallback.
@@ -75,7 +52,7 @@ fn main() {
     mount("tmpfs", "/tmp", "tmpfs");
     mount("tracefs", "/sys/kernel/tracing", "tracefs");
     mount("bpf", "/sys/fs/bpf", "bpf");
-    if let Err(e) = loopback_up() {
+    if let Err(e) = tcperr_scenarios::loopback_up() {
         println!("TCPERR-GUEST lo up: {e}");
     }
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();

@@ -16,6 +16,7 @@ pub mod scenarios;
 mod sock;
 
 pub use scenarios::{ALL, run};
+pub use sock::loopback_up;
 
 /// One side of a scenario: a thread whose comm is `name`.
 #[derive(Clone, Debug, PartialEq, Eq)]

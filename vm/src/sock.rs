@@ -99,3 +99,161 @@ pub fn connect_bound(addr: std::net::SocketAddr) -> io::Result<(u16, io::Result<
     let res = if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) };
     Ok((u16::from_be(bound.sin_port), res))
 }
+
+/// Attaches a classic BPF filter that drops every segment arriving for `s`: the kernel discards
+/// them before TCP sees them (no ACK, no RST), as a peer that vanished would. `detach` undoes it.
+pub fn drop_all_input(s: &impl AsRawFd) -> io::Result<()> {
+    let mut insn =
+        [libc::sock_filter { code: (libc::BPF_RET | libc::BPF_K) as u16, jt: 0, jf: 0, k: 0 }];
+    let prog = libc::sock_fprog { len: 1, filter: insn.as_mut_ptr() };
+    // SAFETY: valid fd; the kernel copies the program during the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            (&raw const prog).cast(),
+            size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
+/// `TCP_USER_TIMEOUT`: how long sent data may stay unacknowledged before the kernel gives up
+/// with ETIMEDOUT.
+pub fn set_user_timeout(s: &TcpStream, ms: u32) -> io::Result<()> {
+    // SAFETY: valid fd and an unsigned int option.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_USER_TIMEOUT,
+            (&raw const ms).cast(),
+            size_of::<u32>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
+/// Removes a filter set by [`drop_all_input`].
+pub fn detach_filter(s: &impl AsRawFd) -> io::Result<()> {
+    let zero: libc::c_int = 0;
+    // SAFETY: valid fd; SO_DETACH_FILTER ignores its value.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_DETACH_FILTER,
+            (&raw const zero).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
+/// `listen(fd, backlog)` again: changes a listener's backlog.
+pub fn relisten(l: &std::net::TcpListener, backlog: i32) -> io::Result<()> {
+    // SAFETY: valid listening fd.
+    if unsafe { libc::listen(l.as_raw_fd(), backlog) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Brings the loopback interface of the calling thread's network namespace up.
+pub fn loopback_up() -> io::Result<()> {
+    // SAFETY: socket/ioctl on a zeroed ifreq naming "lo"; the fd is owned right away.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let fd = <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd);
+        let mut ifr: libc::ifreq = std::mem::zeroed();
+        for (d, s) in ifr.ifr_name.iter_mut().zip(b"lo\0") {
+            *d = *s as libc::c_char;
+        }
+        if libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFFLAGS, &mut ifr) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        if libc::ioctl(fd.as_raw_fd(), libc::SIOCSIFFLAGS, &ifr) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// A network namespace of the scenario's own, so that its sysctls touch nothing else. Threads
+/// join it with [`Netns::enter`]; it goes away with its last thread and this handle.
+pub struct Netns(std::os::fd::OwnedFd);
+
+impl Netns {
+    /// A new namespace with `lo` up and `sysctls` (paths under /proc/sys) set.
+    pub fn new(sysctls: &[(&'static str, &'static str)]) -> io::Result<Self> {
+        let sysctls = sysctls.to_vec();
+        std::thread::spawn(move || -> io::Result<Self> {
+            // SAFETY: unshare affects only this short-lived thread.
+            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            loopback_up()?;
+            for (path, value) in sysctls {
+                std::fs::write(format!("/proc/sys/{path}"), value)?;
+            }
+            let ns = std::fs::File::open("/proc/thread-self/ns/net")?;
+            Ok(Self(ns.into()))
+        })
+        .join()
+        .map_err(|_| io::Error::other("netns thread panicked"))?
+    }
+
+    /// Moves the calling thread into the namespace.
+    pub fn enter(&self) -> io::Result<()> {
+        // SAFETY: a namespace fd we own; affects the calling thread only.
+        if unsafe { libc::setns(self.0.as_raw_fd(), libc::CLONE_NEWNET) } == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+}
+
+/// A non-blocking TCP socket whose input is dropped ([`drop_all_input`]) and whose connect to
+/// `addr` has started: its SYN leaves, the SYN-ACK never gets in.
+pub fn stalled_connect(addr: std::net::SocketAddr) -> io::Result<TcpStream> {
+    use std::os::fd::FromRawFd;
+    let std::net::SocketAddr::V4(v4) = addr else {
+        return Err(io::Error::new(io::ErrorKind::Unsupported, "IPv4 only"));
+    };
+    // SAFETY: plain socket(2); the fd is owned right away.
+    let fd = unsafe {
+        libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, 0)
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh descriptor we own.
+    let s = unsafe { TcpStream::from_raw_fd(fd) };
+    drop_all_input(&s)?;
+    let sin = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: v4.port().to_be(),
+        sin_addr: libc::in_addr { s_addr: u32::from(*v4.ip()).to_be() },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: valid fd and sockaddr_in.
+    let rc = unsafe {
+        libc::connect(
+            s.as_raw_fd(),
+            (&raw const sin).cast(),
+            size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    let err = io::Error::last_os_error();
+    if rc != 0 && err.raw_os_error() != Some(libc::EINPROGRESS) {
+        return Err(err);
+    }
+    Ok(s)
+}

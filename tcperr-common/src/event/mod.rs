@@ -2,6 +2,7 @@
 //! emits it (`tcperr-ebpf/src/<hook>.rs`) through the decoder and the explanation to the scenario
 //! that proves it (`vm/src/scenarios/`).
 
+mod accept_queue_full;
 mod recv_eof;
 mod recv_error;
 mod rst_received;
@@ -10,6 +11,7 @@ mod send_error;
 mod socket_error;
 mod state_change;
 
+pub use accept_queue_full::AcceptQueueFull;
 pub use recv_eof::RecvEof;
 pub use recv_error::RecvError;
 pub use rst_received::RstReceived;
@@ -36,6 +38,8 @@ pub enum EventKind {
     StateChange = 6,
     /// `sock:inet_sk_error_report`: the kernel set an error on a socket (see [`SocketError`]).
     SocketError = 7,
+    /// A listener's accept queue overflowed (see [`AcceptQueueFull`]).
+    AcceptQueueFull = 8,
 }
 
 impl EventKind {
@@ -48,6 +52,7 @@ impl EventKind {
             5 => Self::RecvEof,
             6 => Self::StateChange,
             7 => Self::SocketError,
+            8 => Self::AcceptQueueFull,
             _ => return None,
         })
     }

@@ -1,8 +1,9 @@
 use super::{EventHeader, SockInfo, event};
 
 /// A TCP state transition the story needs (`sock:inet_sock_set_state`): connect (→ SYN_SENT),
-/// connect failed (SYN_SENT → CLOSE), peer's FIN (→ CLOSE_WAIT), our close (ESTABLISHED →
-/// FIN_WAIT1, CLOSE_WAIT → LAST_ACK) and aborts (→ CLOSE from ESTABLISHED or CLOSE_WAIT).
+/// listen (→ LISTEN), peer's FIN (→ CLOSE_WAIT), our close (ESTABLISHED → FIN_WAIT1, CLOSE_WAIT
+/// → LAST_ACK) and the end of every socket (→ CLOSE: failed connects, aborts, resets, timeouts
+/// and clean ends alike).
 /// `sock.state` is the old state.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -7,11 +7,13 @@ use std::{
 
 use crate::{Actor, Expected, Needs, Run, sock};
 
+mod accept_queue_overflow;
 mod broken_pipe;
 mod eof;
 mod refused;
 mod reset_by_abort;
 mod reset_by_unread_data;
+mod silent_peer;
 
 /// Every scenario, by name.
 pub const ALL: &[&str] = &[
@@ -21,6 +23,9 @@ pub const ALL: &[&str] = &[
     "eof",
     "refused",
     "reset_by_abort_ipv6",
+    "silent_peer",
+    "accept_queue_overflow_reset",
+    "accept_queue_overflow_drop",
 ];
 
 /// Runs scenario `name`; Err names the valid ones or says what the kernel did not do.
@@ -32,6 +37,9 @@ pub fn run(name: &str) -> Result<Run, String> {
         "reset_by_unread_data" => reset_by_unread_data::run(),
         "eof" => eof::run(),
         "refused" => refused::run(),
+        "silent_peer" => silent_peer::run(),
+        "accept_queue_overflow_reset" => accept_queue_overflow::run(true),
+        "accept_queue_overflow_drop" => accept_queue_overflow::run(false),
         _ => Err(format!("unknown scenario {name:?}; valid: {}", ALL.join(", "))),
     }
 }

@@ -1,0 +1,47 @@
+//! `tracepoint/tcp/tcp_retransmit_synack` → [`AcceptQueueFull`] (dropped). A listener
+//! retransmits its SYN-ACK; when the pending connection is marked `acked`, the client's final ACK
+//! had come and was dropped because the accept queue was full (`tcp_abort_on_overflow=0`).
+//! Any other retransmission (a lost SYN-ACK) leaves after reading one bit.
+use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
+use tcperr_common::{ABSENT, AcceptQueueFull};
+
+use crate::{
+    emit::{emit, header},
+    layout::layout,
+    sock::{read, sock_info},
+    tcp_receive_reset::ctx_addr,
+};
+
+#[tracepoint(category = "tcp", name = "tcp_retransmit_synack")]
+pub fn tcp_retransmit_synack(ctx: TracePointContext) -> u32 {
+    let rec = ctx_addr(&ctx);
+    let req: u64 = read(rec, layout!(tp_synack_req));
+    let byte = layout!(req_acked_byte);
+    if byte == ABSENT || u32::from(read::<u8>(req, byte)) & layout!(req_acked_mask) == 0 {
+        return 0;
+    }
+    let sk: u64 = read(rec, layout!(tp_synack_skaddr));
+    // A request sock shares `struct sock_common` with sockets: its 4-tuple is the connection.
+    emit(&overflow(sk, sock_info(req), AcceptQueueFull::DROPPED));
+    0
+}
+
+/// An [`AcceptQueueFull`] for listener `sk` about connection `sock`.
+#[inline(always)]
+pub fn overflow(sk: u64, mut sock: tcperr_common::SockInfo, action: u32) -> AcceptQueueFull {
+    sock.state = tcperr_common::tcp::state::LISTEN;
+    AcceptQueueFull {
+        header: header::<AcceptQueueFull>(sk),
+        sock,
+        backlog: read(sk, layout!(sk_max_ack_backlog)),
+        queued: read(sk, layout!(sk_ack_backlog)),
+        action,
+        _pad: 0,
+    }
+}
+
+/// Whether listener `sk`'s accept queue is full (`sk_acceptq_is_full`).
+#[inline(always)]
+pub fn accept_queue_full(sk: u64) -> bool {
+    read::<u32>(sk, layout!(sk_ack_backlog)) > read::<u32>(sk, layout!(sk_max_ack_backlog))
+}

@@ -1,0 +1,127 @@
+//! SCENARIOS.md §2, the server that cannot take the connection. A listener (backlog 0) that
+//! never accepts holds one connection, so its accept queue is full when a second client's final
+//! ACK arrives. With `net.ipv4.tcp_abort_on_overflow=1` the kernel answers with RST and the
+//! client's read fails with "connection reset by peer"; with 0 (the default) it drops the ACK:
+//! the client believes it is connected, the server retransmits its SYN-ACK, nothing is reset.
+//!
+//! To have the second client's SYN arrive while the queue still had room and its ACK after the
+//! queue filled, that client drops its own input until the first client is queued (its SYN-ACK
+//! is lost; its SYN retransmission a second later completes the handshake). Runs in a network
+//! namespace of its own, whose sysctl touches nothing else.
+use std::{
+    io::{ErrorKind, Read},
+    net::{SocketAddr, TcpListener, TcpStream},
+    os::fd::AsRawFd,
+    sync::{Arc, mpsc},
+    time::Duration,
+};
+
+use super::{actor, ctx, ev, finish, join};
+use crate::{Run, loopback, sock};
+
+pub fn run(abort_on_overflow: bool) -> Result<Run, String> {
+    let ns = Arc::new(
+        sock::Netns::new(&[(
+            "net/ipv4/tcp_abort_on_overflow",
+            if abort_on_overflow { "1" } else { "0" },
+        )])
+        .map_err(ctx("network namespace"))?,
+    );
+    let (addr_tx, addr_rx) = mpsc::channel::<SocketAddr>();
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let server_ns = ns.clone();
+    let server = actor("server", move || {
+        server_ns.enter().map_err(ctx("setns"))?;
+        let listener = TcpListener::bind(loopback(false)).map_err(ctx("bind"))?;
+        sock::relisten(&listener, 0).map_err(ctx("listen"))?;
+        addr_tx.send(listener.local_addr().map_err(ctx("local_addr"))?).map_err(ctx("signal"))?;
+        done_rx.recv().map_err(ctx("wait"))?; // never accepts
+        Ok(())
+    });
+    let addr = addr_rx.recv().map_err(ctx("listener address"))?;
+    let (queued_tx, queued_rx) = mpsc::channel::<()>();
+    let (filler_done_tx, filler_done_rx) = mpsc::channel::<()>();
+    let filler_ns = ns.clone();
+    let filler = actor("filler", move || {
+        filler_ns.enter().map_err(ctx("setns"))?;
+        let late_started = queued_rx.recv().map_err(ctx("wait for client"));
+        late_started?;
+        let f = TcpStream::connect(addr).map_err(ctx("connect"))?; // queued: the queue is full
+        let port = f.local_addr().map_err(ctx("local_addr"))?.port();
+        filler_done_rx.recv().map_err(ctx("wait"))?;
+        sock::set_linger_zero(&f).map_err(ctx("SO_LINGER"))?;
+        Ok(port)
+    });
+    let client_ns = ns;
+    let client = actor("client", move || {
+        client_ns.enter().map_err(ctx("setns"))?;
+        let c = sock::stalled_connect(addr).map_err(ctx("connect"))?;
+        let port = c.local_addr().map_err(ctx("local_addr"))?.port();
+        queued_tx.send(()).map_err(ctx("signal"))?;
+        std::thread::sleep(Duration::from_millis(200)); // the filler is queued by now
+        sock::detach_filter(&c).map_err(ctx("SO_DETACH_FILTER"))?;
+        sock::wait_for(&c, libc::POLLOUT, Duration::from_secs(10)).map_err(ctx("handshake"))?;
+        let outcome = if abort_on_overflow {
+            sock::wait_for(&c, 0, Duration::from_secs(5)).map_err(ctx("wait for RST"))?;
+            set_blocking(&c)?;
+            match (&c).read(&mut [0u8; 8]) {
+                Err(e) if e.kind() == ErrorKind::ConnectionReset => Ok(()),
+                other => Err(format!("read returned {other:?}, expected connection reset")),
+            }
+        } else {
+            // Wait past the server's SYN-ACK retransmission (1 s, then 2 s more).
+            std::thread::sleep(Duration::from_millis(3500));
+            match sock::wait_for(&c, 0, Duration::from_millis(1)) {
+                Err(e) if e.kind() == ErrorKind::TimedOut => Ok(()),
+                other => {
+                    Err(format!("dropped handshake: the client saw {other:?}, expected nothing"))
+                }
+            }
+        };
+        sock::set_linger_zero(&c).map_err(ctx("SO_LINGER"))?;
+        drop(c);
+        outcome.map(|()| port)
+    });
+    let (client, client_port) = join(client)?;
+    let _ = filler_done_tx.send(());
+    let (filler, filler_port) = join(filler)?;
+    let _ = done_tx.send(());
+    let (server, ()) = join(server)?;
+    let expected = if abort_on_overflow {
+        vec![
+            ev("accept_queue_full", "server", "server->client", "LISTEN", "ECONNRESET"),
+            ev("rst_received", "client", "client->server", "ESTABLISHED", "ECONNRESET"),
+            ev("recv_error", "client", "client->server", "CLOSE", "ECONNRESET"),
+            ev("rst_sent", "filler", "client->server", "CLOSE", "-"),
+        ]
+    } else {
+        vec![
+            ev("accept_queue_full", "server", "server->client", "LISTEN", "-"),
+            ev("rst_sent", "client", "client->server", "CLOSE", "-"),
+            ev("rst_sent", "filler", "client->server", "CLOSE", "-"),
+        ]
+    };
+    Ok(finish(
+        if abort_on_overflow {
+            "accept_queue_overflow_reset"
+        } else {
+            "accept_queue_overflow_drop"
+        },
+        addr,
+        [client_port, filler_port],
+        vec![client, filler, server],
+        expected,
+    ))
+}
+
+fn set_blocking(s: &TcpStream) -> Result<(), String> {
+    // SAFETY: fcntl on a valid fd.
+    let flags = unsafe { libc::fcntl(s.as_raw_fd(), libc::F_GETFL) };
+    // SAFETY: as above.
+    if flags < 0
+        || unsafe { libc::fcntl(s.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK) } < 0
+    {
+        return Err(format!("fcntl: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}

@@ -1,0 +1,56 @@
+//! SCENARIOS.md §4, the timeout. The peer vanishes: every segment for the server's socket is
+//! dropped before TCP sees it (a socket filter, the firewall-free equivalent of a dead host or a
+//! link gone down). The client's data is never acknowledged; after its `TCP_USER_TIMEOUT` the
+//! kernel gives up with ETIMEDOUT, and the next write fails with "connection timed out".
+use std::{
+    io::Write,
+    net::{TcpListener, TcpStream},
+    sync::mpsc,
+    time::Duration,
+};
+
+use super::{actor, ctx, ev, finish, join};
+use crate::{Run, loopback, sock};
+
+pub fn run() -> Result<Run, String> {
+    let listener = TcpListener::bind(loopback(false)).map_err(ctx("bind"))?;
+    let addr = listener.local_addr().map_err(ctx("local_addr"))?;
+    let (silent_tx, silent_rx) = mpsc::channel();
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let server = actor("server", move || {
+        let (s, _) = listener.accept().map_err(ctx("accept"))?;
+        sock::drop_all_input(&s).map_err(ctx("SO_ATTACH_FILTER"))?;
+        silent_tx.send(()).map_err(ctx("signal"))?;
+        done_rx.recv().map_err(ctx("wait for client"))?;
+        // Leave without a FIN the client's kernel would have to answer.
+        sock::set_linger_zero(&s).map_err(ctx("SO_LINGER"))?;
+        Ok(())
+    });
+    let client = actor("client", move || {
+        let mut c = TcpStream::connect(addr).map_err(ctx("connect"))?;
+        let port = c.local_addr().map_err(ctx("local_addr"))?.port();
+        sock::set_user_timeout(&c, 500).map_err(ctx("TCP_USER_TIMEOUT"))?;
+        silent_rx.recv().map_err(ctx("wait for server"))?;
+        c.write_all(b"anyone there?").map_err(ctx("write"))?;
+        sock::wait_for(&c, 0, Duration::from_secs(10)).map_err(ctx("wait for the timeout"))?;
+        let res = c.write(b"again");
+        let _ = done_tx.send(());
+        match res {
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Ok(port),
+            other => Err(format!("write returned {other:?}, expected connection timed out")),
+        }
+    });
+    let (client, port) = join(client)?;
+    let (server, ()) = join(server)?;
+    Ok(finish(
+        "silent_peer",
+        addr,
+        [port],
+        vec![client, server],
+        vec![
+            ev("socket_error", "client", "client->server", "CLOSE", "ETIMEDOUT"),
+            ev("send_error", "client", "client->server", "CLOSE", "ETIMEDOUT"),
+            ev("rst_sent", "server", "server->client", "CLOSE", "-"),
+        ],
+    ))
+}
