@@ -11,9 +11,10 @@ use tcperr_common::{
 use crate::{
     decode::Event,
     errno,
-    explain::{explain, reason_name},
+    explain::{explain, reason_name, story_line},
     owner::{Owner, OwnerSource, ProcSockets, fd_usage},
     report::{AcceptQueue, Report, endpoints, join_host_port, rfc3339_micros, state_name},
+    story::{self, Cause, Item, PeerRst, Step, Tuple, mirror, tuple},
 };
 
 /// Remembers a complete 4-tuple, and completes one whose local port the kernel already cleared
@@ -49,10 +50,22 @@ struct SockEntry {
     seen_ns: u64,
     /// The socket's inode once seen: a different one at the same address is a new socket.
     ino: u64,
+    /// The state the last RST arrived in.
+    rst_state: Option<u8>,
+    /// The kernel aborted the socket after its owner had closed it, because data arrived
+    /// (an RST on the orphan, or, on kernels that skip that, its move from FIN_WAIT to CLOSE).
+    aborted_on_data: bool,
+    /// The socket reached CLOSE inside its owner's close() (an abort).
+    closed_in_close: bool,
+    timeline: Vec<Item>,
 }
 
 pub struct Correlator {
     socks: HashMap<u64, SockEntry>,
+    /// Each connection's socket, by its tuple: finds the other end when both are on this host.
+    by_tuple: HashMap<Tuple, u64>,
+    /// RSTs this host sent, by the sender's tuple: the other end's account of a reset.
+    rst_by_tuple: HashMap<Tuple, PeerRst>,
     procs: ProcSockets,
     rst_reasons: BTreeMap<u64, String>,
     /// Offset from CLOCK_MONOTONIC to CLOCK_REALTIME, for wall-clock times.
@@ -79,6 +92,8 @@ impl Correlator {
     pub fn new(rst_reasons: BTreeMap<u64, String>, all: bool) -> Self {
         Self {
             socks: HashMap::new(),
+            by_tuple: HashMap::new(),
+            rst_by_tuple: HashMap::new(),
             procs: ProcSockets::default(),
             rst_reasons,
             realtime_offset_ns: clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_MONOTONIC),
@@ -111,6 +126,7 @@ impl Correlator {
     pub fn observe(&mut self, ev: &Event) -> Option<Report> {
         let h = *ev.header();
         let mut sock = *ev.sock();
+        let ctx_tid = Some(h.pid_tgid as u32);
         let ctx = Owner {
             pid: (h.pid_tgid >> 32) as u32,
             tid: Some(h.pid_tgid as u32),
@@ -169,23 +185,100 @@ impl Correlator {
             None => (None, OwnerSource::Unknown),
         };
 
-        // Suppression of context-only events.
+        // The story: the socket's timeline, the other end's view, the cause; and suppression
+        // of context-only events.
+        let conn = tuple(&sock);
+        let reason = match ev {
+            Event::RstSent(e) => reason_name(e.reason, &self.rst_reasons).map(str::to_owned),
+            _ => None,
+        };
+        let peer_rst = conn.and_then(|t| self.rst_by_tuple.get(&mirror(&t))).cloned();
+        let peer_owner = conn
+            .and_then(|t| self.by_tuple.get(&mirror(&t)))
+            .and_then(|sk| self.socks.get(sk))
+            .and_then(|e| e.owner.clone())
+            .or_else(|| peer_rst.as_ref().and_then(|p| p.owner.clone()));
         let mut report_it = true;
+        let mut cause = None;
+        let mut timeline = Vec::new();
         if let Some(entry) = self.socks.get_mut(&h.sk) {
+            if let (Some(t), false) = (conn, matches!(ev, Event::AcceptQueueFull(_))) {
+                self.by_tuple.insert(t, h.sk);
+            }
+            let ts = h.ts_ns;
             match ev {
+                Event::StateChange(e) => {
+                    report_it = false;
+                    let step = match (e.oldstate, e.newstate) {
+                        (_, state::SYN_SENT) => Some(Step::Connect),
+                        (_, state::LISTEN) => Some(Step::Listen),
+                        (_, state::CLOSE_WAIT) => Some(Step::PeerFin),
+                        (_, state::FIN_WAIT1 | state::LAST_ACK) => Some(Step::Close),
+                        (_, state::CLOSE) => Some(Step::End),
+                        _ => None,
+                    };
+                    if e.newstate == state::CLOSE {
+                        let by_owner = source == OwnerSource::Closing
+                            || (owner.as_ref().and_then(|o| o.tid) == ctx_tid
+                                && matches!(e.oldstate, state::ESTABLISHED | state::CLOSE_WAIT));
+                        entry.closed_in_close |= by_owner && entry.rst_state.is_none();
+                        entry.aborted_on_data |= e.sock.ino == 0
+                            && matches!(e.oldstate, state::FIN_WAIT1 | state::FIN_WAIT2);
+                    }
+                    if let Some(step) = step {
+                        story::push(&mut entry.timeline, ts, step, state_name(e.oldstate));
+                    }
+                }
                 Event::RstReceived(e) => {
                     entry.rst_errno = Some(if e.errno == 0 { ECONNRESET } else { e.errno });
+                    entry.rst_state = Some(e.sock.state);
+                    entry.aborted_on_data |= e.sock.ino == 0;
                     report_it = e.sock.ino != 0;
+                    story::push(
+                        &mut entry.timeline,
+                        ts,
+                        Step::RstReceived,
+                        state_name(e.sock.state),
+                    );
+                    cause = Some(story::reset_cause(Some(e.sock.state), peer_rst.as_ref()));
                 }
-                Event::RstSent(_) => entry.rst_sent = true,
+                Event::RstSent(_) => {
+                    entry.rst_sent = true;
+                    let in_close = source == OwnerSource::Closing || entry.closed_in_close;
+                    let c =
+                        story::rst_sent_cause(reason.as_deref(), in_close, entry.aborted_on_data);
+                    story::push(&mut entry.timeline, ts, Step::RstSent, c.name());
+                    if let Some(t) = conn {
+                        let rst = PeerRst { ts_ns: ts, cause: c, owner: owner.clone() };
+                        self.rst_by_tuple.insert(t, rst);
+                    }
+                    cause = Some(c);
+                }
                 Event::SocketError(e) => {
                     // Reported when it is news to whoever holds the socket: not a repeat of an
                     // RST, not our own abort, and only if a process holds the socket at all.
                     report_it = entry.rst_errno.take() != Some(e.errno)
                         && !entry.rst_sent
                         && e.sock.ino != 0;
+                    if report_it {
+                        story::push(
+                            &mut entry.timeline,
+                            ts,
+                            Step::SocketError,
+                            errno::name(e.errno),
+                        );
+                    }
+                    cause = Some(story::error_cause(e.errno, entry.rst_state, peer_rst.as_ref()));
                 }
-                Event::StateChange(_) => report_it = false,
+                Event::SendError(_) | Event::RecvError(_) => {
+                    let n = ev.errno().unwrap_or(0);
+                    story::push(&mut entry.timeline, ts, Step::CallFailed, errno::name(n));
+                    cause = Some(story::error_cause(n, entry.rst_state, peer_rst.as_ref()));
+                }
+                Event::RecvEof(_) => {
+                    story::push(&mut entry.timeline, ts, Step::Eof, "");
+                    cause = Some(Cause::PeerClosed);
+                }
                 Event::AcceptQueueFull(e) => {
                     // One report per client connection, however many SYN-ACKs retransmit or
                     // ACKs the kernel resets.
@@ -197,9 +290,34 @@ impl Correlator {
                         }
                         entry.overflowed.push(key);
                     }
+                    if let Some(t) = conn {
+                        let rst = PeerRst {
+                            ts_ns: ts,
+                            cause: Cause::AcceptQueueOverflow,
+                            owner: owner.clone(),
+                        };
+                        self.rst_by_tuple.insert(t, rst);
+                    }
+                    cause = Some(Cause::AcceptQueueOverflow);
                 }
-                _ => {}
             }
+            if matches!(
+                ev,
+                Event::SendError(_)
+                    | Event::RecvError(_)
+                    | Event::RecvEof(_)
+                    | Event::SocketError(_)
+                    | Event::RstReceived(_)
+            ) {
+                timeline = story::relative(&entry.timeline);
+            }
+        } else if let Event::RstSent(_) = ev {
+            // No socket: the segment's connection is all there is.
+            let c = story::rst_sent_cause(reason.as_deref(), false, false);
+            if let Some(t) = conn {
+                self.rst_by_tuple.insert(t, PeerRst { ts_ns: h.ts_ns, cause: c, owner: None });
+            }
+            cause = Some(c);
         }
         if !report_it && !self.all {
             return None;
@@ -216,14 +334,15 @@ impl Correlator {
             Some(n) => (Some(errno::name(n)), Some(errno::words(n))),
             None => (None, None),
         };
-        let (newstate, reason) = match ev {
-            Event::StateChange(e) => (Some(state_name(e.newstate)), None),
-            Event::RstSent(e) => {
-                (None, reason_name(e.reason, &self.rst_reasons).map(str::to_owned))
-            }
-            _ => (None, None),
+        let newstate = match ev {
+            Event::StateChange(e) => Some(state_name(e.newstate)),
+            _ => None,
         };
-        let mut explanation = explain(ev, &peer, &self.rst_reasons);
+        let mut explanation = match cause {
+            Some(c) => story_line(ev, c, &peer, peer_owner.as_ref(), peer_rst.as_ref(), &timeline)
+                .unwrap_or_else(|| explain(ev, &peer, &self.rst_reasons)),
+            None => explain(ev, &peer, &self.rst_reasons),
+        };
         let accept_queue = match ev {
             Event::AcceptQueueFull(e) => {
                 let usage = owner.as_ref().and_then(|o| fd_usage(o.pid));
@@ -265,6 +384,10 @@ impl Correlator {
             errno_code,
             error,
             reason,
+            cause: cause.map(Cause::name),
+            peer_pid: peer_owner.as_ref().map(|o| o.pid),
+            peer_comm: peer_owner.map(|o| o.comm),
+            timeline,
             accept_queue,
             cookie: sock.cookie,
             sk: format!("{:#x}", h.sk),
@@ -287,6 +410,9 @@ impl Correlator {
         let before = self.socks.len();
         self.socks.retain(|_, e| e.seen_ns > cut);
         self.evicted += (before - self.socks.len()) as u64;
+        self.rst_by_tuple.retain(|_, r| r.ts_ns > cut);
+        let socks = &self.socks;
+        self.by_tuple.retain(|_, sk| socks.contains_key(sk));
     }
 }
 

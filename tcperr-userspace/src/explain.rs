@@ -1,5 +1,6 @@
-//! One line per event saying why it happened, from the kernel facts in SCENARIOS.md. The
-//! per-connection story (issue 4) builds on these.
+//! One line per event saying why it happened, from the kernel facts in SCENARIOS.md: the plain
+//! explanation of each event ([`explain`]) and, for the errors programs see, the story of the
+//! connection ([`story_line`]).
 use std::collections::BTreeMap;
 
 use tcperr_common::{
@@ -7,7 +8,13 @@ use tcperr_common::{
     tcp::{errno, state},
 };
 
-use crate::{decode::Event, errno::words, report::state_name};
+use crate::{
+    decode::Event,
+    errno::words,
+    owner::Owner,
+    report::state_name,
+    story::{Cause, Item, PeerRst, Step},
+};
 
 pub fn explain(ev: &Event, peer: &str, rst_reasons: &BTreeMap<u64, String>) -> String {
     match ev {
@@ -81,4 +88,78 @@ pub fn reason_name(reason: u32, names: &BTreeMap<u64, String>) -> Option<&str> {
         return None;
     }
     names.get(&u64::from(reason)).map(String::as_str)
+}
+
+/// The story of an error, from the socket's timeline and the other end's account: `None` where
+/// the plain explanation says as much.
+pub fn story_line(
+    ev: &Event,
+    cause: Cause,
+    peer: &str,
+    peer_owner: Option<&Owner>,
+    peer_rst: Option<&PeerRst>,
+    timeline: &[Item],
+) -> Option<String> {
+    if !matches!(
+        ev,
+        Event::SendError(_)
+            | Event::RecvError(_)
+            | Event::RecvEof(_)
+            | Event::SocketError(_)
+            | Event::RstReceived(_)
+    ) {
+        return None;
+    }
+    let who = peer_owner
+        .map_or(String::new(), |o| format!(" (pid {} {})", o.pid, crate::output::escape(&o.comm)));
+    let at = |step: Step| {
+        timeline.iter().rev().find(|i| i.step == step).map(|i| format!("+{:.3} ms", i.t_ms))
+    };
+    let now = timeline.last().map_or(String::new(), |i| format!(" at +{:.3} ms", i.t_ms));
+    let fin = at(Step::PeerFin);
+    let rst = at(Step::RstReceived).map_or(String::new(), |t| format!(" at {t}"));
+    let call = match ev {
+        Event::SendError(_) => format!("this write{now} failed"),
+        Event::RecvError(_) => format!("this read{now} failed"),
+        Event::RecvEof(_) => format!("this read{now} returned 0 bytes"),
+        Event::SocketError(_) => format!("the kernel gave up{now}"),
+        _ => "the next read or write fails".to_owned(),
+    };
+    let words = ev.errno().map_or("EOF".to_owned(), words);
+    let _ = peer_rst;
+    Some(match cause {
+        Cause::WriteAfterPeerClose => format!(
+            "{peer}{who} closed the connection (FIN{}); data written after that drew its RST{rst}; {call}: {words}",
+            fin.map_or(String::new(), |t| format!(" at {t}"))
+        ),
+        Cause::PeerAborted => format!(
+            "{peer}{who} aborted the connection (close() with SO_LINGER {{on, 0}}, or a disconnect): its RST arrived{rst}; {call}: {words}"
+        ),
+        Cause::PeerClosedWithUnreadData => format!(
+            "{peer}{who} closed the connection without reading all we had sent, so its kernel sent RST instead of FIN{rst}; {call}: {words}"
+        ),
+        Cause::AcceptQueueOverflow => format!(
+            "{peer}{who} could not take the connection: its listener's accept queue was full, and its kernel reset the connection{rst}; {call}: {words}"
+        ),
+        Cause::PeerHasNoSocket => format!(
+            "{peer} has no socket for this connection (it restarted or forgot it) and answered with RST{rst}; {call}: {words}"
+        ),
+        Cause::Refused => format!(
+            "nothing listens at {peer}: its kernel answered our SYN with RST{rst}; {call}: {words}"
+        ),
+        Cause::PeerReset => format!(
+            "{peer}{who} reset the connection{rst}; why is not visible from this host; {call}: {words}"
+        ),
+        Cause::PeerClosed => {
+            let no_rst = if at(Step::RstReceived).is_none() { ", no RST" } else { "" };
+            format!(
+                "{peer}{who} closed the connection cleanly (FIN{}); {call}: an orderly close{no_rst}",
+                fin.map_or(String::new(), |t| format!(" at {t}"))
+            )
+        }
+        Cause::Timeout => format!(
+            "no answer from {peer}: retransmissions or keepalive probes ran out (the peer vanished, or packets are dropped); {call}: {words}"
+        ),
+        _ => return None,
+    })
 }

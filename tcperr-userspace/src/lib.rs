@@ -16,6 +16,7 @@ pub mod output;
 pub mod owner;
 pub mod probe;
 pub mod report;
+pub mod story;
 pub mod trace;
 pub mod tracefs;
 pub mod tracer;

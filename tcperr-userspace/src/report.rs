@@ -40,6 +40,15 @@ pub struct Report {
     /// rst_sent only: the kernel's reason (`enum sk_rst_reason`) where it gives one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Why, as a class (README "Causes"): write_after_peer_close, peer_aborted,
+    /// peer_closed_with_unread_data, accept_queue_overflow, refused, timeout, peer_closed, ...
+    pub cause: Option<&'static str>,
+    /// The process at the other end, when it is on this host.
+    pub peer_pid: Option<u32>,
+    pub peer_comm: Option<String>,
+    /// The socket's recent steps, times relative to the first (errors and RSTs received).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub timeline: Vec<crate::story::Item>,
     /// accept_queue_full only: the listener's queue and what the kernel did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub accept_queue: Option<AcceptQueue>,

@@ -74,25 +74,89 @@ fn refused_is_an_rst_in_syn_sent_attributed_to_the_connecting_thread() {
     assert_scenario("refused");
 }
 
+fn find<'a>(run: &Run, reports: &'a [serde_json::Value], kind: &str) -> &'a serde_json::Value {
+    reports
+        .iter()
+        .find(|r| run.owns(r) && r["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} of {} in {reports:#?}", run.scenario))
+}
+
+fn steps(r: &serde_json::Value) -> Vec<&str> {
+    r["timeline"]
+        .as_array()
+        .map_or(vec![], |t| t.iter().filter_map(|i| i["step"].as_str()).collect())
+}
+
 #[test]
-fn explanations_and_reasons_name_the_cause() {
+fn broken_pipe_story_holds_the_peers_fin_its_rst_and_the_failing_write_in_order() {
     let (run, reports, rst_reason) = trace("broken_pipe");
-    let find = |kind: &str| {
-        reports
-            .iter()
-            .find(|r| run.owns(r) && r["kind"] == kind)
-            .unwrap_or_else(|| panic!("no {kind} in {reports:#?} ({run:?})"))
-    };
-    assert_eq!(find("send_error")["error"], "broken pipe");
-    assert!(find("rst_received")["explanation"].as_str().unwrap().contains("had already closed"));
+    let failed = find(&run, &reports, "send_error");
+    assert_eq!(
+        steps(failed),
+        ["connect", "peer_fin", "rst_received", "end", "call_failed"],
+        "{failed:#}"
+    );
+    let client = run.actors.iter().find(|a| a.name == "client").expect("client");
+    assert_eq!(
+        (failed["pid"].as_u64(), failed["tid"].as_u64()),
+        (Some(client.pid.into()), Some(client.tid.into()))
+    );
+    assert_eq!(failed["peer_comm"], "server", "the other end is named: {failed:#}");
+    assert_eq!(failed["error"], "broken pipe");
+    let story = failed["explanation"].as_str().expect("explanation");
+    assert!(
+        story.contains("closed the connection (FIN at +") && story.contains("drew its RST at +"),
+        "{story}"
+    );
     if rst_reason {
-        assert_eq!(find("rst_sent")["reason"], "TCP_ABORT_ON_DATA");
+        assert_eq!(find(&run, &reports, "rst_sent")["reason"], "TCP_ABORT_ON_DATA");
     }
+}
+
+#[test]
+fn reset_stories_name_the_abort_and_the_unread_data() {
+    let (run, reports, _) = trace("reset_by_abort");
+    let failed = find(&run, &reports, "recv_error");
+    assert!(failed["explanation"].as_str().expect("text").contains("SO_LINGER"), "{failed:#}");
+    assert_eq!(failed["peer_comm"], "server");
     let (run, reports, rst_reason) = trace("reset_by_unread_data");
-    let rst = reports.iter().find(|r| run.owns(r) && r["kind"] == "rst_sent").expect("rst_sent");
     if rst_reason {
-        assert_eq!(rst["reason"], "TCP_ABORT_ON_CLOSE");
+        assert_eq!(find(&run, &reports, "rst_sent")["reason"], "TCP_ABORT_ON_CLOSE");
+        let failed = find(&run, &reports, "recv_error");
+        assert!(
+            failed["explanation"].as_str().expect("text").contains("without reading"),
+            "{failed:#}"
+        );
     }
+}
+
+#[test]
+fn eof_story_is_a_clean_close_with_no_rst_in_the_timeline() {
+    let (run, reports, _) = trace("eof");
+    let eof = find(&run, &reports, "recv_eof");
+    assert!(!steps(eof).contains(&"rst_received"), "{eof:#}");
+    assert!(eof["explanation"].as_str().expect("text").contains("no RST"), "{eof:#}");
+    assert_eq!(eof["peer_comm"], "client", "the closing end is named: {eof:#}");
+}
+
+#[test]
+fn overflow_story_names_the_listener_and_its_queue() {
+    let (run, reports, _) = trace("accept_queue_overflow_reset");
+    let full = find(&run, &reports, "accept_queue_full");
+    assert_eq!(
+        (full["comm"].as_str(), full["accept_queue"]["action"].as_str()),
+        (Some("server"), Some("reset"))
+    );
+    assert_eq!(
+        (full["accept_queue"]["backlog"].as_u64(), full["accept_queue"]["queued"].as_u64()),
+        (Some(0), Some(1))
+    );
+    let failed = find(&run, &reports, "recv_error");
+    assert_eq!(failed["peer_comm"], "server", "{failed:#}");
+    assert!(
+        failed["explanation"].as_str().expect("text").contains("accept queue was full"),
+        "{failed:#}"
+    );
 }
 
 #[test]

@@ -45,13 +45,21 @@ pub struct Expected {
     pub state: &'static str,
     /// errno name, "EOF", or "-".
     pub errno: &'static str,
+    /// The cause class tcperr names, or "-".
+    pub cause: &'static str,
+    /// The cause on kernels that give no RST reason, where tcperr can only infer less.
+    pub cause_without_reason: Option<&'static str>,
     pub needs: Option<Needs>,
 }
 
 impl Expected {
-    pub fn line(&self) -> String {
+    pub fn line(&self, kernel_has_rst_reason: bool) -> String {
+        let cause = match self.cause_without_reason {
+            Some(c) if !kernel_has_rst_reason => c,
+            _ => self.cause,
+        };
         format!(
-            "{} {} {}->{} {} {}",
+            "{} {} {}->{} {} {} {cause}",
             self.kind, self.actor, self.local, self.remote, self.state, self.errno
         )
     }
@@ -112,13 +120,14 @@ impl Run {
     pub fn normalise(&self, ev: &Value) -> String {
         let s = |k: &str| ev[k].as_str().unwrap_or("-").to_owned();
         format!(
-            "{} {} {}->{} {} {}",
+            "{} {} {}->{} {} {} {}",
             s("kind"),
             self.actor(ev),
             self.role(ev["lport"].as_u64().unwrap_or(0)),
             self.role(ev["rport"].as_u64().unwrap_or(0)),
             s("state"),
             s("errno"),
+            s("cause"),
         )
     }
 
@@ -128,7 +137,7 @@ impl Run {
             self.expected
                 .iter()
                 .filter(|e| e.needs.is_none() || kernel_has_rst_reason)
-                .map(Expected::line)
+                .map(|e| e.line(kernel_has_rst_reason))
                 .collect(),
         )
     }
@@ -146,7 +155,7 @@ impl Run {
             "server_port": self.server_port,
             "client_ports": self.client_ports.iter().collect::<Vec<_>>(),
             "actors": self.actors.iter().map(|a| serde_json::json!({"name": a.name, "pid": a.pid, "tid": a.tid})).collect::<Vec<_>>(),
-            "expected": self.expected.iter().map(|e| serde_json::json!({"line": e.line(), "needs_rst_reason": e.needs == Some(Needs::RstReason)})).collect::<Vec<_>>(),
+            "expected": self.expected.iter().map(|e| serde_json::json!({"with_rst_reason": e.line(true), "without_rst_reason": e.line(false), "needs_rst_reason": e.needs == Some(Needs::RstReason)})).collect::<Vec<_>>(),
         })
     }
 }

@@ -89,16 +89,44 @@ pub fn run(abort_on_overflow: bool) -> Result<Run, String> {
     let (server, ()) = join(server)?;
     let expected = if abort_on_overflow {
         vec![
-            ev("accept_queue_full", "server", "server->client", "LISTEN", "ECONNRESET"),
-            ev("rst_received", "client", "client->server", "ESTABLISHED", "ECONNRESET"),
-            ev("recv_error", "client", "client->server", "CLOSE", "ECONNRESET"),
-            ev("rst_sent", "filler", "client->server", "CLOSE", "-"),
+            ev(
+                "accept_queue_full",
+                "server",
+                "server->client",
+                "LISTEN",
+                "ECONNRESET",
+                "accept_queue_overflow",
+            ),
+            ev(
+                "rst_received",
+                "client",
+                "client->server",
+                "ESTABLISHED",
+                "ECONNRESET",
+                "accept_queue_overflow",
+            ),
+            ev(
+                "recv_error",
+                "client",
+                "client->server",
+                "CLOSE",
+                "ECONNRESET",
+                "accept_queue_overflow",
+            ),
+            ev("rst_sent", "filler", "client->server", "CLOSE", "-", "aborted"),
         ]
     } else {
         vec![
-            ev("accept_queue_full", "server", "server->client", "LISTEN", "-"),
-            ev("rst_sent", "client", "client->server", "CLOSE", "-"),
-            ev("rst_sent", "filler", "client->server", "CLOSE", "-"),
+            ev(
+                "accept_queue_full",
+                "server",
+                "server->client",
+                "LISTEN",
+                "-",
+                "accept_queue_overflow",
+            ),
+            ev("rst_sent", "client", "client->server", "CLOSE", "-", "aborted"),
+            ev("rst_sent", "filler", "client->server", "CLOSE", "-", "aborted"),
         ]
     };
     Ok(finish(

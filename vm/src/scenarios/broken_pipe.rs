@@ -49,9 +49,23 @@ pub fn run() -> Result<Run, String> {
         vec![client, server],
         vec![
             // The server's kernel resets the client that wrote to its closed socket.
-            ev("rst_sent", "server", "server->client", "CLOSE", "-"),
-            ev("rst_received", "client", "client->server", "CLOSE_WAIT", "EPIPE"),
-            ev("send_error", "client", "client->server", "CLOSE", "EPIPE"),
+            ev("rst_sent", "server", "server->client", "CLOSE", "-", "data_after_close"),
+            ev(
+                "rst_received",
+                "client",
+                "client->server",
+                "CLOSE_WAIT",
+                "EPIPE",
+                "write_after_peer_close",
+            ),
+            ev(
+                "send_error",
+                "client",
+                "client->server",
+                "CLOSE",
+                "EPIPE",
+                "write_after_peer_close",
+            ),
         ],
     ))
 }

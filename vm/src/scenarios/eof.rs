@@ -32,6 +32,6 @@ pub fn run() -> Result<Run, String> {
         addr,
         [port],
         vec![client, server],
-        vec![ev("recv_eof", "server", "server->client", "CLOSE_WAIT", "EOF")],
+        vec![ev("recv_eof", "server", "server->client", "CLOSE_WAIT", "EOF", "peer_closed")],
     ))
 }

@@ -76,12 +76,29 @@ fn ev(
     path: &'static str,
     state: &'static str,
     errno: &'static str,
+    cause: &'static str,
 ) -> Expected {
     let (local, remote) = path.split_once("->").expect("path is local->remote");
-    Expected { kind, actor, local, remote, state, errno, needs: None }
+    Expected {
+        kind,
+        actor,
+        local,
+        remote,
+        state,
+        errno,
+        cause,
+        cause_without_reason: None,
+        needs: None,
+    }
 }
 
 impl Expected {
+    /// The cause tcperr infers on kernels that give no RST reason.
+    fn without_reason(mut self, cause: &'static str) -> Self {
+        self.cause_without_reason = Some(cause);
+        self
+    }
+
     /// Marks an event only some kernels report.
     fn needs(mut self, needs: Needs) -> Self {
         self.needs = Some(needs);

@@ -25,8 +25,8 @@ pub fn run() -> Result<Run, String> {
         vec![client],
         vec![
             // The RST for a segment no socket wants: reported by kernels that give RST reasons.
-            ev("rst_sent", "-", "server->client", "NONE", "-").needs(Needs::RstReason),
-            ev("rst_received", "client", "client->server", "SYN_SENT", "ECONNREFUSED"),
+            ev("rst_sent", "-", "server->client", "NONE", "-", "no_socket").needs(Needs::RstReason),
+            ev("rst_received", "client", "client->server", "SYN_SENT", "ECONNREFUSED", "refused"),
         ],
     ))
 }

@@ -47,9 +47,25 @@ pub fn run() -> Result<Run, String> {
         [port],
         vec![client, server],
         vec![
-            ev("rst_sent", "server", "server->client", "CLOSE", "-"),
-            ev("rst_received", "client", "client->server", "ESTABLISHED", "ECONNRESET"),
-            ev("recv_error", "client", "client->server", "CLOSE", "ECONNRESET"),
+            ev("rst_sent", "server", "server->client", "CLOSE", "-", "closed_with_unread_data")
+                .without_reason("aborted"),
+            ev(
+                "rst_received",
+                "client",
+                "client->server",
+                "ESTABLISHED",
+                "ECONNRESET",
+                "peer_reset",
+            ),
+            ev(
+                "recv_error",
+                "client",
+                "client->server",
+                "CLOSE",
+                "ECONNRESET",
+                "peer_closed_with_unread_data",
+            )
+            .without_reason("peer_aborted"),
         ],
     ))
 }

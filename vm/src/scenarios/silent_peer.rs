@@ -48,9 +48,9 @@ pub fn run() -> Result<Run, String> {
         [port],
         vec![client, server],
         vec![
-            ev("socket_error", "client", "client->server", "CLOSE", "ETIMEDOUT"),
-            ev("send_error", "client", "client->server", "CLOSE", "ETIMEDOUT"),
-            ev("rst_sent", "server", "server->client", "CLOSE", "-"),
+            ev("socket_error", "client", "client->server", "CLOSE", "ETIMEDOUT", "timeout"),
+            ev("send_error", "client", "client->server", "CLOSE", "ETIMEDOUT", "timeout"),
+            ev("rst_sent", "server", "server->client", "CLOSE", "-", "aborted"),
         ],
     ))
 }

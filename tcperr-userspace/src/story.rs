@@ -1,0 +1,238 @@
+//! The per-connection story: a short timeline per socket, the other end's view when both ends
+//! are on this host, and the cause class of each error, from the kernel facts in SCENARIOS.md.
+use serde::Serialize;
+use tcperr_common::{
+    SockInfo,
+    tcp::{errno, state},
+};
+
+use crate::owner::Owner;
+
+/// A connection as seen from one end: (family, local address, local port, remote address,
+/// remote port).
+pub type Tuple = (u16, [u8; 16], u16, [u8; 16], u16);
+
+pub fn tuple(s: &SockInfo) -> Option<Tuple> {
+    (s.lport != 0 && s.rport != 0).then_some((s.family, s.laddr, s.lport, s.raddr, s.rport))
+}
+
+/// The same connection seen from the other end.
+pub fn mirror(t: &Tuple) -> Tuple {
+    (t.0, t.3, t.4, t.1, t.2)
+}
+
+/// One step of a socket's life (JSON `timeline[].step`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    Connect,
+    Listen,
+    /// The peer's FIN arrived (→ CLOSE_WAIT).
+    PeerFin,
+    /// This side closed (FIN sent: → FIN_WAIT1 or LAST_ACK).
+    Close,
+    RstReceived,
+    RstSent,
+    /// A send or receive failed.
+    CallFailed,
+    /// A receive returned 0 after the peer's FIN.
+    Eof,
+    SocketError,
+    AcceptQueueFull,
+    /// The socket reached CLOSE.
+    End,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Item {
+    /// Milliseconds since the first step of this timeline.
+    pub t_ms: f64,
+    pub step: Step,
+    /// errno name, TCP state or RST reason, as fits the step.
+    pub detail: String,
+    #[serde(skip)]
+    pub ts_ns: u64,
+}
+
+pub const TIMELINE_LEN: usize = 16;
+
+/// Keeps the last [`TIMELINE_LEN`] steps.
+pub fn push(timeline: &mut Vec<Item>, ts_ns: u64, step: Step, detail: impl Into<String>) {
+    if timeline.len() == TIMELINE_LEN {
+        timeline.remove(1); // keep the first step: it anchors the relative times
+    }
+    timeline.push(Item { t_ms: 0.0, step, detail: detail.into(), ts_ns });
+}
+
+/// The timeline with times relative to its first step.
+pub fn relative(timeline: &[Item]) -> Vec<Item> {
+    let t0 = timeline.first().map_or(0, |i| i.ts_ns);
+    timeline
+        .iter()
+        .map(|i| Item { t_ms: (i.ts_ns.saturating_sub(t0)) as f64 / 1e6, ..i.clone() })
+        .collect()
+}
+
+/// Why an error happened (JSON `cause`), when it can be known.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cause {
+    /// Nothing listens at the address (RST answering our SYN).
+    Refused,
+    /// We wrote after the peer had closed; its RST makes the next write fail with EPIPE.
+    WriteAfterPeerClose,
+    /// The peer aborted: close() with SO_LINGER {on, 0}, or a disconnect.
+    PeerAborted,
+    /// The peer closed with data it had not read: its kernel resets instead of FIN.
+    PeerClosedWithUnreadData,
+    /// The peer had no socket for the connection (it forgot it, or restarted).
+    PeerHasNoSocket,
+    /// The peer's listener could not take the connection: its accept queue was full.
+    AcceptQueueOverflow,
+    /// The peer reset the connection; why is not visible from here.
+    PeerReset,
+    /// The peer closed cleanly (FIN): an EOF.
+    PeerClosed,
+    /// Retransmissions or keepalive probes went unanswered.
+    Timeout,
+    /// This side aborted (SO_LINGER {on, 0}, a disconnect).
+    Aborted,
+    /// This side closed with unread data.
+    ClosedWithUnreadData,
+    /// Data arrived after this side had closed: this side resets the sender.
+    DataAfterClose,
+    /// A segment arrived for which this host has no socket.
+    NoSocket,
+    /// A segment hit a TIME_WAIT socket.
+    TimeWait,
+    Unknown,
+}
+
+impl Cause {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Refused => "refused",
+            Self::WriteAfterPeerClose => "write_after_peer_close",
+            Self::PeerAborted => "peer_aborted",
+            Self::PeerClosedWithUnreadData => "peer_closed_with_unread_data",
+            Self::PeerHasNoSocket => "peer_has_no_socket",
+            Self::AcceptQueueOverflow => "accept_queue_overflow",
+            Self::PeerReset => "peer_reset",
+            Self::PeerClosed => "peer_closed",
+            Self::Timeout => "timeout",
+            Self::Aborted => "aborted",
+            Self::ClosedWithUnreadData => "closed_with_unread_data",
+            Self::DataAfterClose => "data_after_close",
+            Self::NoSocket => "no_socket",
+            Self::TimeWait => "time_wait",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+/// Why this host sent an RST: from the kernel's reason where it gives one, else from what the
+/// socket was doing (`in_close`: sent from the owner's close(); `aborted_on_data`: the kernel
+/// had just aborted the closed socket because data arrived).
+pub fn rst_sent_cause(reason: Option<&str>, in_close: bool, aborted_on_data: bool) -> Cause {
+    match reason {
+        Some("TCP_STATE" | "TCP_ABORT_ON_LINGER" | "TCP_DISCONNECT_WITH_DATA") => Cause::Aborted,
+        Some("TCP_ABORT_ON_CLOSE") => Cause::ClosedWithUnreadData,
+        Some("TCP_ABORT_ON_DATA") => Cause::DataAfterClose,
+        Some("NO_SOCKET") => Cause::NoSocket,
+        Some("TCP_TIMEWAIT_SOCKET") => Cause::TimeWait,
+        _ if aborted_on_data => Cause::DataAfterClose,
+        _ if in_close => Cause::Aborted,
+        _ => Cause::Unknown,
+    }
+}
+
+/// What the other end of a connection did, when it is on this host.
+#[derive(Clone, Debug)]
+pub struct PeerRst {
+    pub ts_ns: u64,
+    pub cause: Cause,
+    pub owner: Option<Owner>,
+}
+
+/// Why a connection was reset, from the state our socket was in when the RST arrived and the
+/// peer's own account of sending it (if the peer is on this host and already reported it).
+pub fn reset_cause(rst_state: Option<u8>, peer: Option<&PeerRst>) -> Cause {
+    match (rst_state, peer.map(|p| p.cause)) {
+        (Some(state::SYN_SENT), Some(Cause::AcceptQueueOverflow)) => Cause::AcceptQueueOverflow,
+        (Some(state::SYN_SENT), _) => Cause::Refused,
+        (_, Some(Cause::Aborted)) => Cause::PeerAborted,
+        (_, Some(Cause::ClosedWithUnreadData)) => Cause::PeerClosedWithUnreadData,
+        (_, Some(Cause::DataAfterClose | Cause::TimeWait)) => Cause::WriteAfterPeerClose,
+        (_, Some(Cause::NoSocket)) => Cause::PeerHasNoSocket,
+        (_, Some(Cause::AcceptQueueOverflow)) => Cause::AcceptQueueOverflow,
+        (Some(state::CLOSE_WAIT), _) => Cause::WriteAfterPeerClose,
+        _ => Cause::PeerReset,
+    }
+}
+
+/// The cause of a failed call or error report with `errno`.
+pub fn error_cause(errno: u32, rst_state: Option<u8>, peer: Option<&PeerRst>) -> Cause {
+    match errno {
+        errno::ECONNRESET | errno::EPIPE | errno::ECONNREFUSED => reset_cause(rst_state, peer),
+        110 => Cause::Timeout,
+        _ => Cause::Unknown,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(cause: Cause) -> PeerRst {
+        PeerRst { ts_ns: 0, cause, owner: None }
+    }
+
+    #[test]
+    fn the_state_at_the_rst_and_the_peers_reason_decide_the_cause() {
+        assert_eq!(reset_cause(Some(state::SYN_SENT), None), Cause::Refused);
+        assert_eq!(
+            reset_cause(Some(state::SYN_SENT), Some(&peer(Cause::NoSocket))),
+            Cause::Refused
+        );
+        assert_eq!(reset_cause(Some(state::CLOSE_WAIT), None), Cause::WriteAfterPeerClose);
+        assert_eq!(reset_cause(Some(state::ESTABLISHED), None), Cause::PeerReset);
+        assert_eq!(
+            reset_cause(Some(state::ESTABLISHED), Some(&peer(Cause::Aborted))),
+            Cause::PeerAborted
+        );
+        assert_eq!(
+            reset_cause(Some(state::ESTABLISHED), Some(&peer(Cause::ClosedWithUnreadData))),
+            Cause::PeerClosedWithUnreadData
+        );
+        assert_eq!(
+            reset_cause(Some(state::ESTABLISHED), Some(&peer(Cause::AcceptQueueOverflow))),
+            Cause::AcceptQueueOverflow
+        );
+        assert_eq!(error_cause(110, None, None), Cause::Timeout);
+    }
+
+    #[test]
+    fn rst_reasons_and_context_classify_our_own_resets() {
+        assert_eq!(
+            rst_sent_cause(Some("TCP_ABORT_ON_CLOSE"), true, false),
+            Cause::ClosedWithUnreadData
+        );
+        assert_eq!(rst_sent_cause(Some("TCP_STATE"), true, false), Cause::Aborted);
+        // Kernels without reasons: inferred from context.
+        assert_eq!(rst_sent_cause(None, true, false), Cause::Aborted);
+        assert_eq!(rst_sent_cause(None, false, true), Cause::DataAfterClose);
+        assert_eq!(rst_sent_cause(None, false, false), Cause::Unknown);
+    }
+
+    #[test]
+    fn timelines_keep_their_first_step_and_the_latest_ones() {
+        let mut t = Vec::new();
+        for i in 0..40u64 {
+            push(&mut t, i * 1_000_000, Step::CallFailed, "");
+        }
+        assert_eq!(t.len(), TIMELINE_LEN);
+        let r = relative(&t);
+        assert_eq!(r[0].t_ms, 0.0);
+        assert_eq!(r[TIMELINE_LEN - 1].t_ms, 39.0);
+    }
+}
