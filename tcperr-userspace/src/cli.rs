@@ -41,6 +41,9 @@ pub struct TraceArgs {
     /// (repeatable).
     #[arg(long, value_name = "NAME", value_parser = errno::parse)]
     pub errno: Vec<u32>,
+    /// Print no events, only the summary table at the end (errors by errno × process × peer).
+    #[arg(long)]
+    pub summary_only: bool,
     /// Also print state changes and events that only repeat another.
     #[arg(long)]
     pub all: bool,

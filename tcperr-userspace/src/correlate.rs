@@ -200,6 +200,7 @@ impl Correlator {
             .or_else(|| peer_rst.as_ref().and_then(|p| p.owner.clone()));
         let mut report_it = true;
         let mut cause = None;
+        let mut listener_files = None;
         let mut timeline = Vec::new();
         if let Some(entry) = self.socks.get_mut(&h.sk) {
             if let (Some(t), false) = (conn, matches!(ev, Event::AcceptQueueFull(_))) {
@@ -298,7 +299,11 @@ impl Correlator {
                         };
                         self.rst_by_tuple.insert(t, rst);
                     }
-                    cause = Some(Cause::AcceptQueueOverflow);
+                    listener_files = owner.as_ref().and_then(|o| fd_usage(o.pid));
+                    cause = Some(match listener_files {
+                        Some((open, max)) if open >= max => Cause::ListenerOutOfFiles,
+                        _ => Cause::AcceptQueueOverflow,
+                    });
                 }
             }
             if matches!(
@@ -345,7 +350,7 @@ impl Correlator {
         };
         let accept_queue = match ev {
             Event::AcceptQueueFull(e) => {
-                let usage = owner.as_ref().and_then(|o| fd_usage(o.pid));
+                let usage = listener_files;
                 if let (Some((open, max)), Some(o)) = (usage, &owner)
                     && open >= max
                 {

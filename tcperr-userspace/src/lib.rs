@@ -17,6 +17,7 @@ pub mod owner;
 pub mod probe;
 pub mod report;
 pub mod story;
+pub mod summary;
 pub mod trace;
 pub mod tracefs;
 pub mod tracer;

@@ -29,6 +29,7 @@ fn main() -> ExitCode {
                     errnos: args.errno,
                 },
                 all: args.all,
+                summary_only: args.summary_only,
                 config: Config { ringbuf_bytes: args.ringbuf_size, hooks: args.hooks },
             };
             let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {

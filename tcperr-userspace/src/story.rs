@@ -89,6 +89,9 @@ pub enum Cause {
     PeerHasNoSocket,
     /// The peer's listener could not take the connection: its accept queue was full.
     AcceptQueueOverflow,
+    /// The listener's accept queue overflowed because its process is out of file descriptors:
+    /// accept() fails with EMFILE ("too many open files").
+    ListenerOutOfFiles,
     /// The peer reset the connection; why is not visible from here.
     PeerReset,
     /// The peer closed cleanly (FIN): an EOF.
@@ -117,6 +120,7 @@ impl Cause {
             Self::PeerClosedWithUnreadData => "peer_closed_with_unread_data",
             Self::PeerHasNoSocket => "peer_has_no_socket",
             Self::AcceptQueueOverflow => "accept_queue_overflow",
+            Self::ListenerOutOfFiles => "listener_out_of_files",
             Self::PeerReset => "peer_reset",
             Self::PeerClosed => "peer_closed",
             Self::Timeout => "timeout",

@@ -15,6 +15,7 @@ use crate::{
     correlate::Correlator,
     filter::Filter,
     output::{self, Format},
+    summary::Summary,
     tracer::{Config, StartError, Tracer},
 };
 
@@ -22,6 +23,8 @@ pub struct Options {
     pub format: Format,
     pub filter: Filter,
     pub all: bool,
+    /// Only the summary, at the end (stdout).
+    pub summary_only: bool,
     pub config: Config,
 }
 
@@ -63,13 +66,16 @@ pub async fn run(opts: Options) -> Result<Stats, Error> {
             .map_err(|e| Error::Io(e.into()))?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(Error::Io)?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(Error::Io)?;
+    let mut sighup = signal(SignalKind::hangup()).map_err(Error::Io)?;
+    let mut sigusr1 = signal(SignalKind::user_defined1()).map_err(Error::Io)?;
+    let mut summary = Summary::default();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
 
     eprintln!("tcperr: hooks: {}", tracer.hook_summary().join(", "));
     eprintln!("tcperr: tracing TCP errors; Ctrl-C to stop");
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
-    if opts.format == Format::Human {
+    if opts.format == Format::Human && !opts.summary_only {
         writeln!(out, "{}", output::HUMAN_HEADER).map_err(Error::Io)?;
         out.flush().map_err(Error::Io)?;
     }
@@ -93,6 +99,10 @@ pub async fn run(opts: Options) -> Result<Stats, Error> {
                     if write_err.is_some() || !opts.filter.matches(&report) {
                         return;
                     }
+                    summary.add(&report);
+                    if opts.summary_only {
+                        return;
+                    }
                     stats.printed += 1;
                     if let Err(e) = output::write(&mut out, opts.format, &report) {
                         write_err = Some(e);
@@ -113,8 +123,12 @@ pub async fn run(opts: Options) -> Result<Stats, Error> {
                     stats.lost = lost;
                 }
             }
+            _ = sigusr1.recv() => {
+                let _ = summary.write_table(&mut io::stderr());
+            }
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
+            _ = sighup.recv() => break,
         }
         if let Some(e) = write_err.take() {
             if e.kind() == io::ErrorKind::BrokenPipe {
@@ -126,6 +140,19 @@ pub async fn run(opts: Options) -> Result<Stats, Error> {
     stats.lost = tracer.lost();
     drop(ready);
     drop(tracer); // detach before reporting
+    if opts.summary_only {
+        let res = match opts.format {
+            Format::Json => summary.write_json(&mut out),
+            Format::Human => summary.write_table(&mut out),
+        };
+        if let Err(e) = res.and_then(|()| out.flush())
+            && e.kind() != io::ErrorKind::BrokenPipe
+        {
+            return Err(Error::Io(e));
+        }
+    } else {
+        let _ = summary.write_table(&mut io::stderr());
+    }
     eprintln!(
         "tcperr: {} events seen, {} printed, {} lost, {} undecodable, {} socket entries evicted",
         stats.records, stats.printed, stats.lost, stats.undecodable, correlator.evicted

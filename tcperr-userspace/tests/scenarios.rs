@@ -15,11 +15,19 @@ fn trace(scenario: &str) -> (Run, Vec<serde_json::Value>, bool) {
     let mut tracer =
         Tracer::start(&Config::default()).unwrap_or_else(|e| panic!("tcperr cannot start: {e}"));
     let mut correlator = Correlator::new(tracer.plan.rst_reasons.clone(), false);
-    let run = tcperr_scenarios::run(scenario).unwrap_or_else(|e| panic!("{scenario}: {e}"));
+    // The scenario runs beside the reader, so that events are handled while their processes
+    // still exist (as they are by `tcperr trace`).
+    let name = scenario.to_owned();
+    let running = std::thread::spawn(move || tcperr_scenarios::run(&name));
     let mut reports = Vec::new();
-    // Drain until the ring buffer has been quiet for 300 ms.
+    // Drain until the scenario is over and the ring buffer has been quiet for 300 ms.
     let mut last = Instant::now();
-    while last.elapsed() < Duration::from_millis(300) {
+    let mut finished = false;
+    while !finished || last.elapsed() < Duration::from_millis(300) {
+        if !finished && running.is_finished() {
+            finished = true;
+            last = Instant::now(); // the quiet period counts from the scenario's end
+        }
         if tracer.wait(Duration::from_millis(50)) {
             tracer.drain(|ev| {
                 let ev = ev.unwrap_or_else(|e| panic!("undecodable record: {e}"));
@@ -30,6 +38,8 @@ fn trace(scenario: &str) -> (Run, Vec<serde_json::Value>, bool) {
             last = Instant::now();
         }
     }
+    let run =
+        running.join().expect("scenario thread").unwrap_or_else(|e| panic!("{scenario}: {e}"));
     assert_eq!(tracer.lost(), 0, "records lost");
     (run, reports, tcperr_scenarios::drive::kernel_reports_rst_reason())
 }
@@ -40,7 +50,10 @@ fn assert_scenario(scenario: &str) {
         run.observed_lines(&reports),
         run.expected_lines(rst_reason),
         "{scenario}: tcperr reported (left) vs expected (right); raw reports: {:#?}",
-        reports.iter().filter(|r| run.owns(r)).collect::<Vec<_>>()
+        reports
+            .iter()
+            .filter(|r| r["lport"] == run.server_port || r["rport"] == run.server_port)
+            .collect::<Vec<_>>()
     );
 }
 
@@ -172,4 +185,14 @@ fn accept_queue_overflow_with_abort_on_overflow_resets_the_client() {
 #[test]
 fn accept_queue_overflow_without_abort_on_overflow_drops_the_handshake() {
     assert_scenario("accept_queue_overflow_drop");
+}
+
+#[test]
+fn too_many_open_files_names_the_listener_out_of_descriptors() {
+    assert_scenario("too_many_open_files");
+    let (run, reports, _) = trace("too_many_open_files");
+    let full = find(&run, &reports, "accept_queue_full");
+    let q = &full["accept_queue"];
+    assert!(q["open_files"].as_u64() >= q["max_open_files"].as_u64(), "{full:#}");
+    assert!(full["explanation"].as_str().expect("text").contains("EMFILE"), "{full:#}");
 }

@@ -44,8 +44,13 @@ fn attached_tcperr_programs() -> Vec<String> {
 fn trace_json_reports_scenarios_run_by_another_process_and_detaches_on_sigint() {
     let all = start(&[]);
     let epipe_only = start(&["--errno", "EPIPE"]);
+    let summary_only = start(&["--summary-only"]);
     let broken_pipe = tcperr_scenarios::run("broken_pipe").expect("broken_pipe");
     let refused = tcperr_scenarios::run("refused").expect("refused");
+    // SIGUSR1: the summary so far, on stderr, and tracing goes on.
+    // SAFETY: kill(2) on our own child.
+    assert_eq!(unsafe { libc::kill(all.pid() as i32, libc::SIGUSR1) }, 0);
+    let Stopped { events: rows, .. } = stop(summary_only);
     let Stopped { code, events, stderr } = stop(all);
     let Stopped { code: code_epipe, events: events_epipe, .. } = stop(epipe_only);
     assert_eq!((code, code_epipe), (0, 0), "exit codes; stderr: {stderr:#?}");
@@ -85,6 +90,17 @@ fn trace_json_reports_scenarios_run_by_another_process_and_detaches_on_sigint() 
         }
     }
     assert_eq!(attached_tcperr_programs(), Vec::<String>::new(), "programs left attached");
+    let tables = stderr.iter().filter(|l| l.starts_with("ERROR ") && l.contains("COUNT")).count();
+    assert_eq!(tables, 2, "summary on SIGUSR1 and on exit: {stderr:#?}");
+    // --summary-only: no events, one row per errno × process × peer.
+    let mine = |r: &&serde_json::Value| r["summary"]["pid"] == std::process::id();
+    let epipe =
+        rows.iter().filter(mine).find(|r| r["summary"]["errno"] == "EPIPE").expect("EPIPE row");
+    assert_eq!(
+        (epipe["summary"]["comm"].as_str(), epipe["summary"]["count"].as_u64()),
+        (Some("client"), Some(2))
+    );
+    assert!(rows.iter().all(|r| r.get("summary").is_some()), "only summary rows: {rows:#?}");
 }
 
 fn run_tcperr(args: &[&str], as_nobody: bool) -> (i32, String) {

@@ -68,6 +68,12 @@ pub fn start(
     Ok(Traced { child, stderr_lines: rx, hooks })
 }
 
+impl Traced {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 /// Lets the last records drain, sends SIGINT, and collects the events.
 pub fn stop(mut t: Traced) -> Result<Stopped, String> {
     std::thread::sleep(Duration::from_millis(500));

@@ -8,6 +8,10 @@
 //! queue filled, that client drops its own input until the first client is queued (its SYN-ACK
 //! is lost; its SYN retransmission a second later completes the handshake). Runs in a network
 //! namespace of its own, whose sysctl touches nothing else.
+//!
+//! `too_many_open_files`: the same overflow, but the listener is a process that has used up its
+//! file descriptors (`RLIMIT_NOFILE`), so accept() fails with EMFILE and the queue never drains:
+//! the classic incident, which tcperr must name.
 use std::{
     io::{ErrorKind, Read},
     net::{SocketAddr, TcpListener, TcpStream},
@@ -17,9 +21,11 @@ use std::{
 };
 
 use super::{actor, ctx, ev, finish, join};
-use crate::{Run, loopback, sock};
+use crate::{Actor, Run, loopback, sock};
 
-pub fn run(abort_on_overflow: bool) -> Result<Run, String> {
+/// `out_of_files`: the listener is a process whose accept() fails with EMFILE (the "too many
+/// open files" server), rather than a thread that just never accepts.
+pub fn run(abort_on_overflow: bool, out_of_files: bool) -> Result<Run, String> {
     let ns = Arc::new(
         sock::Netns::new(&[(
             "net/ipv4/tcp_abort_on_overflow",
@@ -30,14 +36,26 @@ pub fn run(abort_on_overflow: bool) -> Result<Run, String> {
     let (addr_tx, addr_rx) = mpsc::channel::<SocketAddr>();
     let (done_tx, done_rx) = mpsc::channel::<()>();
     let server_ns = ns.clone();
-    let server = actor("server", move || {
-        server_ns.enter().map_err(ctx("setns"))?;
-        let listener = TcpListener::bind(loopback(false)).map_err(ctx("bind"))?;
-        sock::relisten(&listener, 0).map_err(ctx("listen"))?;
-        addr_tx.send(listener.local_addr().map_err(ctx("local_addr"))?).map_err(ctx("signal"))?;
-        done_rx.recv().map_err(ctx("wait"))?; // never accepts
-        Ok(())
-    });
+    let server = if out_of_files {
+        let forked = std::thread::spawn(move || {
+            server_ns.enter().map_err(ctx("setns"))?;
+            sock::OutOfFilesServer::start().map_err(ctx("out-of-files server"))
+        })
+        .join()
+        .map_err(|_| "fork thread panicked".to_owned())??;
+        addr_tx.send(forked.addr).map_err(ctx("signal"))?;
+        Server::Process(forked)
+    } else {
+        Server::Thread(actor("server", move || {
+            server_ns.enter().map_err(ctx("setns"))?;
+            let listener = TcpListener::bind(loopback(false)).map_err(ctx("bind"))?;
+            sock::relisten(&listener, 0).map_err(ctx("listen"))?;
+            let addr = listener.local_addr().map_err(ctx("local_addr"))?;
+            addr_tx.send(addr).map_err(ctx("signal"))?;
+            done_rx.recv().map_err(ctx("wait"))?; // never accepts
+            Ok(())
+        }))
+    };
     let addr = addr_rx.recv().map_err(ctx("listener address"))?;
     let (queued_tx, queued_rx) = mpsc::channel::<()>();
     let (filler_done_tx, filler_done_rx) = mpsc::channel::<()>();
@@ -86,7 +104,12 @@ pub fn run(abort_on_overflow: bool) -> Result<Run, String> {
     let _ = filler_done_tx.send(());
     let (filler, filler_port) = join(filler)?;
     let _ = done_tx.send(());
-    let (server, ()) = join(server)?;
+    let server = match server {
+        Server::Thread(t) => join(t)?.0,
+        Server::Process(p) => Actor { name: "server", pid: p.pid, tid: p.pid },
+    };
+    let overflow_cause =
+        if out_of_files { "listener_out_of_files" } else { "accept_queue_overflow" };
     let expected = if abort_on_overflow {
         vec![
             ev(
@@ -117,14 +140,7 @@ pub fn run(abort_on_overflow: bool) -> Result<Run, String> {
         ]
     } else {
         vec![
-            ev(
-                "accept_queue_full",
-                "server",
-                "server->client",
-                "LISTEN",
-                "-",
-                "accept_queue_overflow",
-            ),
+            ev("accept_queue_full", "server", "server->client", "LISTEN", "-", overflow_cause),
             ev("rst_sent", "client", "client->server", "CLOSE", "-", "aborted"),
             ev("rst_sent", "filler", "client->server", "CLOSE", "-", "aborted"),
         ]
@@ -140,6 +156,11 @@ pub fn run(abort_on_overflow: bool) -> Result<Run, String> {
         vec![client, filler, server],
         expected,
     ))
+}
+
+enum Server {
+    Thread(std::thread::JoinHandle<(Actor, Result<(), String>)>),
+    Process(sock::OutOfFilesServer),
 }
 
 fn set_blocking(s: &TcpStream) -> Result<(), String> {

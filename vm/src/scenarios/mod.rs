@@ -26,6 +26,7 @@ pub const ALL: &[&str] = &[
     "silent_peer",
     "accept_queue_overflow_reset",
     "accept_queue_overflow_drop",
+    "too_many_open_files",
 ];
 
 /// Runs scenario `name`; Err names the valid ones or says what the kernel did not do.
@@ -38,8 +39,9 @@ pub fn run(name: &str) -> Result<Run, String> {
         "eof" => eof::run(),
         "refused" => refused::run(),
         "silent_peer" => silent_peer::run(),
-        "accept_queue_overflow_reset" => accept_queue_overflow::run(true),
-        "accept_queue_overflow_drop" => accept_queue_overflow::run(false),
+        "accept_queue_overflow_reset" => accept_queue_overflow::run(true, false),
+        "accept_queue_overflow_drop" => accept_queue_overflow::run(false, false),
+        "too_many_open_files" => accept_queue_overflow::run(false, true),
         _ => Err(format!("unknown scenario {name:?}; valid: {}", ALL.join(", "))),
     }
 }
