@@ -157,9 +157,18 @@ pub fn story_line(
                 fin.map_or(String::new(), |t| format!(" at {t}"))
             )
         }
-        Cause::Timeout => format!(
-            "no answer from {peer}: retransmissions or keepalive probes ran out (the peer vanished, or packets are dropped); {call}: {words}"
-        ),
+        Cause::Timeout => {
+            let waited = timeline
+                .iter()
+                .find(|i| i.step == Step::Connect)
+                .zip(timeline.last())
+                .map_or(String::new(), |(c, l)| {
+                    format!(" ({:.0} ms after the connect)", l.t_ms - c.t_ms)
+                });
+            format!(
+                "no answer from {peer}: retransmissions or keepalive probes ran out (the peer vanished, or packets are dropped); {call}{waited}: {words}"
+            )
+        }
         _ => return None,
     })
 }
