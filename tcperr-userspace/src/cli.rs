@@ -21,6 +21,16 @@ pub struct Cli {
 pub enum Command {
     /// Stream socket errors and RSTs as they happen, one line each.
     Trace(TraceArgs),
+    /// Show what this kernel offers and which hook serves each event (exit 0: tracing can run;
+    /// 2: it cannot, and why).
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Check with this hook family forced for send/recv results, as `trace --hooks` would.
+    #[arg(long, value_name = "FAMILY", value_parser = probe::Family::parse)]
+    pub hooks: Option<probe::Family>,
 }
 
 #[derive(Debug, Args)]

@@ -6,6 +6,7 @@
 //! [`explain::explain`] → [`output::write`].
 
 pub mod btf;
+pub mod check;
 pub mod cli;
 pub mod correlate;
 pub mod decode;

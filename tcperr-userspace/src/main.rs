@@ -19,6 +19,13 @@ fn main() -> ExitCode {
     };
     env_logger::Builder::new().filter_level(level).format_target(false).init();
     match cli.command {
+        Command::Check(args) => {
+            let config = Config { hooks: args.hooks, ..Config::default() };
+            match tcperr_userspace::check::run(&config, &mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(_) => ExitCode::from(2),
+            }
+        }
         Command::Trace(args) => {
             let opts = Options {
                 format: if args.json { Format::Json } else { Format::Human },

@@ -153,7 +153,11 @@ impl Tracer {
                         sel.hook = Some(hook);
                         break;
                     }
-                    Err(e) => sel.passed_over.push(format!("{}: {e}", hook.attach)),
+                    Err(e) => {
+                        // aya appends the verifier's log, empty when the kernel refused outright.
+                        let e = e.trim_end().trim_end_matches(". Verifier output:");
+                        sel.passed_over.push(format!("{}: {e}", hook.attach));
+                    }
                 }
             }
             for why in &sel.passed_over {

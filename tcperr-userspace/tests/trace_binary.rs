@@ -20,29 +20,11 @@ fn stop(t: Traced) -> Stopped {
     drive::stop(t).unwrap_or_else(|e| panic!("stopping tcperr: {e}"))
 }
 
-fn attached_tcperr_programs() -> Vec<String> {
-    let out = Command::new("bpftool").args(["prog", "show"]).output().expect("run bpftool");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| {
-            [
-                "tcp_receive_res",
-                "tcp_send_reset",
-                "sock_send_lengt",
-                "sock_recv_lengt",
-                "inet_sock_set_s",
-                "inet_sk_error_r",
-            ]
-            .iter()
-            .any(|n| l.contains(&format!(" name {n} ")) || l.ends_with(&format!(" name {n}")))
-        })
-        .map(str::to_owned)
-        .collect()
-}
-
 #[test]
 fn trace_json_reports_scenarios_run_by_another_process_and_detaches_on_sigint() {
     let all = start(&[]);
+    let programs = drive::prog_ids(all.pid());
+    assert!(programs.len() >= 7, "tcperr holds its programs: {programs:?}");
     let epipe_only = start(&["--errno", "EPIPE"]);
     let summary_only = start(&["--summary-only"]);
     let broken_pipe = tcperr_scenarios::run("broken_pipe").expect("broken_pipe");
@@ -89,7 +71,7 @@ fn trace_json_reports_scenarios_run_by_another_process_and_detaches_on_sigint() 
             assert!(e.get(field).is_some(), "field {field} missing in {e}");
         }
     }
-    assert_eq!(attached_tcperr_programs(), Vec::<String>::new(), "programs left attached");
+    assert_eq!(drive::still_loaded(&programs), Vec::<u32>::new(), "programs left loaded");
     let tables = stderr.iter().filter(|l| l.starts_with("ERROR ") && l.contains("COUNT")).count();
     assert_eq!(tables, 2, "summary on SIGUSR1 and on exit: {stderr:#?}");
     // --summary-only: no events, one row per errno × process × peer.

@@ -31,13 +31,22 @@ pub fn start(
     args: &[&str],
     timeout: Duration,
 ) -> Result<Traced, (Option<i32>, String)> {
-    let mut child = Command::new(tcperr)
+    start_command(Command::new(tcperr), args, timeout)
+}
+
+/// As [`start`], with `tcperr` as `cmd` (which may be a launcher such as `setpriv ... tcperr`).
+pub fn start_command(
+    mut cmd: Command,
+    args: &[&str],
+    timeout: Duration,
+) -> Result<Traced, (Option<i32>, String)> {
+    let mut child = cmd
         .args(["trace", "--json"])
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| (None, format!("spawn {}: {e}", tcperr.display())))?;
+        .map_err(|e| (None, format!("spawn {cmd:?}: {e}")))?;
     let (tx, rx) = mpsc::channel();
     let stderr = child.stderr.take().ok_or((None, "no stderr".to_owned()))?;
     std::thread::spawn(move || {
@@ -107,4 +116,35 @@ pub fn kernel_reports_rst_reason() -> bool {
         std::fs::read_to_string(format!("{root}/events/tcp/tcp_send_reset/format"))
             .is_ok_and(|f| f.contains(" reason;"))
     })
+}
+
+/// The eBPF programs process `pid` holds (`prog_id` in /proc/PID/fdinfo).
+pub fn prog_ids(pid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else { return vec![] };
+    let mut ids: Vec<u32> = dir
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .filter_map(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("prog_id:").and_then(|v| v.trim().parse().ok()))
+        })
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// Which of `ids` are still loaded in the kernel (`bpftool prog show id N`).
+pub fn still_loaded(ids: &[u32]) -> Vec<u32> {
+    ids.iter()
+        .copied()
+        .filter(|id| {
+            Command::new("bpftool")
+                .args(["prog", "show", "id", &id.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+        .collect()
 }

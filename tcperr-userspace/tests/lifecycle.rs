@@ -1,0 +1,95 @@
+//! tcperr's lifetime on a real kernel: `tcperr check`, nothing left attached after SIGKILL, a
+//! closed output pipe, and tracing with only the documented capabilities. Needs root.
+use std::{
+    io::{BufRead, BufReader},
+    path::Path,
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use tcperr_scenarios::drive;
+
+const TCPERR: &str = env!("CARGO_BIN_EXE_tcperr");
+
+#[test]
+fn check_names_the_hook_of_every_source_and_exits_0() {
+    let out = Command::new(TCPERR).arg("check").output().expect("run tcperr check");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    for source in [
+        "rst_received",
+        "rst_sent",
+        "send_error",
+        "recv_error/recv_eof",
+        "state_change",
+        "socket_error",
+        "accept_queue_full",
+    ] {
+        let line = text
+            .lines()
+            .find(|l| l.trim_start().starts_with(source))
+            .unwrap_or_else(|| panic!("{source} missing: {text}"));
+        assert!(
+            line.contains("tracepoint") || line.contains("fexit") || line.contains("kprobe"),
+            "{line}"
+        );
+    }
+    assert!(text.contains("tracing:     can run"), "{text}");
+}
+
+#[test]
+fn nothing_stays_attached_after_sigkill() {
+    let t = drive::start(Path::new(TCPERR), &[], Duration::from_secs(30)).expect("tcperr starts");
+    let ids = drive::prog_ids(t.pid());
+    assert!(ids.len() >= 7, "tcperr should hold its programs while it runs: {ids:?}");
+    assert_eq!(drive::still_loaded(&ids), ids, "bpftool sees them");
+    // SAFETY: kill(2) on our own child.
+    assert_eq!(unsafe { libc::kill(t.pid() as i32, libc::SIGKILL) }, 0);
+    let stopped = drive::stop(t);
+    assert!(stopped.is_err() || stopped.is_ok_and(|s| s.code != 0));
+    std::thread::sleep(Duration::from_millis(200));
+    let left = drive::still_loaded(&ids);
+    assert_eq!(left, Vec::<u32>::new(), "programs of the killed tcperr are still loaded");
+}
+
+#[test]
+fn a_closed_output_pipe_ends_tcperr_quietly_with_exit_0() {
+    // `tcperr trace | head -1`: the reader takes the header line and goes away.
+    let mut child = Command::new(TCPERR)
+        .arg("trace")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tcperr");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut header = String::new();
+    stdout.read_line(&mut header).expect("header line");
+    assert!(header.starts_with("TIME"), "{header}");
+    drop(stdout);
+    // Events to write: the next write meets the closed pipe.
+    for _ in 0..3 {
+        tcperr_scenarios::run("refused").expect("refused");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = child.wait_with_output().expect("tcperr exits");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "{stderr}");
+}
+
+#[test]
+fn tracing_runs_with_only_cap_bpf_and_cap_perfmon() {
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--bounding-set=-all,+bpf,+perfmon", "--inh-caps=-all", TCPERR]);
+    let t =
+        drive::start_command(cmd, &[], Duration::from_secs(30)).unwrap_or_else(|(code, stderr)| {
+            panic!("tcperr with CAP_BPF+CAP_PERFMON did not start ({code:?}): {stderr}")
+        });
+    let run = tcperr_scenarios::run("reset_by_abort").expect("scenario");
+    let stopped = drive::stop(t).expect("stop");
+    assert_eq!(stopped.code, 0, "{:#?}", stopped.stderr);
+    assert_eq!(
+        run.observed_lines(&stopped.events),
+        run.expected_lines(drive::kernel_reports_rst_reason())
+    );
+}
