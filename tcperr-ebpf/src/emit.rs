@@ -10,11 +10,39 @@ use tcperr_common::{EventHeader, event::Event};
 
 /// Default size; userspace may change it before load (`--ringbuf-size`).
 #[map]
-static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
+static EVENTS: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
 
 /// Index 0: records dropped because the ring buffer was full.
 #[map]
 static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Index 0: the socket the last RST on this CPU was about (received or sent). The kernel's error
+/// report that follows on the same CPU repeats it (`tcp_reset()`, `tcp_disconnect()`) and is not
+/// sent: one record fewer per reset, which matters in RST storms.
+#[map]
+static LAST_RST_SK: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+#[inline(always)]
+pub fn note_rst(sk: u64) {
+    if let Some(slot) = LAST_RST_SK.get_ptr_mut(0) {
+        // SAFETY: per-CPU slot, only this CPU writes it while the program runs.
+        unsafe { *slot = sk };
+    }
+}
+
+/// Whether the last RST on this CPU was about `sk` (and forgets it).
+#[inline(always)]
+pub fn take_rst(sk: u64) -> bool {
+    match LAST_RST_SK.get_ptr_mut(0) {
+        // SAFETY: as above.
+        Some(slot) => unsafe {
+            let hit = *slot == sk;
+            *slot = 0;
+            hit
+        },
+        None => false,
+    }
+}
 
 /// The header for a record of kind `E` about socket `sk`, stamped with the current task.
 #[inline(always)]

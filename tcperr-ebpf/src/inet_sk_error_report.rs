@@ -5,7 +5,7 @@ use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
 use tcperr_common::SocketError;
 
 use crate::{
-    emit::{emit, header},
+    emit::{emit, header, take_rst},
     layout::layout,
     sock::{is_tcp, read, sock_info},
 };
@@ -19,6 +19,9 @@ pub fn inet_sk_error_report(ctx: RawTracePointContext) -> i32 {
     let errno = read::<i32>(sk, layout!(sk_err)).unsigned_abs();
     if errno == 0 {
         return 0; // a wake-up without an error (sk_err already collected)
+    }
+    if take_rst(sk) {
+        return 0; // repeats the RST just reported for this socket on this CPU
     }
     emit(&SocketError { header: header::<SocketError>(sk), sock: sock_info(sk), errno, _pad: 0 });
     0

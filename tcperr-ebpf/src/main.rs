@@ -11,6 +11,7 @@
 #![no_main]
 
 mod emit;
+mod floor;
 mod inet_sk_error_report;
 mod inet_sock_set_state;
 mod layout;

@@ -4,7 +4,7 @@ use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use tcperr_common::{RstReceived, tcp::errno_for_rst_in_state};
 
 use crate::{
-    emit::{emit, header},
+    emit::{emit, header, note_rst},
     layout::layout,
     sock::{read, sock_info},
 };
@@ -13,6 +13,7 @@ use crate::{
 pub fn tcp_receive_reset(ctx: TracePointContext) -> u32 {
     let sk: u64 = read(ctx_addr(&ctx), layout!(tp_receive_reset_skaddr));
     let sock = sock_info(sk);
+    note_rst(sk);
     emit(&RstReceived {
         header: header::<RstReceived>(sk),
         sock,

@@ -8,7 +8,7 @@ use tcperr_common::{
 };
 
 use crate::{
-    emit::{emit, header},
+    emit::{emit, header, note_rst},
     layout::layout,
     skb::segment_tuple,
     sock::{read, sock_info},
@@ -34,6 +34,7 @@ pub fn tcp_send_reset(ctx: TracePointContext) -> u32 {
         emit(&overflow(sk, segment_tuple(skb), AcceptQueueFull::RESET));
         return 0;
     }
+    note_rst(sk);
     emit(&RstSent { header: header::<RstSent>(sk), sock, reason, _pad: 0 });
     0
 }

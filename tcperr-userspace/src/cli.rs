@@ -62,6 +62,6 @@ pub struct TraceArgs {
     #[arg(long, value_name = "FAMILY", value_parser = probe::Family::parse)]
     pub hooks: Option<probe::Family>,
     /// Ring buffer size in bytes (power of two, at least 4096).
-    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
+    #[arg(long, value_name = "BYTES", default_value_t = 4 << 20)]
     pub ringbuf_size: u32,
 }

@@ -1,7 +1,9 @@
 //! Per-socket state: who owns each socket (pid attribution of softirq events) and what happened
 //! to it last, turning decoded events into [`Report`]s. Memory is bounded: sockets leave a grace
 //! period after they reach CLOSE, and a hard cap evicts the least recently seen (counted).
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap;
 
 use tcperr_common::{
     AcceptQueueFull, SockInfo,
@@ -61,11 +63,11 @@ struct SockEntry {
 }
 
 pub struct Correlator {
-    socks: HashMap<u64, SockEntry>,
+    socks: FxHashMap<u64, SockEntry>,
     /// Each connection's socket, by its tuple: finds the other end when both are on this host.
-    by_tuple: HashMap<Tuple, u64>,
+    by_tuple: FxHashMap<Tuple, u64>,
     /// RSTs this host sent, by the sender's tuple: the other end's account of a reset.
-    rst_by_tuple: HashMap<Tuple, PeerRst>,
+    rst_by_tuple: FxHashMap<Tuple, PeerRst>,
     procs: ProcSockets,
     rst_reasons: BTreeMap<u64, String>,
     /// Offset from CLOCK_MONOTONIC to CLOCK_REALTIME, for wall-clock times.
@@ -91,9 +93,9 @@ fn comm(raw: &[u8; 16]) -> String {
 impl Correlator {
     pub fn new(rst_reasons: BTreeMap<u64, String>, all: bool) -> Self {
         Self {
-            socks: HashMap::new(),
-            by_tuple: HashMap::new(),
-            rst_by_tuple: HashMap::new(),
+            socks: FxHashMap::default(),
+            by_tuple: FxHashMap::default(),
+            rst_by_tuple: FxHashMap::default(),
             procs: ProcSockets::default(),
             rst_reasons,
             realtime_offset_ns: clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_MONOTONIC),

@@ -3,10 +3,9 @@
 //! learned earlier for the same socket, else the process holding the socket's inode in
 //! `/proc/*/fd` (sockets opened before tracing started), else — for events raised inside
 //! `close()`, whose fd is already gone — the task that was closing it.
-use std::{
-    collections::HashMap,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
+
+use rustc_hash::FxHashMap;
 
 use serde::Serialize;
 
@@ -35,7 +34,7 @@ pub enum OwnerSource {
 
 /// Maps socket inodes to processes by scanning /proc/*/fd, at most once per `min_age`.
 pub struct ProcSockets {
-    by_ino: HashMap<u64, (u32, String)>,
+    by_ino: FxHashMap<u64, (u32, String)>,
     scanned: Option<Instant>,
     min_age: Duration,
     pub scans: u64,
@@ -43,7 +42,12 @@ pub struct ProcSockets {
 
 impl Default for ProcSockets {
     fn default() -> Self {
-        Self { by_ino: HashMap::new(), scanned: None, min_age: Duration::from_millis(50), scans: 0 }
+        Self {
+            by_ino: FxHashMap::default(),
+            scanned: None,
+            min_age: Duration::from_millis(50),
+            scans: 0,
+        }
     }
 }
 

@@ -1,6 +1,8 @@
 //! The summary: errors by errno × process × peer, with counts and first/last seen, printed on
 //! exit, on SIGUSR1, and as the only output with `--summary-only`.
-use std::{collections::HashMap, io::Write};
+use std::io::Write;
+
+use rustc_hash::FxHashMap;
 
 use serde::Serialize;
 
@@ -21,7 +23,7 @@ pub struct Row {
 
 #[derive(Default)]
 pub struct Summary {
-    rows: HashMap<(String, Option<u32>, Option<String>, String), Row>,
+    rows: FxHashMap<(String, Option<u32>, Option<String>, String), Row>,
 }
 
 /// Ports from here on are taken as ephemeral (Linux's default range starts at 32768).

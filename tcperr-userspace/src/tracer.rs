@@ -18,6 +18,25 @@ use crate::{
     tracefs,
 };
 
+/// The eBPF object, built by build.rs and embedded in the binary.
+pub const OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tcperr"));
+
+/// Attaches the benchmark floor programs (`tcperr-ebpf/src/floor.rs`) on the hot hooks; they
+/// stay attached while the returned object lives.
+pub fn attach_floor() -> Result<Ebpf, String> {
+    let mut ebpf = EbpfLoader::new().load(OBJECT).map_err(|e| e.to_string())?;
+    for (program, tp) in [
+        ("floor_sock_send_length", "sock_send_length"),
+        ("floor_sock_recv_length", "sock_recv_length"),
+    ] {
+        let p: &mut RawTracePoint =
+            program_of(&mut ebpf, program)?.try_into().map_err(|e| format!("{e}"))?;
+        p.load().map_err(|e| format!("load {program}: {e}"))?;
+        p.attach(tp).map_err(|e| format!("attach {program}: {e}"))?;
+    }
+    Ok(ebpf)
+}
+
 /// Why tracing cannot start: one line for the user, always exit code 2.
 #[derive(Debug)]
 pub struct StartError(pub String);
@@ -44,7 +63,7 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Self { ringbuf_bytes: 1 << 20, hooks: None }
+        Self { ringbuf_bytes: 4 << 20, hooks: None }
     }
 }
 
@@ -126,7 +145,7 @@ impl Tracer {
         let mut ebpf = EbpfLoader::new()
             .override_global("LAYOUT", &plan.layout, true)
             .map_max_entries("EVENTS", rb)
-            .load(aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tcperr")))
+            .load(OBJECT)
             .map_err(|e| {
                 fail(format!(
                     "loading the eBPF object failed: {e} (tcperr needs Linux 5.8+ with the BPF ring buffer)"
@@ -232,7 +251,7 @@ impl Tracer {
     }
 }
 
-fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Program, String> {
+fn program_of<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Program, String> {
     ebpf.program_mut(name).ok_or_else(|| format!("program {name} not in object"))
 }
 
@@ -257,13 +276,13 @@ fn attach_inner(ebpf: &mut Ebpf, btf: &mut Option<aya::Btf>, hook: &Hook) -> Res
     match hook.attach {
         Attach::TracePoint { category, name } => {
             let p: &mut TracePoint =
-                program(ebpf, hook.program)?.try_into().map_err(|e| format!("{e}"))?;
+                program_of(ebpf, hook.program)?.try_into().map_err(|e| format!("{e}"))?;
             p.load().map_err(|e| format!("load: {e}"))?;
             p.attach(category, name).map_err(|e| format!("attach: {e}"))?;
         }
         Attach::RawTracePoint { name } => {
             let p: &mut RawTracePoint =
-                program(ebpf, hook.program)?.try_into().map_err(|e| format!("{e}"))?;
+                program_of(ebpf, hook.program)?.try_into().map_err(|e| format!("{e}"))?;
             p.load().map_err(|e| format!("load: {e}"))?;
             p.attach(name).map_err(|e| format!("attach: {e}"))?;
         }
@@ -273,14 +292,15 @@ fn attach_inner(ebpf: &mut Ebpf, btf: &mut Option<aya::Btf>, hook: &Hook) -> Res
             }
             let btf = btf.as_ref().ok_or("kernel BTF unavailable")?;
             let p: &mut FExit =
-                program(ebpf, hook.program)?.try_into().map_err(|e| format!("{e}"))?;
+                program_of(ebpf, hook.program)?.try_into().map_err(|e| format!("{e}"))?;
             p.load(function, btf).map_err(|e| format!("load: {e}"))?;
             p.attach().map_err(|e| format!("attach: {e}"))?;
         }
         Attach::KProbePair { function } => {
             let ret = hook.ret_program.ok_or("kprobe pair without a return program")?;
             for name in [hook.program, ret] {
-                let p: &mut KProbe = program(ebpf, name)?.try_into().map_err(|e| format!("{e}"))?;
+                let p: &mut KProbe =
+                    program_of(ebpf, name)?.try_into().map_err(|e| format!("{e}"))?;
                 p.load().map_err(|e| format!("load: {e}"))?;
                 p.attach(function, 0).map_err(|e| format!("attach: {e}"))?;
             }

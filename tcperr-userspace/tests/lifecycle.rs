@@ -93,3 +93,53 @@ fn tracing_runs_with_only_cap_bpf_and_cap_perfmon() {
         run.expected_lines(drive::kernel_reports_rst_reason())
     );
 }
+
+/// Peak resident memory of a process (VmHWM), in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn under_a_30_second_rst_storm_tcperr_keeps_up_its_memory_is_bounded_and_counts_add_up() {
+    let t = drive::start(Path::new(TCPERR), &["--summary-only"], Duration::from_secs(30))
+        .expect("tcperr starts");
+    let pid = t.pid();
+    let (storm, ports) = tcperr_scenarios::storm::run(2, Duration::from_secs(30));
+    let rss = peak_rss_kib(pid);
+    let stopped = drive::stop(t).expect("stop");
+    assert_eq!(stopped.code, 0, "{:#?}", stopped.stderr);
+    assert_eq!(storm.unexpected, 0);
+    assert!(storm.connections > 10_000, "the storm made only {} connections", storm.connections);
+    // Each storm connection: the client's RST (ECONNRESET) and its failed read (ECONNRESET).
+    let me = std::process::id();
+    let resets: u64 = stopped
+        .events
+        .iter()
+        .filter(|r| r["summary"]["pid"] == me && r["summary"]["errno"] == "ECONNRESET")
+        .filter(|r| r["summary"]["comm"].as_str().is_some_and(|c| c.starts_with("storm")))
+        .filter_map(|r| r["summary"]["count"].as_u64())
+        .sum();
+    let summary = stopped.stderr.iter().find(|l| l.contains("events seen")).expect("summary line");
+    let lost: u64 = summary
+        .split(", ")
+        .find_map(|p| p.strip_suffix(" lost"))
+        .and_then(|n| n.parse().ok())
+        .expect("lost count");
+    let expected = 2 * storm.connections;
+    assert!(
+        resets <= expected && resets + lost >= expected,
+        "{resets} resets + {lost} lost vs {expected} ({summary}; ports {ports:?})"
+    );
+    assert!(rss < 64 * 1024, "peak RSS {rss} KiB");
+    eprintln!(
+        "storm: {} connections, {resets} resets reported, {lost} lost, peak RSS {rss} KiB; {summary}",
+        storm.connections
+    );
+}

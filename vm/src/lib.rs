@@ -12,8 +12,10 @@ use std::{
 use serde_json::Value;
 
 pub mod drive;
+pub mod load;
 pub mod scenarios;
 mod sock;
+pub mod storm;
 
 pub use scenarios::{ALL, run};
 pub use sock::loopback_up;

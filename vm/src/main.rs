@@ -4,6 +4,21 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [cmd, secs] = args.as_slice()
+        && cmd == "storm"
+    {
+        // `tcperr-scenario storm SECS`: the RST storm of the benchmarks, two generators.
+        let Ok(secs) = secs.parse::<f64>() else {
+            eprintln!("tcperr-scenario storm SECS: {secs:?} is not a number of seconds");
+            return ExitCode::from(2);
+        };
+        let (stats, _) = tcperr_scenarios::storm::run(2, std::time::Duration::from_secs_f64(secs));
+        println!(
+            "{{\"connections\": {}, \"unexpected\": {}}}",
+            stats.connections, stats.unexpected
+        );
+        return ExitCode::SUCCESS;
+    }
     let [name] = args.as_slice() else {
         eprintln!("usage: tcperr-scenario NAME; scenarios: {}", tcperr_scenarios::ALL.join(", "));
         return ExitCode::from(2);

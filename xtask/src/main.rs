@@ -9,6 +9,7 @@ use std::{
     time::Instant,
 };
 
+mod bench;
 mod cpio;
 mod vm;
 
@@ -48,6 +49,7 @@ fn test() -> bool {
         ("lints", cargo(&["clippy", "--all-targets", "--", "-D", "warnings"])),
         ("tests", cargo(&["test", "--", "--test-threads", "2"])),
         ("vm", cargo(&["xtask", "vm"])),
+        ("bench smoke", cargo(&["xtask", "bench", "--smoke"])),
     ];
     let mut ok = true;
     for (name, cmd) in steps {
@@ -65,6 +67,16 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let ok = match args.first().map(String::as_str) {
         Some("test") => test(),
+        Some("bench") => {
+            let o = bench::Options { smoke: args.iter().any(|a| a == "--smoke") };
+            match bench::bench(&o) {
+                Ok(ok) => ok,
+                Err(e) => {
+                    eprintln!("xtask bench: {e}");
+                    false
+                }
+            }
+        }
         Some("vm") => match vm::parse(&args[1..], tcperr_scenarios::ALL) {
             Err(e) => {
                 eprintln!("xtask vm: {e}");

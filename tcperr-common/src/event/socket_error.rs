@@ -1,8 +1,9 @@
 use super::{EventHeader, SockInfo, event};
 
 /// The kernel reported an error on a TCP socket (`sock:inet_sk_error_report`, i.e.
-/// `sk_error_report()`): what the next call on that socket will fail with. For RSTs this repeats
-/// [`super::RstReceived`]; alone it explains timeouts (ETIMEDOUT) and ICMP errors.
+/// `sk_error_report()`): what the next call on that socket will fail with. Not sent when it
+/// repeats an RST just reported for the same socket on the same CPU ([`super::RstReceived`], or
+/// our own abort's [`super::RstSent`]); alone it explains timeouts (ETIMEDOUT) and ICMP errors.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SocketError {

@@ -1,0 +1,614 @@
+//! `cargo xtask bench`: tcperr's costs measured side by side with a floor and with bpftrace in
+//! one run, printed as ratios (this machine is noisy: interleaved rounds, medians, spreads).
+//! Results go to stdout and `bench/results/latest.md`. `--smoke`: seconds, no targets.
+use std::{
+    collections::BTreeMap,
+    fmt::Write as _,
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+use tcperr_scenarios::{drive, load, storm};
+
+use crate::workspace_root;
+
+pub struct Options {
+    pub smoke: bool,
+}
+
+struct Sizes {
+    pingpong_rounds: u64,
+    throughput_rounds: usize,
+    throughput_secs: f64,
+    storm_secs: f64,
+    synthetic_events: usize,
+}
+
+/// A tracer under test, running as its own process.
+struct Tracer {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    name: &'static str,
+}
+
+impl Tracer {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Stops it and returns (exit status, stderr+stdout lines it printed).
+    fn stop(mut self) -> Vec<String> {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let _ = self.child.wait();
+        self.lines.try_iter().collect()
+    }
+}
+
+/// Starts a process and waits until a line containing `ready` appears (stdout or stderr); every
+/// later line is counted and kept. Err if it exits or stays silent.
+fn spawn(
+    name: &'static str,
+    mut cmd: Command,
+    ready: &str,
+    min_programs: usize,
+) -> Result<(Tracer, Duration), String> {
+    let t0 = Instant::now();
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{name}: {e}"))?;
+    let (tx, rx) = mpsc::channel();
+    for stream in [
+        child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    let mut seen = Vec::new();
+    loop {
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(l) if l.contains(ready) => break,
+            Ok(l) => seen.push(l),
+            Err(_) => {
+                let _ = child.kill();
+                return Err(format!("{name} did not attach: {}", seen.join(" | ")));
+            }
+        }
+    }
+    let startup = t0.elapsed();
+    // A tracer that failed to attach exits or warns: check it is alive and quiet about it.
+    std::thread::sleep(Duration::from_millis(200));
+    if let Ok(Some(status)) = child.try_wait() {
+        return Err(format!("{name} exited after attaching: {status}"));
+    }
+    // ... and that its programs are really in the kernel (bpftrace's RLIMIT_MEMLOCK complaint
+    // is harmless here; a probe that failed is not).
+    let programs = drive::prog_ids(child.id()).len();
+    if programs < min_programs {
+        let _ = child.kill();
+        return Err(format!(
+            "{name} holds {programs} programs, expected {min_programs}: {}",
+            seen.join(" | ")
+        ));
+    }
+    Ok((Tracer { child, lines: rx, name }, startup))
+}
+
+fn tcperr_cmd(bin: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(bin);
+    c.arg("trace").args(args);
+    c
+}
+
+/// bpftrace doing what tcperr's hooks do: the same tracepoints, a line per error or RST.
+const BPFTRACE: &str = r#"
+tracepoint:sock:sock_send_length /args->ret < 0 && args->protocol == 6/ { printf("%d %s send %d\n", pid, comm, args->ret); }
+tracepoint:sock:sock_recv_length /args->ret <= 0 && args->protocol == 6/ { printf("%d %s recv %d\n", pid, comm, args->ret); }
+tracepoint:tcp:tcp_receive_reset { printf("%d %s rst received %d\n", pid, comm, args->dport); }
+tracepoint:tcp:tcp_send_reset { printf("%d %s rst sent\n", pid, comm); }
+tracepoint:sock:inet_sock_set_state /args->protocol == 6/ { printf("%d %s %d>%d\n", pid, comm, args->oldstate, args->newstate); }
+"#;
+
+fn bpftrace_cmd() -> Command {
+    let mut c = Command::new("bpftrace");
+    c.args(["-e", BPFTRACE]);
+    c
+}
+
+/// run_time_ns and run_cnt of each program id, from bpftool.
+fn prog_stats(ids: &[u32]) -> BTreeMap<u32, (String, u64, u64)> {
+    ids.iter()
+        .filter_map(|id| {
+            let out = Command::new("bpftool")
+                .args(["prog", "show", "id", &id.to_string(), "--json"])
+                .output()
+                .ok()?;
+            let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+            Some((
+                *id,
+                (
+                    v["name"].as_str().unwrap_or("?").to_owned(),
+                    v["run_time_ns"].as_u64().unwrap_or(0),
+                    v["run_cnt"].as_u64().unwrap_or(0),
+                ),
+            ))
+        })
+        .collect()
+}
+
+/// Drives the ping-pong and returns ns/run per program whose name matches `names`.
+fn hot_path_cost(pid: u32, names: &[&str], rounds: u64) -> Result<Vec<(String, f64, u64)>, String> {
+    let ids = drive::prog_ids(pid);
+    let before = prog_stats(&ids);
+    load::ping_pong(rounds, Duration::from_secs(600)).map_err(|e| e.to_string())?;
+    let after = prog_stats(&ids);
+    let mut out = Vec::new();
+    for (id, (name, t1, c1)) in &after {
+        if !names.iter().any(|n| name.contains(n)) {
+            continue;
+        }
+        let (_, t0, c0) = before.get(id).cloned().unwrap_or_default();
+        let runs = c1.saturating_sub(c0);
+        if runs > 0 {
+            out.push((name.clone(), (t1 - t0) as f64 / runs as f64, runs));
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit_once(") ").map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    num(11) + num(12) // utime, stime
+}
+
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() { 0.0 } else { v[v.len() / 2] }
+}
+
+fn spread(v: &[f64]) -> String {
+    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = v.iter().copied().fold(0.0, f64::max);
+    format!("{min:.2}–{max:.2}")
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| c.lines().find_map(|l| l.strip_prefix("model name\t: ").map(str::to_owned)))
+        .unwrap_or_default();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{cores} cores ({cpu}), kernel {}", kernel.trim())
+}
+
+pub fn bench(o: &Options) -> Result<bool, String> {
+    let s = if o.smoke {
+        Sizes {
+            pingpong_rounds: 20_000,
+            throughput_rounds: 1,
+            throughput_secs: 0.3,
+            storm_secs: 1.0,
+            synthetic_events: 50_000,
+        }
+    } else {
+        Sizes {
+            pingpong_rounds: 200_000,
+            throughput_rounds: 9,
+            throughput_secs: 1.5,
+            storm_secs: 10.0,
+            synthetic_events: 1_000_000,
+        }
+    };
+    let root = workspace_root();
+    eprintln!("==> bench: building tcperr (release)");
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "--release", "-p", "tcperr-userspace", "--bin", "tcperr"])
+        .current_dir(&root)
+        .status()
+        .map_err(|e| e.to_string())?;
+    if !status.success() {
+        return Err("building tcperr failed".into());
+    }
+    let bin: PathBuf = root.join("target/release/tcperr");
+    let have_bpftrace = Command::new("bpftrace").arg("--version").output().is_ok();
+    let stats_path = "/proc/sys/kernel/bpf_stats_enabled";
+    let stats_before = std::fs::read_to_string(stats_path).unwrap_or_default();
+    std::fs::write(stats_path, "1").map_err(|e| format!("enabling bpf stats: {e}"))?;
+    let result = run_all(o, &s, &bin, have_bpftrace);
+    let _ = std::fs::write(stats_path, stats_before.trim());
+    let report = result?;
+    print!("{report}");
+    if !o.smoke {
+        let dir = root.join("bench/results");
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        std::fs::write(dir.join("latest.md"), &report).map_err(|e| e.to_string())?;
+        eprintln!("==> bench: written to bench/results/latest.md");
+    }
+    Ok(true)
+}
+
+fn run_all(o: &Options, s: &Sizes, bin: &Path, have_bpftrace: bool) -> Result<String, String> {
+    let mut md = String::new();
+    let date = Command::new("date")
+        .arg("-u")
+        .arg("+%Y-%m-%d %H:%M UTC")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let _ = writeln!(
+        md,
+        "# tcperr benchmark{}\n\n{date}, {}.\n",
+        if o.smoke { " (smoke run: no targets)" } else { "" },
+        machine()
+    );
+
+    // 1. In-kernel cost per call on the success path.
+    eprintln!("==> bench: hot-path cost (bpf_stats, {} round trips)", s.pingpong_rounds);
+    let _ = writeln!(
+        md,
+        "## 1. In-kernel cost per socket call (success path, {} ping-pong round trips)\n",
+        s.pingpong_rounds
+    );
+    let _ = writeln!(md, "| program | ns/run | runs | vs floor |\n| --- | --- | --- | --- |");
+    let floor = tcperr_userspace::tracer::attach_floor()?;
+    let floor_cost = hot_path_cost(std::process::id(), &["floor_sock"], s.pingpong_rounds)?;
+    drop(floor);
+    let floor_of =
+        |hook: &str| floor_cost.iter().find(|(n, ..)| n.contains(hook)).map_or(0.0, |c| c.1);
+    let mut rows = floor_cost.clone();
+    let (t, _) = spawn("tcperr", tcperr_cmd(bin, &["--json"]), "tracing TCP errors", 7)?;
+    rows.extend(hot_path_cost(
+        t.pid(),
+        &["sock_send_length", "sock_recv_length", "tcp_sendmsg", "tcp_recvmsg"],
+        s.pingpong_rounds,
+    )?);
+    t.stop();
+    if have_bpftrace {
+        let (b, _) = spawn("bpftrace", bpftrace_cmd(), "Attaching", 5)?;
+        rows.extend(
+            hot_path_cost(b.pid(), &["sock_send_length", "sock_recv_length"], s.pingpong_rounds)?
+                .into_iter()
+                .map(|(n, c, r)| (format!("bpftrace {n}"), c, r)),
+        );
+        b.stop();
+    }
+    let mut hot_ok = true;
+    for (name, ns, runs) in &rows {
+        let hook = if name.contains("send") { "send" } else { "recv" };
+        let f = floor_of(hook);
+        let ratio = if f > 0.0 { ns / f } else { 0.0 };
+        if !name.starts_with("floor") && !name.starts_with("bpftrace") {
+            hot_ok &= ratio <= 1.10;
+        }
+        let _ = writeln!(md, "| {name} | {ns:.1} | {runs} | {ratio:.2} |");
+    }
+
+    // 2. Request/response throughput, interleaved.
+    eprintln!(
+        "==> bench: request/response throughput ({} interleaved rounds)",
+        s.throughput_rounds
+    );
+    let modes: Vec<&str> = if have_bpftrace {
+        vec!["untraced", "tcperr", "bpftrace"]
+    } else {
+        vec!["untraced", "tcperr"]
+    };
+    let mut rates: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    let mut pair_tcperr = Vec::new();
+    let mut pair_bpftrace = Vec::new();
+    for _ in 0..s.throughput_rounds {
+        let mut round = BTreeMap::new();
+        for mode in &modes {
+            let tracer = match *mode {
+                "tcperr" => {
+                    Some(spawn("tcperr", tcperr_cmd(bin, &["--json"]), "tracing TCP errors", 7)?.0)
+                }
+                "bpftrace" => Some(spawn("bpftrace", bpftrace_cmd(), "Attaching", 5)?.0),
+                _ => None,
+            };
+            let (n, el) = load::ping_pong(u64::MAX, Duration::from_secs_f64(s.throughput_secs))
+                .map_err(|e| e.to_string())?;
+            let rate = n as f64 / el.as_secs_f64();
+            round.insert(*mode, rate);
+            rates.entry(mode).or_default().push(rate);
+            if let Some(t) = tracer {
+                t.stop();
+            }
+        }
+        pair_tcperr.push(round["tcperr"] / round["untraced"]);
+        if let Some(b) = round.get("bpftrace") {
+            pair_bpftrace.push(b / round["untraced"]);
+        }
+    }
+    let _ = writeln!(
+        md,
+        "\n## 2. Request/response throughput (1-byte ping-pong, {} interleaved rounds of {:.1} s)\n",
+        s.throughput_rounds, s.throughput_secs
+    );
+    let _ = writeln!(
+        md,
+        "| mode | median round trips/s | ratio to untraced (median of pairs) | spread of pairs |\n| --- | --- | --- | --- |"
+    );
+    let untraced = median(&mut rates.get("untraced").cloned().unwrap_or_default());
+    let _ = writeln!(md, "| untraced | {untraced:.0} | 1.00 | |");
+    let tcperr_ratio = median(&mut pair_tcperr.clone());
+    let _ = writeln!(
+        md,
+        "| tcperr | {:.0} | {tcperr_ratio:.3} | {} |",
+        median(&mut rates["tcperr"].clone()),
+        spread(&pair_tcperr)
+    );
+    if have_bpftrace {
+        let _ = writeln!(
+            md,
+            "| bpftrace | {:.0} | {:.3} | {} |",
+            median(&mut rates["bpftrace"].clone()),
+            median(&mut pair_bpftrace.clone()),
+            spread(&pair_bpftrace)
+        );
+    }
+
+    // 3. RST storm.
+    eprintln!("==> bench: RST storm ({:.0} s per mode)", s.storm_secs);
+    let _ = writeln!(md, "\n## 3. RST storm (2 generators, {:.0} s per mode)\n", s.storm_secs);
+    let _ = writeln!(
+        md,
+        "| mode | connections/s | ratio | tracer CPU s per 10k conns | lines | events seen / lost | peak RSS |\n| --- | --- | --- | --- | --- | --- | --- |"
+    );
+    let ticks = tcperr_clock_ticks();
+    let mut storm_rate = BTreeMap::new();
+    let mut cpu_per_10k = BTreeMap::new();
+    let mut tcperr_lost = 0;
+    let mut tcperr_rss = 0;
+    for mode in &modes {
+        let tracer = match *mode {
+            "tcperr" => {
+                Some(spawn("tcperr", tcperr_cmd(bin, &["--json"]), "tracing TCP errors", 7)?.0)
+            }
+            "bpftrace" => Some(spawn("bpftrace", bpftrace_cmd(), "Attaching", 5)?.0),
+            _ => None,
+        };
+        let cpu0 = tracer.as_ref().map_or(0, |t| cpu_ticks(t.pid()));
+        let t0 = Instant::now();
+        let (st, _) = storm::run(2, Duration::from_secs_f64(s.storm_secs));
+        let rate = st.connections as f64 / t0.elapsed().as_secs_f64();
+        storm_rate.insert(*mode, rate);
+        let (mut cpu, mut lines_n, mut seen_lost, mut rss) =
+            (String::new(), String::new(), String::new(), String::new());
+        if let Some(t) = tracer {
+            std::thread::sleep(Duration::from_millis(500)); // let it drain
+            let used = (cpu_ticks(t.pid()) - cpu0) as f64 / ticks;
+            let per = used / (st.connections as f64 / 10_000.0);
+            cpu_per_10k.insert(*mode, per);
+            cpu = format!("{per:.3}");
+            let pid = t.pid();
+            let kib = peak_rss_kib(pid);
+            let name = t.name;
+            let lines = t.stop();
+            let summary = lines.iter().find(|l| l.contains("events seen")).cloned();
+            lines_n = lines
+                .iter()
+                .filter(|l| {
+                    !l.starts_with("tcperr:") && !l.starts_with("ERROR ") && !l.contains("  ")
+                })
+                .count()
+                .to_string();
+            if name == "tcperr" {
+                rss = format!("{:.1} MB", kib as f64 / 1024.0);
+                tcperr_rss = kib;
+                if let Some(sm) = summary {
+                    let num = |suffix: &str| {
+                        sm.split(", ")
+                            .find_map(|p| p.trim_start_matches("tcperr: ").strip_suffix(suffix))
+                            .and_then(|n| n.parse::<u64>().ok())
+                            .unwrap_or(0)
+                    };
+                    tcperr_lost = num(" lost");
+                    seen_lost = format!("{} / {}", num(" events seen"), tcperr_lost);
+                }
+            }
+        }
+        let ratio = rate / storm_rate.get("untraced").copied().unwrap_or(rate);
+        let _ = writeln!(
+            md,
+            "| {mode} | {rate:.0} | {ratio:.2} | {cpu} | {lines_n} | {seen_lost} | {rss} |"
+        );
+    }
+
+    // 4. Userspace ceiling.
+    eprintln!("==> bench: userspace ceiling ({} synthetic events)", s.synthetic_events);
+    let (decode_rate, json_rate) = synthetic(s.synthetic_events);
+    let _ = writeln!(
+        md,
+        "\n## 4. Userspace ceiling (synthetic stream, no kernel)\n\n| stage | events/s |\n| --- | --- |\n| decode + correlate | {decode_rate:.0} |\n| decode + correlate + JSON | {json_rate:.0} |"
+    );
+
+    // 5. Start-up.
+    let mut startups = Vec::new();
+    for _ in 0..if o.smoke { 1 } else { 5 } {
+        let (t, d) = spawn("tcperr", tcperr_cmd(bin, &["--json"]), "tracing TCP errors", 7)?;
+        startups.push(d.as_secs_f64() * 1000.0);
+        t.stop();
+    }
+    let startup = median(&mut startups);
+    let _ = writeln!(
+        md,
+        "\n## 5. Start-up and memory\n\n| measure | value |\n| --- | --- |\n| start → attached and ready (median) | {startup:.0} ms |\n| peak RSS during the storm | {:.1} MB |",
+        tcperr_rss as f64 / 1024.0
+    );
+
+    // Targets.
+    if !o.smoke {
+        let storm_ratio = storm_rate.get("tcperr").copied().unwrap_or(0.0)
+            / storm_rate.get("untraced").copied().unwrap_or(1.0);
+        let cpu_ratio = match (cpu_per_10k.get("tcperr"), cpu_per_10k.get("bpftrace")) {
+            (Some(t), Some(b)) if *b > 0.0 => format!("{:.2}", t / b),
+            _ => "n/a".into(),
+        };
+        let mark = |ok: bool| if ok { "met" } else { "**missed**" };
+        let _ = writeln!(md, "\n## Targets\n\n| target | measured | |\n| --- | --- | --- |");
+        let _ = writeln!(
+            md,
+            "| hot-path programs within 10 % of the floor | see §1 | {} |",
+            mark(hot_ok)
+        );
+        let _ = writeln!(
+            md,
+            "| request/response ≥ 0.98 of untraced | {tcperr_ratio:.3} | {} |",
+            mark(tcperr_ratio >= 0.98)
+        );
+        let _ = writeln!(
+            md,
+            "| RST storm ≥ 0.90 of untraced | {storm_ratio:.2} | {} |",
+            mark(storm_ratio >= 0.90)
+        );
+        let _ = writeln!(
+            md,
+            "| no lost events at the default buffer | {tcperr_lost} lost | {} |",
+            mark(tcperr_lost == 0)
+        );
+        let _ = writeln!(
+            md,
+            "| tracer CPU per connection ≤ ½ of bpftrace's | {cpu_ratio} | {} |",
+            mark(cpu_ratio.parse::<f64>().is_ok_and(|r| r <= 0.5))
+        );
+        let _ = writeln!(
+            md,
+            "| ≥ 1,000,000 events/s decoded and correlated | {decode_rate:.0} | {} |",
+            mark(decode_rate >= 1e6)
+        );
+        let _ = writeln!(
+            md,
+            "| ≥ 300,000 events/s as JSON | {json_rate:.0} | {} |",
+            mark(json_rate >= 3e5)
+        );
+        let _ = writeln!(md, "| ready ≤ 300 ms | {startup:.0} ms | {} |", mark(startup <= 300.0));
+        let _ = writeln!(
+            md,
+            "| peak RSS ≤ 30 MB under the storm | {:.1} MB | {} |",
+            tcperr_rss as f64 / 1024.0,
+            mark(tcperr_rss <= 30 * 1024)
+        );
+    }
+    Ok(md)
+}
+
+fn tcperr_clock_ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 { t as f64 } else { 100.0 }
+}
+
+/// Events/s through decode → correlate, and through decode → correlate → JSON (to a sink), on a
+/// synthetic stream shaped like the storm: per connection a connect, an RST received, a failed
+/// read and the close, over 4,096 recycled sockets.
+fn synthetic(n: usize) -> (f64, f64) {
+    use tcperr_common::{
+        EventHeader, EventKind, RecvError, RstReceived, SockInfo, StateChange, tcp::state,
+    };
+    use tcperr_userspace::{
+        correlate::Correlator,
+        decode::{decode, encode},
+        output,
+    };
+    let mut records = Vec::with_capacity(n);
+    for i in 0..n {
+        let conn = (i / 4) as u64;
+        let mut sock = SockInfo::ZERO;
+        sock.family = 2;
+        sock.lport = 30000 + (conn % 20000) as u16;
+        sock.rport = 8080;
+        sock.laddr[..4].copy_from_slice(&[127, 0, 0, 1]);
+        sock.raddr[..4].copy_from_slice(&[127, 0, 0, 1]);
+        sock.ino = 1_000_000 + conn;
+        let header = |kind: EventKind| EventHeader {
+            kind: kind as u32,
+            cpu: 0,
+            ts_ns: i as u64 * 1000,
+            pid_tgid: (42 << 32) | 43,
+            comm: *b"storm0\0\0\0\0\0\0\0\0\0\0",
+            sk: 0xffff_0000 + (conn % 4096) * 64,
+        };
+        records.push(match i % 4 {
+            0 => encode(&StateChange {
+                header: header(EventKind::StateChange),
+                sock,
+                oldstate: state::CLOSE,
+                newstate: state::SYN_SENT,
+                _pad: [0; 6],
+            }),
+            1 => {
+                sock.state = state::ESTABLISHED;
+                encode(&RstReceived {
+                    header: header(EventKind::RstReceived),
+                    sock,
+                    errno: 104,
+                    _pad: 0,
+                })
+            }
+            2 => {
+                sock.state = state::CLOSE;
+                encode(&RecvError {
+                    header: header(EventKind::RecvError),
+                    sock,
+                    errno: 104,
+                    flags: 0,
+                })
+            }
+            _ => encode(&StateChange {
+                header: header(EventKind::StateChange),
+                sock,
+                oldstate: state::ESTABLISHED,
+                newstate: state::CLOSE,
+                _pad: [0; 6],
+            }),
+        });
+    }
+    let run = |json: bool| {
+        let mut c = Correlator::new(BTreeMap::new(), false);
+        let mut sink = std::io::sink();
+        let t = Instant::now();
+        for r in &records {
+            if let Ok(ev) = decode(r)
+                && let Some(rep) = c.observe(&ev)
+                && json
+            {
+                let _ = output::write(&mut sink, output::Format::Json, &rep);
+            }
+        }
+        n as f64 / t.elapsed().as_secs_f64()
+    };
+    (run(false), run(true))
+}
