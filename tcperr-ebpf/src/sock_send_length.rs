@@ -23,7 +23,10 @@ pub fn sock_send_length(ctx: RawTracePointContext) -> i32 {
 }
 
 /// A failed send on `sk`: shared by every hook on the send path (this one, `tcp_sendmsg.rs`).
-#[inline(always)]
+// Out of line (a BPF-to-BPF call): the hot path stays a few instructions in one cache line,
+// with nothing of the error path's stack set-up before its test.
+#[inline(never)]
+#[cold]
 pub fn send_result(sk: u64, ret: i32) {
     let Some(errno) = reportable_errno(ret) else { return };
     if !is_tcp(sk) {

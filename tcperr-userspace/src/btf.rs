@@ -1,7 +1,5 @@
 //! Just enough of a BTF reader (`/sys/kernel/btf/vmlinux`) to find struct member offsets and
 //! tracepoint prototypes in the running kernel. Format: Documentation/bpf/btf.rst.
-use std::collections::HashMap;
-
 use anyhow::{Context as _, Result, anyhow, bail};
 
 const MAGIC: u16 = 0xeb9f;
@@ -56,30 +54,74 @@ impl Kind {
     }
 }
 
-#[derive(Clone, Debug)]
-pub struct Member {
-    pub name: String,
+/// A struct/union member or a function parameter (bit_offset 0).
+#[derive(Clone, Copy, Debug)]
+pub struct Member<'a> {
+    pub name: &'a str,
     pub type_id: u32,
     pub bit_offset: u32,
     /// Non-zero for bitfields.
     pub bitfield_size: u32,
 }
 
-#[derive(Clone, Debug)]
-pub struct Type {
-    pub kind: Kind,
-    pub name: String,
-    /// Size in bytes (int, struct, union, enum) or referenced type id (ptr, typedef, ...).
-    pub size_or_type: u32,
-    /// Struct/union members, or function-prototype parameters (bit_offset 0).
-    pub members: Vec<Member>,
-    /// Int encoding: bit 0 signed.
-    pub int_encoding: u32,
+/// One type record, its names and members read from the BTF data when asked for.
+#[derive(Clone, Copy, Debug)]
+struct Rec {
+    kind: Kind,
+    name_off: u32,
+    size_or_type: u32,
+    vlen: u16,
+    kind_flag: bool,
+    /// Offset of the kind-specific data that follows the record.
+    body: u32,
 }
 
+/// A view of one type.
+#[derive(Clone, Copy)]
+pub struct Type<'a> {
+    btf: &'a Btf,
+    rec: Rec,
+    pub kind: Kind,
+    /// Size in bytes (int, struct, union, enum) or referenced type id (ptr, typedef, ...).
+    pub size_or_type: u32,
+}
+
+impl<'a> Type<'a> {
+    pub fn name(&self) -> &'a str {
+        self.btf.string(self.rec.name_off)
+    }
+
+    /// Struct/union members, or function-prototype parameters.
+    pub fn members(&self) -> impl Iterator<Item = Member<'a>> + 'a {
+        let (btf, rec) = (self.btf, self.rec);
+        let stride = match rec.kind {
+            Kind::Struct | Kind::Union => 12,
+            Kind::FuncProto => 8,
+            _ => 0,
+        };
+        let n = if stride == 0 { 0 } else { usize::from(rec.vlen) };
+        (0..n).filter_map(move |i| {
+            let at = rec.body as usize + i * stride;
+            let name = btf.string(u32_at(&btf.data, at).ok()?);
+            let type_id = u32_at(&btf.data, at + 4).ok()?;
+            let (bitfield_size, bit_offset) = if stride == 12 {
+                let off = u32_at(&btf.data, at + 8).ok()?;
+                if rec.kind_flag { (off >> 24, off & 0xff_ffff) } else { (0, off) }
+            } else {
+                (0, 0)
+            };
+            Some(Member { name, type_id, bit_offset, bitfield_size })
+        })
+    }
+}
+
+/// Kernel BTF, kept as its raw bytes plus one small record per type: the vmlinux BTF of a
+/// distribution kernel has over 100,000 types, and owning a string per type and member cost
+/// tens of megabytes at start.
 pub struct Btf {
-    types: Vec<Type>, // index = type id; 0 is void
-    by_name: HashMap<(String, u8), u32>,
+    data: Vec<u8>,
+    strings: (usize, usize),
+    types: Vec<Rec>, // index = type id; 0 is void
 }
 
 fn u16_at(b: &[u8], off: usize) -> Result<u16> {
@@ -96,103 +138,91 @@ impl Btf {
     pub fn from_sys_fs() -> Result<Self> {
         let path = "/sys/kernel/btf/vmlinux";
         let data = std::fs::read(path).with_context(|| format!("reading {path}"))?;
-        Self::parse(&data)
+        Self::parse_owned(data)
     }
 
     pub fn parse(data: &[u8]) -> Result<Self> {
-        if u16_at(data, 0)? != MAGIC {
+        Self::parse_owned(data.to_vec())
+    }
+
+    fn parse_owned(data: Vec<u8>) -> Result<Self> {
+        if u16_at(&data, 0)? != MAGIC {
             bail!("not BTF (bad magic)");
         }
-        let hdr_len = u32_at(data, 4)? as usize;
-        let type_off = hdr_len + u32_at(data, 8)? as usize;
-        let type_len = u32_at(data, 12)? as usize;
-        let str_off = hdr_len + u32_at(data, 16)? as usize;
-        let str_len = u32_at(data, 20)? as usize;
-        let strings = data
-            .get(str_off..str_off + str_len)
-            .ok_or_else(|| anyhow!("BTF string section out of range"))?;
-        let name = |off: u32| -> String {
-            let s = strings.get(off as usize..).unwrap_or(&[]);
-            let end = s.iter().position(|&c| c == 0).unwrap_or(s.len());
-            String::from_utf8_lossy(&s[..end]).into_owned()
-        };
-        let mut types = vec![Type {
+        let hdr_len = u32_at(&data, 4)? as usize;
+        let type_off = hdr_len + u32_at(&data, 8)? as usize;
+        let type_len = u32_at(&data, 12)? as usize;
+        let str_off = hdr_len + u32_at(&data, 16)? as usize;
+        let str_len = u32_at(&data, 20)? as usize;
+        if data.len() < str_off + str_len || data.len() < type_off + type_len {
+            bail!("BTF sections out of range");
+        }
+        let mut types = vec![Rec {
             kind: Kind::Int,
-            name: "void".into(),
+            name_off: 0,
             size_or_type: 0,
-            members: vec![],
-            int_encoding: 0,
+            vlen: 0,
+            kind_flag: false,
+            body: 0,
         }];
         let mut pos = type_off;
         let end = type_off + type_len;
         while pos < end {
-            let name_off = u32_at(data, pos)?;
-            let info = u32_at(data, pos + 4)?;
-            let size_or_type = u32_at(data, pos + 8)?;
+            let name_off = u32_at(&data, pos)?;
+            let info = u32_at(&data, pos + 4)?;
+            let size_or_type = u32_at(&data, pos + 8)?;
             pos += 12;
             let vlen = (info & 0xffff) as usize;
-            let kind_flag = info >> 31 == 1;
             let kind = Kind::from_raw((info >> 24) & 0x1f)
                 .ok_or_else(|| anyhow!("unknown BTF kind {}", (info >> 24) & 0x1f))?;
-            let mut t =
-                Type { kind, name: name(name_off), size_or_type, members: vec![], int_encoding: 0 };
-            match kind {
-                Kind::Int => {
-                    t.int_encoding = u32_at(data, pos)? >> 24;
-                    pos += 4;
-                }
-                Kind::Array => pos += 12,
-                Kind::Struct | Kind::Union => {
-                    for _ in 0..vlen {
-                        let off = u32_at(data, pos + 8)?;
-                        let (bitfield_size, bit_offset) =
-                            if kind_flag { (off >> 24, off & 0xff_ffff) } else { (0, off) };
-                        t.members.push(Member {
-                            name: name(u32_at(data, pos)?),
-                            type_id: u32_at(data, pos + 4)?,
-                            bit_offset,
-                            bitfield_size,
-                        });
-                        pos += 12;
-                    }
-                }
-                Kind::Enum => pos += 8 * vlen,
-                Kind::FuncProto => {
-                    for _ in 0..vlen {
-                        t.members.push(Member {
-                            name: name(u32_at(data, pos)?),
-                            type_id: u32_at(data, pos + 4)?,
-                            bit_offset: 0,
-                            bitfield_size: 0,
-                        });
-                        pos += 8;
-                    }
-                }
-                Kind::Var | Kind::DeclTag => pos += 4,
-                Kind::Datasec | Kind::Enum64 => pos += 12 * vlen,
-                _ => {}
-            }
-            types.push(t);
+            let body = pos as u32;
+            pos += match kind {
+                Kind::Int | Kind::Var | Kind::DeclTag => 4,
+                Kind::Array => 12,
+                Kind::Struct | Kind::Union | Kind::Datasec | Kind::Enum64 => 12 * vlen,
+                Kind::Enum | Kind::FuncProto => 8 * vlen,
+                _ => 0,
+            };
+            types.push(Rec {
+                kind,
+                name_off,
+                size_or_type,
+                vlen: vlen as u16,
+                kind_flag: info >> 31 == 1,
+                body,
+            });
         }
-        let mut by_name = HashMap::new();
-        for (id, t) in types.iter().enumerate().skip(1) {
-            if !t.name.is_empty() {
-                by_name.entry((t.name.clone(), t.kind as u8)).or_insert(id as u32);
-            }
+        if pos != end {
+            bail!("BTF type section overruns its length");
         }
-        Ok(Self { types, by_name })
+        Ok(Self { data, strings: (str_off, str_len), types })
     }
 
-    pub fn get(&self, id: u32) -> Option<&Type> {
-        self.types.get(id as usize)
+    fn string(&self, off: u32) -> &str {
+        let (start, len) = self.strings;
+        let s =
+            self.data.get(start..start + len).and_then(|s| s.get(off as usize..)).unwrap_or(&[]);
+        let end = s.iter().position(|&c| c == 0).unwrap_or(s.len());
+        std::str::from_utf8(&s[..end]).unwrap_or("")
     }
 
+    pub fn get(&self, id: u32) -> Option<Type<'_>> {
+        let rec = *self.types.get(id as usize)?;
+        Some(Type { btf: self, rec, kind: rec.kind, size_or_type: rec.size_or_type })
+    }
+
+    /// The first type named `name` of `kind` (a linear scan: tcperr asks a few dozen times).
     pub fn find(&self, name: &str, kind: Kind) -> Option<u32> {
-        self.by_name.get(&(name.to_owned(), kind as u8)).copied()
+        self.types
+            .iter()
+            .enumerate()
+            .skip(1)
+            .find(|(_, r)| r.kind == kind && self.string(r.name_off) == name)
+            .map(|(id, _)| id as u32)
     }
 
     /// Follows typedefs and qualifiers to the type they name.
-    pub fn resolve(&self, mut id: u32) -> Option<(u32, &Type)> {
+    pub fn resolve(&self, mut id: u32) -> Option<(u32, Type<'_>)> {
         for _ in 0..32 {
             let t = self.get(id)?;
             match t.kind {
@@ -257,7 +287,7 @@ impl Btf {
         if !matches!(t.kind, Kind::Struct | Kind::Union) {
             return None;
         }
-        for m in &t.members {
+        for m in t.members() {
             if m.name == name {
                 return Some((m.bit_offset, m.type_id, m.bitfield_size != 0));
             }
@@ -272,7 +302,7 @@ impl Btf {
 
     /// Parameters of the raw tracepoint `name`'s prototype (`btf_trace_<name>`, whose first
     /// parameter is the tracepoint's private data and is dropped here), as resolved types.
-    pub fn tracepoint_params(&self, name: &str) -> Result<Vec<&Type>> {
+    pub fn tracepoint_params(&self, name: &str) -> Result<Vec<Type<'_>>> {
         let td = self
             .find(&format!("btf_trace_{name}"), Kind::Typedef)
             .ok_or_else(|| anyhow!("btf_trace_{name} not in kernel BTF"))?;
@@ -282,8 +312,7 @@ impl Btf {
             .filter(|(_, t)| ptr.kind == Kind::Ptr && t.kind == Kind::FuncProto)
             .ok_or_else(|| anyhow!("btf_trace_{name} is not a function pointer"))?;
         proto
-            .members
-            .iter()
+            .members()
             .skip(1)
             .map(|p| {
                 self.resolve(p.type_id)
@@ -299,15 +328,15 @@ impl Btf {
         let f = self.get(self.find(name, Kind::Func)?)?;
         let (_, proto) = self.resolve(f.size_or_type)?;
         (proto.kind == Kind::FuncProto)
-            .then(|| proto.members.iter().map(|m| m.name.clone()).collect())
+            .then(|| proto.members().map(|m| m.name.to_owned()).collect())
     }
 
     /// Whether a resolved type is a pointer to `struct <name>` (through qualifiers).
-    pub fn is_ptr_to_struct(&self, t: &Type, name: &str) -> bool {
+    pub fn is_ptr_to_struct(&self, t: &Type<'_>, name: &str) -> bool {
         t.kind == Kind::Ptr
             && self
                 .resolve(t.size_or_type)
-                .is_some_and(|(_, s)| s.kind == Kind::Struct && s.name == name)
+                .is_some_and(|(_, s)| s.kind == Kind::Struct && s.name() == name)
     }
 }
 

@@ -171,7 +171,14 @@ impl Correlator {
                     // says another process holds the socket.
                     let in_close =
                         sock.ino != 0 && matches!(ev, Event::RstSent(_) | Event::StateChange(_));
-                    match self.procs.lookup(sock.ino) {
+                    // Inside close() the fd is gone: what /proc last showed is enough, a fresh
+                    // scan could only miss (and costs most in RST storms).
+                    let found = if in_close {
+                        self.procs.lookup_cached(sock.ino)
+                    } else {
+                        self.procs.lookup(sock.ino)
+                    };
+                    match found {
                         Some(o) if !(in_close && o.pid == ctx.pid) => {
                             entry.owner = Some(o.clone());
                             (Some(o), OwnerSource::Proc)

@@ -65,6 +65,12 @@ impl ProcSockets {
         Some(Owner { pid: *pid, tid: None, comm: comm.clone() })
     }
 
+    /// As [`Self::lookup`], from the last scan only.
+    pub fn lookup_cached(&self, ino: u64) -> Option<Owner> {
+        let (pid, comm) = self.by_ino.get(&ino)?;
+        Some(Owner { pid: *pid, tid: None, comm: comm.clone() })
+    }
+
     fn scan(&mut self) {
         self.scans += 1;
         self.scanned = Some(Instant::now());

@@ -218,7 +218,7 @@ fn raw_sock_tp(
 ) -> Result<Hook, String> {
     let params = btf.tracepoint_params(name).map_err(|e| e.to_string())?;
     let ok = params.len() == 1 + ints
-        && btf.is_ptr_to_struct(params[0], "sock")
+        && btf.is_ptr_to_struct(&params[0], "sock")
         && params[1..].iter().all(|t| t.kind == Kind::Int && t.size_or_type == 4);
     if !ok {
         return Err(format!("{name}: prototype is not (struct sock *{})", ", int".repeat(ints)));

@@ -210,6 +210,11 @@ impl Tracer {
             RingBuf::try_from(take(&mut ebpf, "EVENTS")?).map_err(|e| fail(e.to_string()))?;
         let lost =
             PerCpuArray::try_from(take(&mut ebpf, "LOST")?).map_err(|e| fail(e.to_string()))?;
+        drop(btf);
+        // Kernel BTF (parsed twice: offsets, fexit) was the largest allocation by far: give the
+        // freed memory back now, or it stays in tcperr's resident set for its whole life.
+        // SAFETY: malloc_trim only releases free heap memory.
+        unsafe { libc::malloc_trim(0) };
         Ok(Self { ring, lost, plan, selected, _ebpf: ebpf })
     }
 

@@ -58,11 +58,7 @@ fn spawn(
     min_programs: usize,
 ) -> Result<(Tracer, Duration), String> {
     let t0 = Instant::now();
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("{name}: {e}"))?;
+    let mut child = cmd.stderr(Stdio::piped()).spawn().map_err(|e| format!("{name}: {e}"))?;
     let (tx, rx) = mpsc::channel();
     for stream in [
         child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
@@ -80,11 +76,20 @@ fn spawn(
             }
         });
     }
+    // Ready when it says so, or (output redirected to a file) when all its programs are in.
     let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        match rx.recv_timeout(Duration::from_secs(60)) {
+        match rx.recv_timeout(Duration::from_millis(50)) {
             Ok(l) if l.contains(ready) => break,
             Ok(l) => seen.push(l),
+            Err(mpsc::RecvTimeoutError::Timeout)
+                if drive::prog_ids(child.id()).len() >= min_programs =>
+            {
+                std::thread::sleep(Duration::from_millis(300)); // let it finish attaching
+                break;
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {}
             Err(_) => {
                 let _ = child.kill();
                 return Err(format!("{name} did not attach: {}", seen.join(" | ")));
@@ -112,7 +117,7 @@ fn spawn(
 
 fn tcperr_cmd(bin: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(bin);
-    c.arg("trace").args(args);
+    c.arg("trace").args(args).stdout(Stdio::piped());
     c
 }
 
@@ -127,7 +132,7 @@ tracepoint:sock:inet_sock_set_state /args->protocol == 6/ { printf("%d %s %d>%d\
 
 fn bpftrace_cmd() -> Command {
     let mut c = Command::new("bpftrace");
-    c.args(["-e", BPFTRACE]);
+    c.args(["-e", BPFTRACE]).stdout(Stdio::piped());
     c
 }
 
@@ -179,6 +184,17 @@ fn cpu_ticks(pid: u32) -> u64 {
     let f: Vec<&str> = rest.split_whitespace().collect();
     let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
     num(11) + num(12) // utime, stime
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 fn peak_rss_kib(pid: u32) -> u64 {
@@ -282,28 +298,35 @@ fn run_all(o: &Options, s: &Sizes, bin: &Path, have_bpftrace: bool) -> Result<St
         s.pingpong_rounds
     );
     let _ = writeln!(md, "| program | ns/run | runs | vs floor |\n| --- | --- | --- | --- |");
-    let floor = tcperr_userspace::tracer::attach_floor()?;
-    let floor_cost = hot_path_cost(std::process::id(), &["floor_sock"], s.pingpong_rounds)?;
-    drop(floor);
-    let floor_of =
-        |hook: &str| floor_cost.iter().find(|(n, ..)| n.contains(hook)).map_or(0.0, |c| c.1);
-    let mut rows = floor_cost.clone();
-    let (t, _) = spawn("tcperr", tcperr_cmd(bin, &["--json"]), "tracing TCP errors", 7)?;
-    rows.extend(hot_path_cost(
-        t.pid(),
-        &["sock_send_length", "sock_recv_length", "tcp_sendmsg", "tcp_recvmsg"],
-        s.pingpong_rounds,
-    )?);
-    t.stop();
-    if have_bpftrace {
-        let (b, _) = spawn("bpftrace", bpftrace_cmd(), "Attaching", 5)?;
-        rows.extend(
-            hot_path_cost(b.pid(), &["sock_send_length", "sock_recv_length"], s.pingpong_rounds)?
-                .into_iter()
-                .map(|(n, c, r)| (format!("bpftrace {n}"), c, r)),
-        );
-        b.stop();
+    // Floor, tcperr and bpftrace in turn, three times: medians of ns/run per program.
+    let mut samples: BTreeMap<String, (Vec<f64>, u64)> = BTreeMap::new();
+    let mut add = |rows: Vec<(String, f64, u64)>| {
+        for (name, ns, runs) in rows {
+            let e = samples.entry(name).or_default();
+            e.0.push(ns);
+            e.1 += runs;
+        }
+    };
+    let hot = ["sock_send_len", "sock_recv_len", "tcp_sendmsg", "tcp_recvmsg"];
+    for _ in 0..if o.smoke { 1 } else { 3 } {
+        let floor = tcperr_userspace::tracer::attach_floor()?;
+        add(hot_path_cost(std::process::id(), &["floor_sock"], s.pingpong_rounds)?);
+        drop(floor);
+        let (t, _) = spawn("tcperr", tcperr_cmd(bin, &["--json"]), "tracing TCP errors", 7)?;
+        add(hot_path_cost(t.pid(), &hot, s.pingpong_rounds)?);
+        t.stop();
+        if have_bpftrace {
+            let (b, _) = spawn("bpftrace", bpftrace_cmd(), "Attaching", 5)?;
+            let rows = hot_path_cost(b.pid(), &hot, s.pingpong_rounds)?;
+            add(rows.into_iter().map(|(n, c, r)| (format!("bpftrace {n}"), c, r)).collect());
+            b.stop();
+        }
     }
+    let rows: Vec<(String, f64, u64)> =
+        samples.into_iter().map(|(n, (mut v, runs))| (n, median(&mut v), runs)).collect();
+    let floor_of = |hook: &str| {
+        rows.iter().find(|(n, ..)| n.starts_with("floor") && n.contains(hook)).map_or(0.0, |c| c.1)
+    };
     let mut hot_ok = true;
     for (name, ns, runs) in &rows {
         let hook = if name.contains("send") { "send" } else { "recv" };
@@ -393,16 +416,41 @@ fn run_all(o: &Options, s: &Sizes, bin: &Path, have_bpftrace: bool) -> Result<St
     let mut tcperr_lost = 0;
     let mut tcperr_rss = 0;
     for mode in &modes {
+        // The tracers write their lines to a file, as an operator would redirect them: the
+        // harness spends nothing reading them during the storm.
+        let out_file = std::env::temp_dir().join(format!("tcperr-bench-{mode}.out"));
         let tracer = match *mode {
             "tcperr" => {
-                Some(spawn("tcperr", tcperr_cmd(bin, &["--json"]), "tracing TCP errors", 7)?.0)
+                let mut c = tcperr_cmd(bin, &["--json"]);
+                c.stdout(std::fs::File::create(&out_file).map_err(|e| e.to_string())?);
+                Some(spawn("tcperr", c, "tracing TCP errors", 7)?.0)
             }
-            "bpftrace" => Some(spawn("bpftrace", bpftrace_cmd(), "Attaching", 5)?.0),
+            "bpftrace" => {
+                let mut c = bpftrace_cmd();
+                c.stdout(std::fs::File::create(&out_file).map_err(|e| e.to_string())?);
+                Some(spawn("bpftrace", c, "Attaching", 5)?.0)
+            }
             _ => None,
         };
         let cpu0 = tracer.as_ref().map_or(0, |t| cpu_ticks(t.pid()));
         let t0 = Instant::now();
+        // Resident memory sampled during the storm (VmHWM would include start-up, where the
+        // kernel BTF is parsed and freed).
+        let sampler = tracer.as_ref().map(|t| {
+            let pid = t.pid();
+            let secs = s.storm_secs;
+            std::thread::spawn(move || {
+                let mut peak = 0;
+                let end = Instant::now() + Duration::from_secs_f64(secs);
+                while Instant::now() < end {
+                    peak = peak.max(rss_kib(pid));
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                peak
+            })
+        });
         let (st, _) = storm::run(2, Duration::from_secs_f64(s.storm_secs));
+        let storm_peak = sampler.and_then(|h| h.join().ok()).unwrap_or(0);
         let rate = st.connections as f64 / t0.elapsed().as_secs_f64();
         storm_rate.insert(*mode, rate);
         let (mut cpu, mut lines_n, mut seen_lost, mut rss) =
@@ -414,19 +462,21 @@ fn run_all(o: &Options, s: &Sizes, bin: &Path, have_bpftrace: bool) -> Result<St
             cpu_per_10k.insert(*mode, per);
             cpu = format!("{per:.3}");
             let pid = t.pid();
-            let kib = peak_rss_kib(pid);
+            let kib = storm_peak;
+            let startup_peak = peak_rss_kib(pid);
             let name = t.name;
             let lines = t.stop();
             let summary = lines.iter().find(|l| l.contains("events seen")).cloned();
-            lines_n = lines
-                .iter()
-                .filter(|l| {
-                    !l.starts_with("tcperr:") && !l.starts_with("ERROR ") && !l.contains("  ")
-                })
-                .count()
-                .to_string();
+            lines_n = std::fs::read(&out_file)
+                .map(|b| b.iter().filter(|&&c| c == b'\n').count().to_string())
+                .unwrap_or_default();
+            let _ = std::fs::remove_file(&out_file);
             if name == "tcperr" {
-                rss = format!("{:.1} MB", kib as f64 / 1024.0);
+                rss = format!(
+                    "{:.1} MB (start-up peak {:.1} MB)",
+                    kib as f64 / 1024.0,
+                    startup_peak as f64 / 1024.0
+                );
                 tcperr_rss = kib;
                 if let Some(sm) = summary {
                     let num = |suffix: &str| {
