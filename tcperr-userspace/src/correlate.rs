@@ -250,7 +250,11 @@ impl Correlator {
                         Step::RstReceived,
                         state_name(e.sock.state),
                     );
-                    cause = Some(story::reset_cause(Some(e.sock.state), peer_rst.as_ref()));
+                    // From what this host's socket knows alone: whether the other end's account of
+                    // the reset arrives before or after this record depends on timing (an active
+                    // RST is reported after loopback delivered it). The failed call that follows
+                    // carries the joined story.
+                    cause = Some(story::reset_cause(Some(e.sock.state), None));
                 }
                 Event::RstSent(_) => {
                     entry.rst_sent = true;
@@ -353,7 +357,7 @@ impl Correlator {
             _ => None,
         };
         let mut explanation = match cause {
-            Some(c) => story_line(ev, c, &peer, peer_owner.as_ref(), peer_rst.as_ref(), &timeline)
+            Some(c) => story_line(ev, c, &peer, peer_owner.as_ref(), &timeline)
                 .unwrap_or_else(|| explain(ev, &peer, &self.rst_reasons)),
             None => explain(ev, &peer, &self.rst_reasons),
         };

@@ -13,7 +13,7 @@ use crate::{
     errno::words,
     owner::Owner,
     report::state_name,
-    story::{Cause, Item, PeerRst, Step},
+    story::{Cause, Item, Step},
 };
 
 pub fn explain(ev: &Event, peer: &str, rst_reasons: &BTreeMap<u64, String>) -> String {
@@ -97,7 +97,6 @@ pub fn story_line(
     cause: Cause,
     peer: &str,
     peer_owner: Option<&Owner>,
-    peer_rst: Option<&PeerRst>,
     timeline: &[Item],
 ) -> Option<String> {
     if !matches!(
@@ -126,7 +125,6 @@ pub fn story_line(
         _ => "the next read or write fails".to_owned(),
     };
     let words = ev.errno().map_or("EOF".to_owned(), words);
-    let _ = peer_rst;
     Some(match cause {
         Cause::WriteAfterPeerClose => format!(
             "{peer}{who} closed the connection (FIN{}); data written after that drew its RST{rst}; {call}: {words}",

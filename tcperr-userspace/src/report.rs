@@ -138,6 +138,43 @@ pub fn rfc3339_micros(unix_ns: u64) -> String {
 }
 
 #[cfg(test)]
+impl Report {
+    /// A send_error report for unit tests: pid 42 (tid 43, "curl"), 127.0.0.1:40000 →
+    /// 127.0.0.1:8080, EPIPE.
+    pub(crate) fn sample() -> Self {
+        Report {
+            time: String::new(),
+            ts_ns: 0,
+            kind: "send_error",
+            pid: Some(42),
+            tid: Some(43),
+            comm: Some("curl".into()),
+            owner_from: OwnerSource::Context,
+            family: "ipv4",
+            laddr: "127.0.0.1".into(),
+            lport: 40000,
+            raddr: "127.0.0.1".into(),
+            rport: 8080,
+            state: "CLOSE",
+            newstate: None,
+            errno: Some("EPIPE".into()),
+            errno_code: Some(32),
+            error: Some("broken pipe".into()),
+            reason: None,
+            cause: None,
+            peer_pid: None,
+            peer_comm: None,
+            timeline: vec![],
+            accept_queue: None,
+            cookie: 0,
+            sk: "0x0".into(),
+            ino: 0,
+            explanation: String::new(),
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

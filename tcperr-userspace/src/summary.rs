@@ -88,37 +88,18 @@ impl Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::owner::OwnerSource;
 
     fn report(errno: &str, pid: u32, rport: u16, time: &str) -> Report {
         Report {
             time: time.into(),
-            ts_ns: 0,
-            kind: "send_error",
             pid: Some(pid),
             tid: None,
             comm: Some("app".into()),
-            owner_from: OwnerSource::Context,
-            family: "ipv4",
             laddr: "10.0.0.1".into(),
-            lport: 40000,
             raddr: "10.0.0.2".into(),
             rport,
-            state: "CLOSE",
-            newstate: None,
             errno: Some(errno.into()),
-            errno_code: Some(32),
-            error: None,
-            reason: None,
-            cause: None,
-            peer_pid: None,
-            peer_comm: None,
-            timeline: vec![],
-            accept_queue: None,
-            cookie: 0,
-            sk: String::new(),
-            ino: 0,
-            explanation: String::new(),
+            ..Report::sample()
         }
     }
 

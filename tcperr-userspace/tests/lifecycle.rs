@@ -94,25 +94,13 @@ fn tracing_runs_with_only_cap_bpf_and_cap_perfmon() {
     );
 }
 
-/// Peak resident memory of a process (VmHWM), in KiB.
-fn peak_rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 #[test]
 fn under_a_30_second_rst_storm_tcperr_keeps_up_its_memory_is_bounded_and_counts_add_up() {
     let t = drive::start(Path::new(TCPERR), &["--summary-only"], Duration::from_secs(30))
         .expect("tcperr starts");
     let pid = t.pid();
     let (storm, ports) = tcperr_scenarios::storm::run(2, Duration::from_secs(30));
-    let rss = peak_rss_kib(pid);
+    let rss = drive::status_kib(pid, "VmHWM");
     let stopped = drive::stop(t).expect("stop");
     assert_eq!(stopped.code, 0, "{:#?}", stopped.stderr);
     assert_eq!(storm.unexpected, 0);

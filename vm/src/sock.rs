@@ -10,35 +10,50 @@ pub fn pid() -> u32 {
     std::process::id()
 }
 
-/// `SO_LINGER {on, 0}`: close() aborts with RST instead of FIN.
-pub fn set_linger_zero(s: &TcpStream) -> io::Result<()> {
-    let l = libc::linger { l_onoff: 1, l_linger: 0 };
-    // SAFETY: valid fd and a linger struct of the right size.
+/// `setsockopt(fd, level, name, &value)`.
+fn setsockopt<T>(fd: &impl AsRawFd, level: i32, name: i32, value: &T) -> io::Result<()> {
+    // SAFETY: a valid fd and a value of the size passed; the kernel copies it during the call.
     let rc = unsafe {
         libc::setsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&raw const l).cast(),
-            size_of::<libc::linger>() as libc::socklen_t,
+            fd.as_raw_fd(),
+            level,
+            name,
+            (value as *const T).cast(),
+            size_of::<T>() as libc::socklen_t,
         )
     };
     if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }
 
+/// `SO_LINGER {on, 0}`: close() aborts with RST instead of FIN.
+pub fn set_linger_zero(s: &TcpStream) -> io::Result<()> {
+    let l = libc::linger { l_onoff: 1, l_linger: 0 };
+    setsockopt(s, libc::SOL_SOCKET, libc::SO_LINGER, &l)
+}
+
 /// `TCP_LINGER2`: how long an orphaned socket stays in FIN_WAIT2.
 pub fn set_linger2(s: &TcpStream, secs: i32) -> io::Result<()> {
-    // SAFETY: valid fd and an int option.
-    let rc = unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_LINGER2,
-            (&raw const secs).cast(),
-            size_of::<i32>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+    setsockopt(s, libc::IPPROTO_TCP, libc::TCP_LINGER2, &secs)
+}
+
+/// `TCP_USER_TIMEOUT`: how long sent data may stay unacknowledged before the kernel gives up
+/// with ETIMEDOUT.
+pub fn set_user_timeout(s: &TcpStream, ms: u32) -> io::Result<()> {
+    setsockopt(s, libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT, &ms)
+}
+
+/// Attaches a classic BPF filter that drops every segment arriving for `s`: the kernel discards
+/// them before TCP sees them (no ACK, no RST), as a peer that vanished would. `detach` undoes it.
+pub fn drop_all_input(s: &impl AsRawFd) -> io::Result<()> {
+    let mut insn =
+        [libc::sock_filter { code: (libc::BPF_RET | libc::BPF_K) as u16, jt: 0, jf: 0, k: 0 }];
+    let prog = libc::sock_fprog { len: 1, filter: insn.as_mut_ptr() };
+    setsockopt(s, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog)
+}
+
+/// Removes a filter set by [`drop_all_input`].
+pub fn detach_filter(s: &impl AsRawFd) -> io::Result<()> {
+    setsockopt(s, libc::SOL_SOCKET, libc::SO_DETACH_FILTER, &0i32)
 }
 
 /// Waits (without reading) until `events` is signalled on `s`; returns the revents.
@@ -98,57 +113,6 @@ pub fn connect_bound(addr: std::net::SocketAddr) -> io::Result<(u16, io::Result<
     let rc = unsafe { libc::connect(fd.as_raw_fd(), (&raw const remote).cast(), len) };
     let res = if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) };
     Ok((u16::from_be(bound.sin_port), res))
-}
-
-/// Attaches a classic BPF filter that drops every segment arriving for `s`: the kernel discards
-/// them before TCP sees them (no ACK, no RST), as a peer that vanished would. `detach` undoes it.
-pub fn drop_all_input(s: &impl AsRawFd) -> io::Result<()> {
-    let mut insn =
-        [libc::sock_filter { code: (libc::BPF_RET | libc::BPF_K) as u16, jt: 0, jf: 0, k: 0 }];
-    let prog = libc::sock_fprog { len: 1, filter: insn.as_mut_ptr() };
-    // SAFETY: valid fd; the kernel copies the program during the call.
-    let rc = unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_ATTACH_FILTER,
-            (&raw const prog).cast(),
-            size_of::<libc::sock_fprog>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
-}
-
-/// `TCP_USER_TIMEOUT`: how long sent data may stay unacknowledged before the kernel gives up
-/// with ETIMEDOUT.
-pub fn set_user_timeout(s: &TcpStream, ms: u32) -> io::Result<()> {
-    // SAFETY: valid fd and an unsigned int option.
-    let rc = unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_USER_TIMEOUT,
-            (&raw const ms).cast(),
-            size_of::<u32>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
-}
-
-/// Removes a filter set by [`drop_all_input`].
-pub fn detach_filter(s: &impl AsRawFd) -> io::Result<()> {
-    let zero: libc::c_int = 0;
-    // SAFETY: valid fd; SO_DETACH_FILTER ignores its value.
-    let rc = unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_DETACH_FILTER,
-            (&raw const zero).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }
 
 /// `listen(fd, backlog)` again: changes a listener's backlog.

@@ -178,36 +178,6 @@ fn hot_path_cost(pid: u32, names: &[&str], rounds: u64) -> Result<Vec<(String, f
     Ok(out)
 }
 
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat.rsplit_once(") ").map_or("", |(_, r)| r);
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    num(11) + num(12) // utime, stime
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-fn peak_rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     if v.is_empty() { 0.0 } else { v[v.len() / 2] }
@@ -432,7 +402,7 @@ fn run_all(o: &Options, s: &Sizes, bin: &Path, have_bpftrace: bool) -> Result<St
             }
             _ => None,
         };
-        let cpu0 = tracer.as_ref().map_or(0, |t| cpu_ticks(t.pid()));
+        let cpu0 = tracer.as_ref().map_or(0, |t| drive::cpu_ticks(t.pid()));
         let t0 = Instant::now();
         // Resident memory sampled during the storm (VmHWM would include start-up, where the
         // kernel BTF is parsed and freed).
@@ -443,7 +413,7 @@ fn run_all(o: &Options, s: &Sizes, bin: &Path, have_bpftrace: bool) -> Result<St
                 let mut peak = 0;
                 let end = Instant::now() + Duration::from_secs_f64(secs);
                 while Instant::now() < end {
-                    peak = peak.max(rss_kib(pid));
+                    peak = peak.max(drive::status_kib(pid, "VmRSS"));
                     std::thread::sleep(Duration::from_millis(100));
                 }
                 peak
@@ -457,13 +427,13 @@ fn run_all(o: &Options, s: &Sizes, bin: &Path, have_bpftrace: bool) -> Result<St
             (String::new(), String::new(), String::new(), String::new());
         if let Some(t) = tracer {
             std::thread::sleep(Duration::from_millis(500)); // let it drain
-            let used = (cpu_ticks(t.pid()) - cpu0) as f64 / ticks;
+            let used = (drive::cpu_ticks(t.pid()) - cpu0) as f64 / ticks;
             let per = used / (st.connections as f64 / 10_000.0);
             cpu_per_10k.insert(*mode, per);
             cpu = format!("{per:.3}");
             let pid = t.pid();
             let kib = storm_peak;
-            let startup_peak = peak_rss_kib(pid);
+            let startup_peak = drive::status_kib(pid, "VmHWM");
             let name = t.name;
             let lines = t.stop();
             let summary = lines.iter().find(|l| l.contains("events seen")).cloned();
@@ -661,4 +631,54 @@ fn synthetic(n: usize) -> (f64, f64) {
         n as f64 / t.elapsed().as_secs_f64()
     };
     (run(false), run(true))
+}
+
+/// `cargo xtask soak [--minutes N]`: tcperr under the RST storm for N minutes (default 10),
+/// printing its resident memory and CPU every 10 s, then its final counts. Memory must stay
+/// flat: per-socket state is evicted and capped.
+pub fn soak(minutes: f64) -> Result<bool, String> {
+    let root = workspace_root();
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "--release", "-p", "tcperr-userspace", "--bin", "tcperr"])
+        .current_dir(&root)
+        .status()
+        .map_err(|e| e.to_string())?;
+    if !status.success() {
+        return Err("building tcperr failed".into());
+    }
+    let mut cmd = tcperr_cmd(&root.join("target/release/tcperr"), &["--json"]);
+    cmd.stdout(Stdio::null());
+    let (t, _) = spawn("tcperr", cmd, "tracing TCP errors", 7)?;
+    let ticks = tcperr_clock_ticks();
+    let end = Instant::now() + Duration::from_secs_f64(minutes * 60.0);
+    let start = Instant::now();
+    let (mut conns, mut first_rss, mut max_rss) = (0u64, 0u64, 0u64);
+    println!("{:>8} {:>12} {:>10} {:>12}", "time s", "connections", "RSS MB", "CPU s");
+    while Instant::now() < end {
+        let (st, _) = storm::run(2, Duration::from_secs(10));
+        conns += st.connections;
+        let rss = drive::status_kib(t.pid(), "VmRSS");
+        if first_rss == 0 {
+            first_rss = rss;
+        }
+        max_rss = max_rss.max(rss);
+        let cpu = drive::cpu_ticks(t.pid()) as f64 / ticks;
+        println!(
+            "{:>8.0} {conns:>12} {:>10.1} {cpu:>12.1}",
+            start.elapsed().as_secs_f64(),
+            rss as f64 / 1024.0
+        );
+    }
+    let lines = t.stop();
+    for l in lines.iter().filter(|l| l.contains("events seen")) {
+        println!("{l}");
+    }
+    let flat = max_rss <= first_rss * 2;
+    println!(
+        "RSS after the first 10 s {:.1} MB, at most {:.1} MB: {}",
+        first_rss as f64 / 1024.0,
+        max_rss as f64 / 1024.0,
+        if flat { "bounded" } else { "GROWING" }
+    );
+    Ok(flat)
 }

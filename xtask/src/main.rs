@@ -77,6 +77,23 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Some("soak") => {
+            let minutes = args
+                .iter()
+                .position(|a| a == "--minutes")
+                .and_then(|i| args.get(i + 1))
+                .map_or(Ok(10.0), |m| m.parse::<f64>());
+            match minutes {
+                Err(_) => {
+                    eprintln!("xtask soak: --minutes takes a number");
+                    return ExitCode::from(2);
+                }
+                Ok(m) => bench::soak(m).unwrap_or_else(|e| {
+                    eprintln!("xtask soak: {e}");
+                    false
+                }),
+            }
+        }
         Some("vm") => match vm::parse(&args[1..], tcperr_scenarios::ALL) {
             Err(e) => {
                 eprintln!("xtask vm: {e}");
@@ -92,7 +109,7 @@ fn main() -> ExitCode {
         },
         _ => {
             eprintln!(
-                "usage: cargo xtask test | cargo xtask vm [--kernel K] [--scenario S] [--hooks F] [-v]"
+                "usage: cargo xtask test | cargo xtask vm [--kernel K] [--scenario S] [--hooks F] [-v] | cargo xtask bench [--smoke] | cargo xtask soak [--minutes N]"
             );
             return ExitCode::from(2);
         }

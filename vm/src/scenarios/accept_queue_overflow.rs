@@ -126,7 +126,7 @@ pub fn run(abort_on_overflow: bool, out_of_files: bool) -> Result<Run, String> {
                 "client->server",
                 "ESTABLISHED",
                 "ECONNRESET",
-                "accept_queue_overflow",
+                "peer_reset",
             ),
             ev(
                 "recv_error",
