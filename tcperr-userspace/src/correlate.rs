@@ -110,8 +110,9 @@ impl Correlator {
         self
     }
 
+    /// Entries held: sockets, connections by tuple, other ends' accounts of resets.
     pub fn tracked(&self) -> usize {
-        self.socks.len()
+        self.socks.len() + self.by_tuple.len() + self.rst_by_tuple.len()
     }
 
     /// Whether the event runs in the socket owner's own context.
@@ -208,6 +209,7 @@ impl Correlator {
             .and_then(|e| e.owner.clone())
             .or_else(|| peer_rst.as_ref().and_then(|p| p.owner.clone()));
         let mut report_it = true;
+        let mut pending_rst = None;
         let mut cause = None;
         let mut listener_files = None;
         let mut timeline = Vec::new();
@@ -263,8 +265,8 @@ impl Correlator {
                         story::rst_sent_cause(reason.as_deref(), in_close, entry.aborted_on_data);
                     story::push(&mut entry.timeline, ts, Step::RstSent, c.name());
                     if let Some(t) = conn {
-                        let rst = PeerRst { ts_ns: ts, cause: c, owner: owner.clone() };
-                        self.rst_by_tuple.insert(t, rst);
+                        pending_rst =
+                            Some((t, PeerRst { ts_ns: ts, cause: c, owner: owner.clone() }));
                     }
                     cause = Some(c);
                 }
@@ -310,7 +312,7 @@ impl Correlator {
                             cause: Cause::AcceptQueueOverflow,
                             owner: owner.clone(),
                         };
-                        self.rst_by_tuple.insert(t, rst);
+                        pending_rst = Some((t, rst));
                     }
                     listener_files = owner.as_ref().and_then(|o| fd_usage(o.pid));
                     cause = Some(match listener_files {
@@ -333,9 +335,12 @@ impl Correlator {
             // No socket: the segment's connection is all there is.
             let c = story::rst_sent_cause(reason.as_deref(), false, false);
             if let Some(t) = conn {
-                self.rst_by_tuple.insert(t, PeerRst { ts_ns: h.ts_ns, cause: c, owner: None });
+                pending_rst = Some((t, PeerRst { ts_ns: h.ts_ns, cause: c, owner: None }));
             }
             cause = Some(c);
+        }
+        if let Some((t, rst)) = pending_rst {
+            self.note_peer_rst(t, rst);
         }
         if !report_it && !self.all {
             return None;
@@ -414,9 +419,29 @@ impl Correlator {
         })
     }
 
-    /// Drops sockets closed longer than the grace period before `now_ns`.
+    /// Drops sockets closed longer than the grace period before `now_ns`, the other ends'
+    /// accounts of resets as old, and tuple entries whose socket is gone or has moved on to
+    /// another connection (a recycled `struct sock`).
     pub fn expire(&mut self, now_ns: u64) {
         self.socks.retain(|_, e| e.closed_ns.is_none_or(|c| now_ns.saturating_sub(c) < GRACE_NS));
+        self.rst_by_tuple.retain(|_, r| now_ns.saturating_sub(r.ts_ns) < GRACE_NS);
+        let socks = &self.socks;
+        self.by_tuple.retain(|t, sk| {
+            socks.get(sk).and_then(|e| e.tuple.as_ref()).and_then(tuple) == Some(*t)
+        });
+    }
+
+    /// Records the other end's account of a reset, keeping at most `cap` of them.
+    fn note_peer_rst(&mut self, t: Tuple, rst: PeerRst) {
+        if self.rst_by_tuple.len() >= self.cap && !self.rst_by_tuple.contains_key(&t) {
+            let mut ts: Vec<u64> = self.rst_by_tuple.values().map(|r| r.ts_ns).collect();
+            let idx = ts.len() / 4;
+            let cut = *ts.select_nth_unstable(idx).1;
+            let before = self.rst_by_tuple.len();
+            self.rst_by_tuple.retain(|_, r| r.ts_ns > cut);
+            self.evicted += (before - self.rst_by_tuple.len()) as u64;
+        }
+        self.rst_by_tuple.insert(t, rst);
     }
 
     /// At the cap: drop the least recently seen quarter.
@@ -543,6 +568,41 @@ mod tests {
         });
         let r = c.observe(&abort).unwrap();
         assert_eq!((r.pid, r.owner_from), (Some(77), OwnerSource::Closing));
+    }
+
+    #[test]
+    fn recycled_sockets_and_their_resets_do_not_accumulate() {
+        // A storm: one struct sock address after another for new connections, each reset.
+        let mut c = Correlator::new(BTreeMap::new(), false);
+        for i in 0..20_000u64 {
+            let ts = i * 1_000_000; // 1 ms apart: 20 s in all
+            let mut s = sock(state::ESTABLISHED, 100 + i);
+            s.lport = 30_000 + (i % 20_000) as u16;
+            let h = |kind| {
+                let mut h = header(kind, ts, 7, b"storm");
+                h.sk = 0x1000 + (i % 64) * 64;
+                h
+            };
+            c.observe(&Event::StateChange(StateChange {
+                header: h(EventKind::StateChange),
+                sock: s,
+                oldstate: state::CLOSE,
+                newstate: state::SYN_SENT,
+                _pad: [0; 6],
+            }));
+            c.observe(&Event::RstSent(tcperr_common::RstSent {
+                header: h(EventKind::RstSent),
+                sock: s,
+                reason: tcperr_common::ABSENT,
+                _pad: 0,
+            }));
+            if i % 1000 == 0 {
+                c.expire(ts);
+            }
+        }
+        // At most 5 s of grace at 1,000 connections a second, plus one second between expiries,
+        // plus the 64 recycled sockets and their current tuples; unbounded, it would be 40,000.
+        assert!(c.tracked() < 8_000, "{} entries", c.tracked());
     }
 
     #[test]
