@@ -16,29 +16,39 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
 #[map]
 static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
-/// Index 0: the socket the last RST on this CPU was about (received or sent). The kernel's error
-/// report that follows on the same CPU repeats it (`tcp_reset()`, `tcp_disconnect()`) and is not
-/// sent: one record fewer per reset, which matters in RST storms.
+/// Index 0: the socket the last RST on this CPU was about (received or sent) and when. The
+/// kernel's error report that follows within the same call chain (`tcp_reset()`,
+/// `tcp_disconnect()`) repeats it and is not sent: one record fewer per reset, which matters in
+/// RST storms. The time bound keeps a recycled `struct sock` from matching a stale entry.
 #[map]
-static LAST_RST_SK: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+static LAST_RST: PerCpuArray<LastRst> = PerCpuArray::with_max_entries(1, 0);
+
+#[derive(Clone, Copy)]
+pub struct LastRst {
+    sk: u64,
+    ts_ns: u64,
+}
+
+/// How soon after the RST its error report comes (same softirq or syscall: microseconds).
+const SAME_RESET_NS: u64 = 1_000_000;
 
 #[inline(always)]
 pub fn note_rst(sk: u64) {
-    if let Some(slot) = LAST_RST_SK.get_ptr_mut(0) {
+    if let Some(slot) = LAST_RST.get_ptr_mut(0) {
         // SAFETY: per-CPU slot, only this CPU writes it while the program runs.
-        unsafe { *slot = sk };
+        unsafe { *slot = LastRst { sk, ts_ns: bpf_ktime_get_ns() } };
     }
 }
 
-/// Whether the last RST on this CPU was about `sk` (and forgets it).
+/// Whether the last RST on this CPU, a moment ago, was about `sk` (and forgets it).
 #[inline(always)]
 pub fn take_rst(sk: u64) -> bool {
-    match LAST_RST_SK.get_ptr_mut(0) {
-        // SAFETY: as above.
+    match LAST_RST.get_ptr_mut(0) {
+        // SAFETY: as above; bpf_ktime_get_ns has no arguments.
         Some(slot) => unsafe {
-            let hit = *slot == sk;
-            *slot = 0;
-            hit
+            let last = *slot;
+            (*slot).sk = 0;
+            last.sk == sk && bpf_ktime_get_ns().wrapping_sub(last.ts_ns) < SAME_RESET_NS
         },
         None => false,
     }

@@ -321,14 +321,7 @@ impl Correlator {
                     });
                 }
             }
-            if matches!(
-                ev,
-                Event::SendError(_)
-                    | Event::RecvError(_)
-                    | Event::RecvEof(_)
-                    | Event::SocketError(_)
-                    | Event::RstReceived(_)
-            ) {
+            if ev.has_story() {
                 timeline = story::relative(&entry.timeline);
             }
         } else if let Event::RstSent(_) = ev {

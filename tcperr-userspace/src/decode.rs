@@ -109,6 +109,19 @@ impl Event {
         }
     }
 
+    /// Whether the event is one a program meets (an error, an EOF, an RST on its socket): those
+    /// carry the socket's timeline and story.
+    pub fn has_story(&self) -> bool {
+        matches!(
+            self,
+            Self::SendError(_)
+                | Self::RecvError(_)
+                | Self::RecvEof(_)
+                | Self::SocketError(_)
+                | Self::RstReceived(_)
+        )
+    }
+
     /// The errno this event reports or causes, if any.
     pub fn errno(&self) -> Option<u32> {
         let e = match self {

@@ -99,14 +99,7 @@ pub fn story_line(
     peer_owner: Option<&Owner>,
     timeline: &[Item],
 ) -> Option<String> {
-    if !matches!(
-        ev,
-        Event::SendError(_)
-            | Event::RecvError(_)
-            | Event::RecvEof(_)
-            | Event::SocketError(_)
-            | Event::RstReceived(_)
-    ) {
+    if !ev.has_story() {
         return None;
     }
     let who = peer_owner

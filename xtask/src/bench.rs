@@ -115,6 +115,21 @@ fn spawn(
     Ok((Tracer { child, lines: rx, name }, startup))
 }
 
+/// Builds the release `tcperr` (what users run) and returns its path.
+fn build_release_tcperr() -> Result<PathBuf, String> {
+    let root = workspace_root();
+    eprintln!("==> bench: building tcperr (release)");
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "--release", "-p", "tcperr-userspace", "--bin", "tcperr"])
+        .current_dir(&root)
+        .status()
+        .map_err(|e| e.to_string())?;
+    if !status.success() {
+        return Err("building tcperr failed".into());
+    }
+    Ok(root.join("target/release/tcperr"))
+}
+
 fn tcperr_cmd(bin: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(bin);
     c.arg("trace").args(args).stdout(Stdio::piped());
@@ -218,16 +233,7 @@ pub fn bench(o: &Options) -> Result<bool, String> {
         }
     };
     let root = workspace_root();
-    eprintln!("==> bench: building tcperr (release)");
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "--release", "-p", "tcperr-userspace", "--bin", "tcperr"])
-        .current_dir(&root)
-        .status()
-        .map_err(|e| e.to_string())?;
-    if !status.success() {
-        return Err("building tcperr failed".into());
-    }
-    let bin: PathBuf = root.join("target/release/tcperr");
+    let bin = build_release_tcperr()?;
     let have_bpftrace = Command::new("bpftrace").arg("--version").output().is_ok();
     let stats_path = "/proc/sys/kernel/bpf_stats_enabled";
     let stats_before = std::fs::read_to_string(stats_path).unwrap_or_default();
@@ -637,16 +643,7 @@ fn synthetic(n: usize) -> (f64, f64) {
 /// printing its resident memory and CPU every 10 s, then its final counts. Memory must stay
 /// flat: per-socket state is evicted and capped.
 pub fn soak(minutes: f64) -> Result<bool, String> {
-    let root = workspace_root();
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "--release", "-p", "tcperr-userspace", "--bin", "tcperr"])
-        .current_dir(&root)
-        .status()
-        .map_err(|e| e.to_string())?;
-    if !status.success() {
-        return Err("building tcperr failed".into());
-    }
-    let mut cmd = tcperr_cmd(&root.join("target/release/tcperr"), &["--json"]);
+    let mut cmd = tcperr_cmd(&build_release_tcperr()?, &["--json"]);
     cmd.stdout(Stdio::null());
     let (t, _) = spawn("tcperr", cmd, "tracing TCP errors", 7)?;
     let ticks = tcperr_clock_ticks();
