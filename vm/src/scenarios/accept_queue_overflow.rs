@@ -87,8 +87,11 @@ pub fn run(abort_on_overflow: bool, out_of_files: bool) -> Result<Run, String> {
                 other => Err(format!("read returned {other:?}, expected connection reset")),
             }
         } else {
-            // Wait past the server's SYN-ACK retransmission (1 s, then 2 s more).
-            std::thread::sleep(Duration::from_millis(3500));
+            // Wait until the server has retransmitted its SYN-ACK by timer at least twice: the
+            // second time (3 s in) comes after the client's ACK was dropped, which is what tcperr
+            // reports. The kernel's own count, not a guessed delay (timers slip under load).
+            sock::wait_for_synack_retransmits(port, 2, Duration::from_secs(15))
+                .map_err(ctx("SYN-ACK retransmissions"))?;
             match sock::wait_for(&c, 0, Duration::from_millis(1)) {
                 Err(e) if e.kind() == ErrorKind::TimedOut => Ok(()),
                 other => {
