@@ -13,6 +13,7 @@ use tokio::{
 
 use crate::{
     correlate::Correlator,
+    decode::{DecodeError, Event},
     filter::Filter,
     output::{self, Format},
     summary::Summary,
@@ -47,6 +48,41 @@ struct Fd(RawFd);
 impl AsRawFd for Fd {
     fn as_raw_fd(&self) -> RawFd {
         self.0
+    }
+}
+
+/// Where each record goes: correlation, filter, summary, output.
+struct Sink<'a> {
+    correlator: &'a mut Correlator,
+    opts: &'a Options,
+    summary: &'a mut Summary,
+    stats: &'a mut Stats,
+    write_err: &'a mut Option<io::Error>,
+}
+
+impl Sink<'_> {
+    fn handle(&mut self, ev: Result<Event, DecodeError>, out: &mut impl Write) {
+        self.stats.records += 1;
+        let ev = match ev {
+            Ok(ev) => ev,
+            Err(e) => {
+                self.stats.undecodable += 1;
+                log::warn!("{e}");
+                return;
+            }
+        };
+        let Some(report) = self.correlator.observe(&ev) else { return };
+        if self.write_err.is_some() || !self.opts.filter.matches(&report) {
+            return;
+        }
+        self.summary.add(&report);
+        if self.opts.summary_only {
+            return;
+        }
+        self.stats.printed += 1;
+        if let Err(e) = output::write(out, self.opts.format, &report) {
+            *self.write_err = Some(e);
+        }
     }
 }
 
@@ -85,29 +121,14 @@ pub async fn run(opts: Options) -> Result<Stats, Error> {
         tokio::select! {
             guard = ready.readable() => {
                 let mut guard = guard.map_err(Error::Io)?;
-                tracer.drain(|ev| {
-                    stats.records += 1;
-                    let ev = match ev {
-                        Ok(ev) => ev,
-                        Err(e) => {
-                            stats.undecodable += 1;
-                            log::warn!("{e}");
-                            return;
-                        }
-                    };
-                    let Some(report) = correlator.observe(&ev) else { return };
-                    if write_err.is_some() || !opts.filter.matches(&report) {
-                        return;
-                    }
-                    summary.add(&report);
-                    if opts.summary_only {
-                        return;
-                    }
-                    stats.printed += 1;
-                    if let Err(e) = output::write(&mut out, opts.format, &report) {
-                        write_err = Some(e);
-                    }
-                });
+                let mut sink = Sink {
+                    correlator: &mut correlator,
+                    opts: &opts,
+                    summary: &mut summary,
+                    stats: &mut stats,
+                    write_err: &mut write_err,
+                };
+                tracer.drain(|ev| sink.handle(ev, &mut out));
                 guard.clear_ready();
                 if write_err.is_none()
                     && let Err(e) = out.flush()
@@ -137,6 +158,16 @@ pub async fn run(opts: Options) -> Result<Stats, Error> {
             return Err(Error::Io(e));
         }
     }
+    // What is still in the ring buffer was seen by the kernel: report it before leaving.
+    let mut sink = Sink {
+        correlator: &mut correlator,
+        opts: &opts,
+        summary: &mut summary,
+        stats: &mut stats,
+        write_err: &mut write_err,
+    };
+    tracer.drain(|ev| sink.handle(ev, &mut out));
+    let _ = out.flush();
     stats.lost = tracer.lost();
     drop(ready);
     drop(tracer); // detach before reporting

@@ -62,6 +62,12 @@ fn main() {
     let rst_reason = drive::kernel_reports_rst_reason();
     println!("TCPERR-GUEST kernel={} rst_reason={rst_reason}", release.trim());
     let tcperr = Path::new("/bin/tcperr");
+    if let Some(secs) = cmdline.split_whitespace().find_map(|w| w.strip_prefix("tcperr.bench=")) {
+        let secs = secs.parse::<f64>().unwrap_or(3.0);
+        let ok = bench(tcperr, &families, secs);
+        println!("TCPERR-GUEST done failed={}", !ok);
+        exit_vm(if ok { 0 } else { 1 });
+    }
     let mut failed = false;
     for family in &families {
         let args: Vec<&str> = if family == "default" { vec![] } else { vec!["--hooks", family] };
@@ -119,4 +125,77 @@ fn main() {
     }
     println!("TCPERR-GUEST done failed={failed}");
     exit_vm(if failed { 1 } else { 0 });
+}
+
+/// CPU time a process's eBPF programs spent and how often they ran (`run_time_ns`, `run_cnt` of
+/// each program fd in /proc/PID/fdinfo; needs kernel.bpf_stats_enabled).
+fn prog_run_stats(pid: u32) -> (u64, u64) {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else { return (0, 0) };
+    let mut seen = std::collections::BTreeSet::new();
+    let (mut ns, mut cnt) = (0, 0);
+    for info in dir.flatten().filter_map(|e| std::fs::read_to_string(e.path()).ok()) {
+        let field = |k: &str| {
+            info.lines().find_map(|l| l.strip_prefix(k)).and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        if let (Some(id), Some(t), Some(c)) =
+            (field("prog_id:"), field("run_time_ns:"), field("run_cnt:"))
+            && seen.insert(id)
+        {
+            ns += t;
+            cnt += c;
+        }
+    }
+    (ns, cnt)
+}
+
+/// `cargo xtask bench --vm`: per hook family, the in-kernel cost per run of tcperr's programs
+/// over a ping-pong (mostly the hot send/recv hooks), and the RST-storm rate with tcperr against
+/// untraced. Under emulation only ratios mean anything: the host side prints them.
+fn bench(tcperr: &Path, families: &[String], secs: f64) -> bool {
+    let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "1");
+    let storm = |secs: f64| {
+        let t = Instant::now();
+        let (s, _) = tcperr_scenarios::storm::run(1, Duration::from_secs_f64(secs));
+        s.connections as f64 / t.elapsed().as_secs_f64()
+    };
+    let untraced = storm(secs);
+    println!("TCPERR-BENCH {}", json!({"family": "untraced", "storm_rate": untraced}));
+    let mut ok = true;
+    for family in families {
+        let args: Vec<&str> = if family == "default" { vec![] } else { vec!["--hooks", family] };
+        let traced = match drive::start(tcperr, &args, Duration::from_secs(120)) {
+            Ok(t) => t,
+            Err((code, stderr)) => {
+                ok &= code == Some(2);
+                let why = stderr.lines().last().unwrap_or("").to_owned();
+                println!("TCPERR-BENCH {}", json!({"family": family, "unavailable": why}));
+                continue;
+            }
+        };
+        let pid = traced.pid();
+        let (ns0, cnt0) = prog_run_stats(pid);
+        let pp = tcperr_scenarios::load::ping_pong(20_000, Duration::from_secs(120));
+        let (ns1, cnt1) = prog_run_stats(pid);
+        let rate = storm(secs);
+        let stopped = drive::stop(traced);
+        let summary = stopped
+            .as_ref()
+            .ok()
+            .and_then(|s| s.stderr.iter().find(|l| l.contains("events seen")).cloned());
+        ok &= pp.is_ok() && stopped.is_ok();
+        let runs = cnt1.saturating_sub(cnt0);
+        println!(
+            "TCPERR-BENCH {}",
+            json!({
+                "family": family,
+                "hooks": stopped.as_ref().map(|_| "ok").unwrap_or("stop failed"),
+                "ns_per_run": if runs > 0 { (ns1 - ns0) as f64 / runs as f64 } else { 0.0 },
+                "runs": runs,
+                "storm_rate": rate,
+                "storm_ratio": rate / untraced,
+                "summary": summary,
+            })
+        );
+    }
+    ok
 }

@@ -67,6 +67,12 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let ok = match args.first().map(String::as_str) {
         Some("test") => test(),
+        Some("bench") if args.iter().any(|a| a == "--vm") => {
+            vm::bench_vm(args.iter().any(|a| a == "-v")).unwrap_or_else(|e| {
+                eprintln!("xtask bench --vm: {e}");
+                false
+            })
+        }
         Some("bench") => {
             let o = bench::Options { smoke: args.iter().any(|a| a == "--smoke") };
             match bench::bench(&o) {
@@ -109,7 +115,7 @@ fn main() -> ExitCode {
         },
         _ => {
             eprintln!(
-                "usage: cargo xtask test | cargo xtask vm [--kernel K] [--scenario S] [--hooks F] [-v] | cargo xtask bench [--smoke] | cargo xtask soak [--minutes N]"
+                "usage: cargo xtask test | cargo xtask vm [--kernel K] [--scenario S] [--hooks F] [-v] | cargo xtask bench [--smoke | --vm] | cargo xtask soak [--minutes N]"
             );
             return ExitCode::from(2);
         }
