@@ -23,6 +23,24 @@ fn cargo(args: &[&str]) -> Command {
     c
 }
 
+/// The nightly that builds the eBPF crate: the same pin as `tcperr-userspace/build.rs` and
+/// `./dev` (a test below keeps them equal).
+const EBPF_TOOLCHAIN: &str = "nightly-2026-10-29";
+
+/// clippy on the eBPF crate, which the workspace's default members leave out (it only builds
+/// for bpfel-unknown-none).
+fn ebpf_clippy() -> Command {
+    let mut c = Command::new("rustup");
+    c.args(["run", EBPF_TOOLCHAIN, "cargo"])
+        .args(["clippy", "--release", "--target", "bpfel-unknown-none", "-Z", "build-std=core"])
+        .args(["--target-dir", "../target/ebpf-clippy", "--", "-D", "warnings"])
+        .current_dir(workspace_root().join("tcperr-ebpf"))
+        .env_remove("CARGO")
+        .env_remove("RUSTC")
+        .env_remove("RUSTUP_TOOLCHAIN");
+    c
+}
+
 fn step(name: &str, mut cmd: Command) -> bool {
     eprintln!("\n==> {name}: {cmd:?}");
     let t = Instant::now();
@@ -47,6 +65,7 @@ fn test() -> bool {
     let steps = [
         ("format", cargo(&["fmt", "--all", "--check"])),
         ("lints", cargo(&["clippy", "--all-targets", "--", "-D", "warnings"])),
+        ("eBPF lints", ebpf_clippy()),
         ("tests", cargo(&["test", "--", "--test-threads", "2"])),
         ("vm", cargo(&["xtask", "vm"])),
         ("bench smoke", cargo(&["xtask", "bench", "--smoke"])),
@@ -121,4 +140,16 @@ fn main() -> ExitCode {
         }
     };
     if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn pinned_nightly_is_the_same_everywhere() {
+        let root = super::workspace_root();
+        for file in ["tcperr-userspace/build.rs", "dev"] {
+            let text = std::fs::read_to_string(root.join(file)).expect("read");
+            assert!(text.contains(super::EBPF_TOOLCHAIN), "{file} pins another nightly");
+        }
+    }
 }
