@@ -10,8 +10,7 @@ use tcperr_common::{
 use crate::{
     emit::{emit, header},
     layout::layout,
-    sock::{read, sock_info},
-    tcp_receive_reset::ctx_addr,
+    sock::{ctx_addr, read, sock_info},
 };
 
 #[tracepoint(category = "sock", name = "inet_sock_set_state")]

@@ -17,6 +17,13 @@ pub fn read<T: Default>(base: u64, off: u32) -> T {
     unsafe { bpf_probe_read_kernel((base + off as u64) as *const T) }.unwrap_or_default()
 }
 
+/// The address of a tracepoint's record, for [`read`] at the offsets of its `format` file.
+#[inline(always)]
+pub fn ctx_addr(ctx: &aya_ebpf::programs::TracePointContext) -> u64 {
+    use aya_ebpf::EbpfContext as _;
+    ctx.as_ptr() as u64
+}
+
 /// Whether `sk` is a TCP socket over IPv4 or IPv6.
 #[inline(always)]
 pub fn is_tcp(sk: u64) -> bool {

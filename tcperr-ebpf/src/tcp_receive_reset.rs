@@ -6,7 +6,7 @@ use tcperr_common::{RstReceived, tcp::errno_for_rst_in_state};
 use crate::{
     emit::{emit, header, note_rst},
     layout::layout,
-    sock::{read, sock_info},
+    sock::{ctx_addr, read, sock_info},
 };
 
 #[tracepoint(category = "tcp", name = "tcp_receive_reset")]
@@ -21,10 +21,4 @@ pub fn tcp_receive_reset(ctx: TracePointContext) -> u32 {
         _pad: 0,
     });
     0
-}
-
-#[inline(always)]
-pub fn ctx_addr(ctx: &TracePointContext) -> u64 {
-    use aya_ebpf::EbpfContext as _;
-    ctx.as_ptr() as u64
 }

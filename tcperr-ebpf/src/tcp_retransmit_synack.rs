@@ -8,8 +8,7 @@ use tcperr_common::{ABSENT, AcceptQueueFull};
 use crate::{
     emit::{emit, header},
     layout::layout,
-    sock::{read, sock_info},
-    tcp_receive_reset::ctx_addr,
+    sock::{ctx_addr, read, sock_info},
 };
 
 #[tracepoint(category = "tcp", name = "tcp_retransmit_synack")]

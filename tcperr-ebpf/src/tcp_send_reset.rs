@@ -11,8 +11,7 @@ use crate::{
     emit::{emit, header, note_rst},
     layout::layout,
     skb::segment_tuple,
-    sock::{read, sock_info},
-    tcp_receive_reset::ctx_addr,
+    sock::{ctx_addr, read, sock_info},
     tcp_retransmit_synack::{accept_queue_full, overflow},
 };
 

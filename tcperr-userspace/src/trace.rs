@@ -117,48 +117,6 @@ pub async fn run(opts: Options) -> Result<Stats, Error> {
     }
     let mut stats = Stats::default();
     let mut write_err = None;
-    loop {
-        tokio::select! {
-            guard = ready.readable() => {
-                let mut guard = guard.map_err(Error::Io)?;
-                let mut sink = Sink {
-                    correlator: &mut correlator,
-                    opts: &opts,
-                    summary: &mut summary,
-                    stats: &mut stats,
-                    write_err: &mut write_err,
-                };
-                tracer.drain(|ev| sink.handle(ev, &mut out));
-                guard.clear_ready();
-                if write_err.is_none()
-                    && let Err(e) = out.flush()
-                {
-                    write_err = Some(e);
-                }
-            }
-            _ = tick.tick() => {
-                correlator.expire(monotonic_ns());
-                let lost = tracer.lost();
-                if lost > stats.lost {
-                    eprintln!("tcperr: LOST {} events (ring buffer full; raise --ringbuf-size)", lost - stats.lost);
-                    stats.lost = lost;
-                }
-            }
-            _ = sigusr1.recv() => {
-                let _ = summary.write_table(&mut io::stderr());
-            }
-            _ = sigint.recv() => break,
-            _ = sigterm.recv() => break,
-            _ = sighup.recv() => break,
-        }
-        if let Some(e) = write_err.take() {
-            if e.kind() == io::ErrorKind::BrokenPipe {
-                break; // `tcperr trace | head`: the reader is gone, stop quietly.
-            }
-            return Err(Error::Io(e));
-        }
-    }
-    // What is still in the ring buffer was seen by the kernel: report it before leaving.
     let mut sink = Sink {
         correlator: &mut correlator,
         opts: &opts,
@@ -166,6 +124,41 @@ pub async fn run(opts: Options) -> Result<Stats, Error> {
         stats: &mut stats,
         write_err: &mut write_err,
     };
+    loop {
+        tokio::select! {
+            guard = ready.readable() => {
+                let mut guard = guard.map_err(Error::Io)?;
+                tracer.drain(|ev| sink.handle(ev, &mut out));
+                guard.clear_ready();
+                if sink.write_err.is_none()
+                    && let Err(e) = out.flush()
+                {
+                    *sink.write_err = Some(e);
+                }
+            }
+            _ = tick.tick() => {
+                sink.correlator.expire(monotonic_ns());
+                let lost = tracer.lost();
+                if lost > sink.stats.lost {
+                    eprintln!("tcperr: LOST {} events (ring buffer full; raise --ringbuf-size)", lost - sink.stats.lost);
+                    sink.stats.lost = lost;
+                }
+            }
+            _ = sigusr1.recv() => {
+                let _ = sink.summary.write_table(&mut io::stderr());
+            }
+            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break,
+            _ = sighup.recv() => break,
+        }
+        if let Some(e) = sink.write_err.take() {
+            if e.kind() == io::ErrorKind::BrokenPipe {
+                break; // `tcperr trace | head`: the reader is gone, stop quietly.
+            }
+            return Err(Error::Io(e));
+        }
+    }
+    // What is still in the ring buffer was seen by the kernel: report it before leaving.
     tracer.drain(|ev| sink.handle(ev, &mut out));
     let _ = out.flush();
     stats.lost = tracer.lost();

@@ -503,50 +503,46 @@ fn run_all(o: &Options, s: &Sizes, bin: &Path, have_bpftrace: bool) -> Result<St
             (Some(t), Some(b)) if *b > 0.0 => format!("{:.2}", t / b),
             _ => "n/a".into(),
         };
-        let mark = |ok: bool| if ok { "met" } else { "**missed**" };
+        let rss_mb = tcperr_rss as f64 / 1024.0;
+        let targets: [(&str, String, bool); 9] = [
+            ("hot-path programs within 10 % of the floor", "see §1".into(), hot_ok),
+            (
+                "request/response ≥ 0.98 of untraced",
+                format!("{tcperr_ratio:.3}"),
+                tcperr_ratio >= 0.98,
+            ),
+            ("RST storm ≥ 0.90 of untraced", format!("{storm_ratio:.2}"), storm_ratio >= 0.90),
+            (
+                "no lost events at the default buffer",
+                format!("{tcperr_lost} lost"),
+                tcperr_lost == 0,
+            ),
+            (
+                "tracer CPU per connection ≤ ½ of bpftrace's",
+                cpu_ratio.clone(),
+                cpu_ratio.parse::<f64>().is_ok_and(|r| r <= 0.5),
+            ),
+            (
+                "≥ 1,000,000 events/s decoded and correlated",
+                format!("{decode_rate:.0}"),
+                decode_rate >= 1e6,
+            ),
+            ("≥ 300,000 events/s as JSON", format!("{json_rate:.0}"), json_rate >= 3e5),
+            ("ready ≤ 300 ms", format!("{startup:.0} ms"), startup <= 300.0),
+            (
+                "peak RSS ≤ 30 MB under the storm",
+                format!("{rss_mb:.1} MB"),
+                tcperr_rss <= 30 * 1024,
+            ),
+        ];
         let _ = writeln!(md, "\n## Targets\n\n| target | measured | |\n| --- | --- | --- |");
-        let _ = writeln!(
-            md,
-            "| hot-path programs within 10 % of the floor | see §1 | {} |",
-            mark(hot_ok)
-        );
-        let _ = writeln!(
-            md,
-            "| request/response ≥ 0.98 of untraced | {tcperr_ratio:.3} | {} |",
-            mark(tcperr_ratio >= 0.98)
-        );
-        let _ = writeln!(
-            md,
-            "| RST storm ≥ 0.90 of untraced | {storm_ratio:.2} | {} |",
-            mark(storm_ratio >= 0.90)
-        );
-        let _ = writeln!(
-            md,
-            "| no lost events at the default buffer | {tcperr_lost} lost | {} |",
-            mark(tcperr_lost == 0)
-        );
-        let _ = writeln!(
-            md,
-            "| tracer CPU per connection ≤ ½ of bpftrace's | {cpu_ratio} | {} |",
-            mark(cpu_ratio.parse::<f64>().is_ok_and(|r| r <= 0.5))
-        );
-        let _ = writeln!(
-            md,
-            "| ≥ 1,000,000 events/s decoded and correlated | {decode_rate:.0} | {} |",
-            mark(decode_rate >= 1e6)
-        );
-        let _ = writeln!(
-            md,
-            "| ≥ 300,000 events/s as JSON | {json_rate:.0} | {} |",
-            mark(json_rate >= 3e5)
-        );
-        let _ = writeln!(md, "| ready ≤ 300 ms | {startup:.0} ms | {} |", mark(startup <= 300.0));
-        let _ = writeln!(
-            md,
-            "| peak RSS ≤ 30 MB under the storm | {:.1} MB | {} |",
-            tcperr_rss as f64 / 1024.0,
-            mark(tcperr_rss <= 30 * 1024)
-        );
+        for (target, measured, met) in targets {
+            let _ = writeln!(
+                md,
+                "| {target} | {measured} | {} |",
+                if met { "met" } else { "**missed**" }
+            );
+        }
     }
     Ok(md)
 }

@@ -29,6 +29,15 @@ pub struct Options {
     pub verbose: bool,
 }
 
+/// `v` if it is one of `valid`, else the line listing them.
+fn one_of(v: String, valid: &[&str], what: &str) -> Result<String, String> {
+    if valid.contains(&v.as_str()) {
+        Ok(v)
+    } else {
+        Err(format!("unknown {what} {v:?}; valid: {}", valid.join(", ")))
+    }
+}
+
 pub fn parse(args: &[String], scenario_names: &[&str]) -> Result<Options, String> {
     let mut o = Options { kernels: vec![], scenarios: vec![], families: vec![], verbose: false };
     let mut it = args.iter();
@@ -47,25 +56,9 @@ pub fn parse(args: &[String], scenario_names: &[&str]) -> Result<Options, String
                 o.kernels.push(k);
             }
             "--scenario" => {
-                let s = value("scenario")?;
-                if !scenario_names.contains(&s.as_str()) {
-                    return Err(format!(
-                        "unknown scenario {s:?}; valid: {}",
-                        scenario_names.join(", ")
-                    ));
-                }
-                o.scenarios.push(s);
+                o.scenarios.push(one_of(value("scenario")?, scenario_names, "scenario")?)
             }
-            "--hooks" => {
-                let f = value("hook family")?;
-                if !FAMILIES.contains(&f.as_str()) {
-                    return Err(format!(
-                        "unknown hook family {f:?}; valid: {}",
-                        FAMILIES.join(", ")
-                    ));
-                }
-                o.families.push(f);
-            }
+            "--hooks" => o.families.push(one_of(value("hook family")?, FAMILIES, "hook family")?),
             "-v" | "--verbose" => o.verbose = true,
             other => {
                 return Err(format!(
