@@ -11,6 +11,6 @@ pub mod tcp;
 
 pub use event::{
     AcceptQueueFull, EventHeader, EventKind, RecvEof, RecvError, RstReceived, RstSent, SendError,
-    SockInfo, SocketError, StateChange,
+    SockInfo, SocketError, StateChange, WAKEUP_BATCH_NS,
 };
 pub use layout::{ABSENT, KernelLayout};

@@ -6,7 +6,7 @@ use aya_ebpf::{
     macros::map,
     maps::{PerCpuArray, RingBuf},
 };
-use tcperr_common::{EventHeader, event::Event};
+use tcperr_common::{EventHeader, WAKEUP_BATCH_NS, event::Event};
 
 /// Default size; userspace may change it before load (`--ringbuf-size`).
 #[map]
@@ -68,10 +68,36 @@ pub fn header<E: Event>(sk: u64) -> EventHeader {
     }
 }
 
+/// Index 0: when this CPU last woke the reader (see [`WAKEUP_BATCH_NS`]).
+#[map]
+static WOKE: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+const BPF_RB_NO_WAKEUP: u64 = 1;
+const BPF_RB_FORCE_WAKEUP: u64 = 2;
+
+/// Wakes the reader for the first record after a quiet spell and then at most once per
+/// [`WAKEUP_BATCH_NS`] on this CPU; the reader's timed re-read collects the rest. A wake-up is
+/// an interrupt and a context switch: in an RST storm, one per record cost more than the record.
+#[inline(always)]
+fn wakeup_flags(ts_ns: u64) -> u64 {
+    match WOKE.get_ptr_mut(0) {
+        // SAFETY: per-CPU slot, only this CPU writes it while the program runs.
+        Some(last) => unsafe {
+            if ts_ns.wrapping_sub(*last) < WAKEUP_BATCH_NS {
+                BPF_RB_NO_WAKEUP
+            } else {
+                *last = ts_ns;
+                BPF_RB_FORCE_WAKEUP
+            }
+        },
+        None => 0,
+    }
+}
+
 /// Copies `event` into the ring buffer, or counts it as lost.
 #[inline(always)]
 pub fn emit<E: Event>(event: &E) {
-    if EVENTS.output(event, 0).is_err()
+    if EVENTS.output(event, wakeup_flags(event.header().ts_ns)).is_err()
         && let Some(lost) = LOST.get_ptr_mut(0)
     {
         // SAFETY: per-CPU slot, only this CPU writes it while the program runs.

@@ -86,6 +86,10 @@ impl Sink<'_> {
     }
 }
 
+/// The kernel's wake-up batch plus a margin for the timer's granularity.
+const REREAD_AFTER: Duration =
+    Duration::from_nanos(tcperr_common::WAKEUP_BATCH_NS + 2_000_000);
+
 fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: ts is a valid timespec.
@@ -124,17 +128,23 @@ pub async fn run(opts: Options) -> Result<Stats, Error> {
         stats: &mut stats,
         write_err: &mut write_err,
     };
+    // The kernel wakes us for the first record of a burst and then at most once per
+    // WAKEUP_BATCH_NS per CPU; records written in between are collected by a re-read that long
+    // after every read that found something (armed only while records are coming).
+    let reread = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(reread);
+    let mut reread_armed = false;
     loop {
+        let mut found = None;
         tokio::select! {
             guard = ready.readable() => {
                 let mut guard = guard.map_err(Error::Io)?;
-                tracer.drain(|ev| sink.handle(ev, &mut out));
+                found = Some(tracer.drain(|ev| sink.handle(ev, &mut out)));
                 guard.clear_ready();
-                if sink.write_err.is_none()
-                    && let Err(e) = out.flush()
-                {
-                    *sink.write_err = Some(e);
-                }
+            }
+            () = &mut reread, if reread_armed => {
+                reread_armed = false;
+                found = Some(tracer.drain(|ev| sink.handle(ev, &mut out)));
             }
             _ = tick.tick() => {
                 sink.correlator.expire(monotonic_ns());
@@ -150,6 +160,17 @@ pub async fn run(opts: Options) -> Result<Stats, Error> {
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
             _ = sighup.recv() => break,
+        }
+        if let Some(n) = found {
+            if n > 0 {
+                reread.as_mut().reset(tokio::time::Instant::now() + REREAD_AFTER);
+                reread_armed = true;
+            }
+            if sink.write_err.is_none()
+                && let Err(e) = out.flush()
+            {
+                *sink.write_err = Some(e);
+            }
         }
         if let Some(e) = sink.write_err.take() {
             if e.kind() == io::ErrorKind::BrokenPipe {

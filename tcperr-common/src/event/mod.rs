@@ -122,13 +122,24 @@ impl SockInfo {
 /// Implemented by every record type: the kind its header carries.
 pub trait Event: Copy {
     const KIND: EventKind;
+    fn header(&self) -> &EventHeader;
 }
 
 macro_rules! event {
     ($ty:ident) => {
         impl $crate::event::Event for $ty {
             const KIND: $crate::event::EventKind = $crate::event::EventKind::$ty;
+            #[inline(always)]
+            fn header(&self) -> &$crate::event::EventHeader {
+                &self.header
+            }
         }
     };
 }
+
+/// How long after a CPU woke the reader its further records are written without waking it
+/// (`BPF_RB_NO_WAKEUP`): under a storm one wake-up carries thousands of records instead of one.
+/// The reader, after every read that found records, reads again this long (plus a margin)
+/// later, so that no record waits longer than this.
+pub const WAKEUP_BATCH_NS: u64 = 10_000_000;
 pub(crate) use event;
