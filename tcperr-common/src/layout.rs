@@ -43,7 +43,6 @@ pub struct KernelLayout {
     pub socket_ino: u32,
 
     // --- tracepoint record fields (byte offsets from the start of the record) ---
-    pub tp_receive_reset_skaddr: u32,
     pub tp_send_reset_skaddr: u32,
     pub tp_send_reset_skbaddr: u32,
     /// ABSENT before Linux 6.10.
@@ -51,10 +50,6 @@ pub struct KernelLayout {
     /// `saddr`/`daddr` as `struct sockaddr_in6`-sized arrays (Linux 6.10+), else ABSENT.
     pub tp_send_reset_saddr: u32,
     pub tp_send_reset_daddr: u32,
-    pub tp_set_state_skaddr: u32,
-    pub tp_set_state_oldstate: u32,
-    pub tp_set_state_newstate: u32,
-    pub tp_set_state_protocol: u32,
     pub tp_synack_skaddr: u32,
     pub tp_synack_req: u32,
 
@@ -87,16 +82,11 @@ impl KernelLayout {
         skb_network_header: ABSENT,
         skb_transport_header: ABSENT,
         socket_ino: ABSENT,
-        tp_receive_reset_skaddr: ABSENT,
         tp_send_reset_skaddr: ABSENT,
         tp_send_reset_skbaddr: ABSENT,
         tp_send_reset_reason: ABSENT,
         tp_send_reset_saddr: ABSENT,
         tp_send_reset_daddr: ABSENT,
-        tp_set_state_skaddr: ABSENT,
-        tp_set_state_oldstate: ABSENT,
-        tp_set_state_newstate: ABSENT,
-        tp_set_state_protocol: ABSENT,
         tp_synack_skaddr: ABSENT,
         tp_synack_req: ABSENT,
         recvmsg_flags_arg: ABSENT,

@@ -1,8 +1,8 @@
 //! The one ring buffer and the per-CPU count of records that did not fit.
+use core::{ffi::c_void, mem::MaybeUninit};
+
 use aya_ebpf::{
-    helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
-    },
+    helpers::{bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns, generated},
     macros::map,
     maps::{PerCpuArray, RingBuf},
 };
@@ -54,6 +54,18 @@ pub fn take_rst(sk: u64) -> bool {
     }
 }
 
+/// The current task's name, read into 8-byte words (aya's wrapper copies it byte by byte).
+#[inline(always)]
+fn current_comm() -> [u8; 16] {
+    let mut words = MaybeUninit::<[u64; 2]>::uninit();
+    // SAFETY: the helper fills all 16 bytes (NUL-padded, or zeroes on failure); any bit pattern
+    // is a valid [u8; 16].
+    unsafe {
+        generated::bpf_get_current_comm(words.as_mut_ptr() as *mut c_void, 16);
+        core::mem::transmute::<[u64; 2], [u8; 16]>(words.assume_init())
+    }
+}
+
 /// The header for a record of kind `E` about socket `sk`, stamped with the current task.
 #[inline(always)]
 pub fn header<E: Event>(sk: u64) -> EventHeader {
@@ -63,7 +75,7 @@ pub fn header<E: Event>(sk: u64) -> EventHeader {
         cpu: unsafe { bpf_get_smp_processor_id() },
         ts_ns: unsafe { bpf_ktime_get_ns() },
         pid_tgid: bpf_get_current_pid_tgid(),
-        comm: bpf_get_current_comm().unwrap_or([0; 16]),
+        comm: current_comm(),
         sk,
     }
 }

@@ -1,7 +1,9 @@
-//! `tracepoint/sock/inet_sock_set_state` → [`StateChange`], for the transitions
-//! `tcperr_common::tcp::is_reported_transition` names; every other transition leaves after three
-//! field reads.
-use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
+//! `raw_tracepoint/inet_sock_set_state` → [`StateChange`], for the transitions
+//! `tcperr_common::tcp::is_reported_transition` names. `TP_PROTO(const struct sock *sk, int
+//! oldstate, int newstate)` (userspace checks it in BTF): the raw form hands over the arguments
+//! without the kernel first building the tracepoint's record, and every other transition leaves
+//! after two context loads.
+use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
 use tcperr_common::{
     StateChange,
     tcp::{IPPROTO_TCP, is_reported_transition},
@@ -10,21 +12,20 @@ use tcperr_common::{
 use crate::{
     emit::{emit, header},
     layout::layout,
-    sock::{ctx_addr, read, sock_info},
+    sock::{read, sock_info},
 };
 
-#[tracepoint(category = "sock", name = "inet_sock_set_state")]
-pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
-    let rec = ctx_addr(&ctx);
-    if read::<u16>(rec, layout!(tp_set_state_protocol)) != IPPROTO_TCP {
-        return 0;
-    }
-    let old = read::<i32>(rec, layout!(tp_set_state_oldstate)) as u8;
-    let new = read::<i32>(rec, layout!(tp_set_state_newstate)) as u8;
+#[raw_tracepoint(tracepoint = "inet_sock_set_state")]
+pub fn inet_sock_set_state(ctx: RawTracePointContext) -> i32 {
+    let old = ctx.arg::<u64>(1) as u8;
+    let new = ctx.arg::<u64>(2) as u8;
     if !is_reported_transition(old, new) {
         return 0;
     }
-    let sk: u64 = read(rec, layout!(tp_set_state_skaddr));
+    let sk = ctx.arg::<u64>(0);
+    if read::<u16>(sk, layout!(sk_protocol)) != IPPROTO_TCP {
+        return 0; // MPTCP, SCTP and DCCP sockets change state through here too
+    }
     let mut sock = sock_info(sk);
     sock.state = old;
     emit(&StateChange {

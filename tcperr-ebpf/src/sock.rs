@@ -1,5 +1,7 @@
 //! Reading a `struct sock` at the offsets in [`crate::layout`].
-use aya_ebpf::helpers::bpf_probe_read_kernel;
+use core::{ffi::c_void, mem::MaybeUninit};
+
+use aya_ebpf::helpers::{bpf_probe_read_kernel, generated};
 use tcperr_common::{
     ABSENT, SockInfo,
     tcp::{AF_INET, AF_INET6, IPPROTO_TCP, state},
@@ -32,29 +34,77 @@ pub fn is_tcp(sk: u64) -> bool {
         && read::<u16>(sk, layout!(sk_protocol)) == IPPROTO_TCP
 }
 
-/// Identity, 4-tuple and state of `sk`. A TIME_WAIT or NEW_SYN_RECV "socket" is a smaller
+/// 8-byte words of `struct sock_common` read in one go by [`sock_info`]: on x86-64 everything
+/// from `skc_daddr` to `skc_cookie` (bytes 0..96). A field the running kernel places further out,
+/// or at an offset its type's alignment does not divide, is read on its own.
+const HEAD_WORDS: usize = 12;
+
+/// The start of `struct sock_common`, copied once; fields are taken from it at the offsets in
+/// [`crate::layout`] (constants to the verifier, so each access is a fixed stack offset, and
+/// aligned: a 16-byte address is two 8-byte loads, not sixteen byte loads).
+struct Head([u64; HEAD_WORDS]);
+
+impl Head {
+    #[inline(always)]
+    fn read(sk: u64) -> Self {
+        let mut head = MaybeUninit::<[u64; HEAD_WORDS]>::uninit();
+        // SAFETY: the helper writes all of `head` (zeroes on a fault), so it is initialised after.
+        unsafe {
+            generated::bpf_probe_read_kernel(
+                head.as_mut_ptr() as *mut c_void,
+                size_of::<[u64; HEAD_WORDS]>() as u32,
+                sk as *const c_void,
+            );
+            Head(head.assume_init())
+        }
+    }
+
+    #[inline(always)]
+    fn field<T: Default + Copy>(&self, sk: u64, off: u32) -> T {
+        if off == ABSENT
+            || off as usize + size_of::<T>() > size_of::<[u64; HEAD_WORDS]>()
+            || off as usize % align_of::<T>() != 0
+        {
+            return read(sk, off);
+        }
+        // SAFETY: in bounds and aligned (checked above).
+        unsafe { *((self.0.as_ptr() as *const u8).add(off as usize) as *const T) }
+    }
+}
+
+/// An address copied as whole words; the same bytes as the `[u8; N]` it stands for.
+#[inline(always)]
+fn v6(words: [u64; 2]) -> [u8; 16] {
+    // SAFETY: same size, any bit pattern is valid.
+    unsafe { core::mem::transmute(words) }
+}
+
+/// Identity, 4-tuple and state of `sk`: one copy of the `sock_common` head, then the inode
+/// behind `sk_socket` (two more reads). A TIME_WAIT or NEW_SYN_RECV "socket" is a smaller
 /// structure that shares only `struct sock_common`: nothing past it is read.
 #[inline(always)]
 pub fn sock_info(sk: u64) -> SockInfo {
+    let head = Head::read(sk);
     let mut info = SockInfo::ZERO;
-    info.family = read(sk, layout!(sk_family));
-    info.state = read(sk, layout!(sk_state));
+    info.family = head.field(sk, layout!(sk_family));
+    info.state = head.field(sk, layout!(sk_state));
     let full = !matches!(info.state, state::TIME_WAIT | state::NEW_SYN_RECV);
-    info.lport = read(sk, layout!(sk_num));
+    info.lport = head.field(sk, layout!(sk_num));
     if info.lport == 0 && full {
         // skc_num is cleared when the socket leaves the hash tables (CLOSE); inet_sport is not.
         info.lport = u16::from_be(read(sk, layout!(sk_sport)));
     }
-    info.rport = u16::from_be(read(sk, layout!(sk_dport)));
-    info.cookie = read(sk, layout!(sk_cookie));
+    info.rport = u16::from_be(head.field(sk, layout!(sk_dport)));
+    info.cookie = head.field(sk, layout!(sk_cookie));
     if info.family == AF_INET6 {
-        info.laddr = read(sk, layout!(sk_v6_rcv_saddr));
-        info.raddr = read(sk, layout!(sk_v6_daddr));
+        info.laddr = v6(head.field(sk, layout!(sk_v6_rcv_saddr)));
+        info.raddr = v6(head.field(sk, layout!(sk_v6_daddr)));
     } else {
-        let l: [u8; 4] = read(sk, layout!(sk_rcv_saddr));
-        let r: [u8; 4] = read(sk, layout!(sk_daddr));
-        info.laddr[..4].copy_from_slice(&l);
-        info.raddr[..4].copy_from_slice(&r);
+        // IPv4 in the first 4 bytes (network order as in memory), the rest zero.
+        let l: u32 = head.field(sk, layout!(sk_rcv_saddr));
+        let r: u32 = head.field(sk, layout!(sk_daddr));
+        info.laddr = v6([l as u64, 0]);
+        info.raddr = v6([r as u64, 0]);
     }
     if full {
         let socket: u64 = read(sk, layout!(sk_socket));

@@ -1,17 +1,17 @@
-//! `tracepoint/tcp/tcp_receive_reset` → [`RstReceived`]: first statement of `tcp_reset()`, so the
+//! `raw_tracepoint/tcp_receive_reset` → [`RstReceived`]: first statement of `tcp_reset()`, so the
 //! state read here is the one the RST arrived in, and it alone decides the errno.
-use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
+//! `TP_PROTO(struct sock *sk)` (checked in BTF); the raw form gives the socket without a record.
+use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
 use tcperr_common::{RstReceived, tcp::errno_for_rst_in_state};
 
 use crate::{
     emit::{emit, header, note_rst},
-    layout::layout,
-    sock::{ctx_addr, read, sock_info},
+    sock::sock_info,
 };
 
-#[tracepoint(category = "tcp", name = "tcp_receive_reset")]
-pub fn tcp_receive_reset(ctx: TracePointContext) -> u32 {
-    let sk: u64 = read(ctx_addr(&ctx), layout!(tp_receive_reset_skaddr));
+#[raw_tracepoint(tracepoint = "tcp_receive_reset")]
+pub fn tcp_receive_reset(ctx: RawTracePointContext) -> i32 {
+    let sk = ctx.arg::<u64>(0);
     let sock = sock_info(sk);
     note_rst(sk);
     emit(&RstReceived {

@@ -265,13 +265,7 @@ pub fn plan(tracefs: &Path, btf: &Btf) -> Result<Plan> {
         let candidates = match source {
             Source::RstReceived => vec![candidate(
                 Family::TracePoint,
-                format("tcp", "tcp_receive_reset").and_then(|f| {
-                    layout.tp_receive_reset_skaddr = field(&f, "tcp_receive_reset", "skaddr", 8)?;
-                    Ok(Hook::new(
-                        "tcp_receive_reset",
-                        Attach::TracePoint { category: "tcp", name: "tcp_receive_reset" },
-                    ))
-                }),
+                raw_sock_tp(btf, "tcp_receive_reset", 0, "tcp_receive_reset"),
             )],
             Source::RstSent => vec![candidate(
                 Family::TracePoint,
@@ -328,17 +322,7 @@ pub fn plan(tracefs: &Path, btf: &Btf) -> Result<Plan> {
             ],
             Source::StateChange => vec![candidate(
                 Family::TracePoint,
-                format("sock", "inet_sock_set_state").and_then(|f| {
-                    let tp = "inet_sock_set_state";
-                    layout.tp_set_state_skaddr = field(&f, tp, "skaddr", 8)?;
-                    layout.tp_set_state_oldstate = field(&f, tp, "oldstate", 4)?;
-                    layout.tp_set_state_newstate = field(&f, tp, "newstate", 4)?;
-                    layout.tp_set_state_protocol = field(&f, tp, "protocol", 2)?;
-                    Ok(Hook::new(
-                        "inet_sock_set_state",
-                        Attach::TracePoint { category: "sock", name: "inet_sock_set_state" },
-                    ))
-                }),
+                raw_sock_tp(btf, "inet_sock_set_state", 2, "inet_sock_set_state"),
             )],
             Source::AcceptQueueFull => {
                 vec![candidate(

@@ -87,8 +87,7 @@ impl Sink<'_> {
 }
 
 /// The kernel's wake-up batch plus a margin for the timer's granularity.
-const REREAD_AFTER: Duration =
-    Duration::from_nanos(tcperr_common::WAKEUP_BATCH_NS + 2_000_000);
+const REREAD_AFTER: Duration = Duration::from_nanos(tcperr_common::WAKEUP_BATCH_NS + 2_000_000);
 
 fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
