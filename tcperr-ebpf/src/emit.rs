@@ -16,10 +16,12 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
 #[map]
 static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
-/// Index 0: the socket the last RST on this CPU was about (received or sent) and when. The
-/// kernel's error report that follows within the same call chain (`tcp_reset()`,
-/// `tcp_disconnect()`) repeats it and is not sent: one record fewer per reset, which matters in
-/// RST storms. The time bound keeps a recycled `struct sock` from matching a stale entry.
+/// Index 0: the socket the last RST on this CPU was about (received or sent) and when. What the
+/// kernel does next within the same call chain repeats it and is not sent: the error report
+/// (`tcp_reset()`, `tcp_disconnect()`) and, after an RST received, the move to CLOSE
+/// (`tcp_reset()` → `tcp_done()`; userspace reads the end from the RST). Records fewer per reset
+/// matter in RST storms. The time bound keeps a recycled `struct sock` from matching a stale
+/// entry.
 #[map]
 static LAST_RST: PerCpuArray<LastRst> = PerCpuArray::with_max_entries(1, 0);
 
@@ -27,16 +29,32 @@ static LAST_RST: PerCpuArray<LastRst> = PerCpuArray::with_max_entries(1, 0);
 pub struct LastRst {
     sk: u64,
     ts_ns: u64,
+    received: bool,
 }
 
 /// How soon after the RST its error report comes (same softirq or syscall: microseconds).
 const SAME_RESET_NS: u64 = 1_000_000;
 
 #[inline(always)]
-pub fn note_rst(sk: u64) {
+pub fn note_rst(sk: u64, received: bool) {
     if let Some(slot) = LAST_RST.get_ptr_mut(0) {
         // SAFETY: per-CPU slot, only this CPU writes it while the program runs.
-        unsafe { *slot = LastRst { sk, ts_ns: bpf_ktime_get_ns() } };
+        unsafe { *slot = LastRst { sk, ts_ns: bpf_ktime_get_ns(), received } };
+    }
+}
+
+/// Whether `sk` received an RST on this CPU a moment ago (it stays noted for its error report).
+#[inline(always)]
+pub fn just_reset(sk: u64) -> bool {
+    match LAST_RST.get_ptr(0) {
+        // SAFETY: as above.
+        Some(slot) => unsafe {
+            let last = *slot;
+            last.received
+                && last.sk == sk
+                && bpf_ktime_get_ns().wrapping_sub(last.ts_ns) < SAME_RESET_NS
+        },
+        None => false,
     }
 }
 

@@ -13,15 +13,15 @@ use crate::{
 #[raw_tracepoint(tracepoint = "inet_sk_error_report")]
 pub fn inet_sk_error_report(ctx: RawTracePointContext) -> i32 {
     let sk = ctx.arg::<u64>(0);
+    if take_rst(sk) {
+        return 0; // repeats the RST just reported for this socket on this CPU
+    }
     if !is_tcp(sk) {
         return 0;
     }
     let errno = read::<i32>(sk, layout!(sk_err)).unsigned_abs();
     if errno == 0 {
         return 0; // a wake-up without an error (sk_err already collected)
-    }
-    if take_rst(sk) {
-        return 0; // repeats the RST just reported for this socket on this CPU
     }
     emit(&SocketError { header: header::<SocketError>(sk), sock: sock_info(sk), errno, _pad: 0 });
     0

@@ -6,11 +6,11 @@
 use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
 use tcperr_common::{
     StateChange,
-    tcp::{IPPROTO_TCP, is_reported_transition},
+    tcp::{IPPROTO_TCP, is_reported_transition, state},
 };
 
 use crate::{
-    emit::{emit, header},
+    emit::{emit, header, just_reset},
     layout::layout,
     sock::{read, sock_info},
 };
@@ -23,6 +23,9 @@ pub fn inet_sock_set_state(ctx: RawTracePointContext) -> i32 {
         return 0;
     }
     let sk = ctx.arg::<u64>(0);
+    if new == state::CLOSE && just_reset(sk) {
+        return 0; // tcp_reset() ending the socket: its rst_received says so
+    }
     if read::<u16>(sk, layout!(sk_protocol)) != IPPROTO_TCP {
         return 0; // MPTCP, SCTP and DCCP sockets change state through here too
     }

@@ -63,7 +63,7 @@ impl Head {
     fn field<T: Default + Copy>(&self, sk: u64, off: u32) -> T {
         if off == ABSENT
             || off as usize + size_of::<T>() > size_of::<[u64; HEAD_WORDS]>()
-            || off as usize % align_of::<T>() != 0
+            || !(off as usize).is_multiple_of(align_of::<T>())
         {
             return read(sk, off);
         }

@@ -13,7 +13,7 @@ use crate::{
 pub fn tcp_receive_reset(ctx: RawTracePointContext) -> i32 {
     let sk = ctx.arg::<u64>(0);
     let sock = sock_info(sk);
-    note_rst(sk);
+    note_rst(sk, true);
     emit(&RstReceived {
         header: header::<RstReceived>(sk),
         sock,

@@ -33,7 +33,7 @@ pub fn tcp_send_reset(ctx: TracePointContext) -> u32 {
         emit(&overflow(sk, segment_tuple(skb), AcceptQueueFull::RESET));
         return 0;
     }
-    note_rst(sk);
+    note_rst(sk, false);
     emit(&RstSent { header: header::<RstSent>(sk), sock, reason, _pad: 0 });
     0
 }

@@ -54,9 +54,14 @@ pub struct TraceArgs {
     /// Print no events, only the summary table at the end (errors by errno × process × peer).
     #[arg(long)]
     pub summary_only: bool,
-    /// Also print state changes and events that only repeat another.
+    /// Also print state changes and events that only repeat another (implies --every).
     #[arg(long)]
     pub all: bool,
+    /// Print every report even in a storm. By default, after 10 reports of one story (same
+    /// event, cause, errno, process and remote address) in a second, the rest of that second
+    /// are counted and one `repeated` line says how many.
+    #[arg(long)]
+    pub every: bool,
     /// Force the hooks for send/recv results: fexit, kprobe or tracepoint (default: the first
     /// of these that works on this kernel).
     #[arg(long, value_name = "FAMILY", value_parser = probe::Family::parse)]

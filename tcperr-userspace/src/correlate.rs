@@ -14,8 +14,8 @@ use crate::{
     decode::Event,
     errno,
     explain::{explain, reason_name, story_line},
-    owner::{Owner, OwnerSource, ProcSockets, fd_usage},
-    report::{AcceptQueue, Report, endpoints, join_host_port, rfc3339_micros, state_name},
+    owner::{Comm, Owner, OwnerSource, ProcSockets, fd_usage},
+    report::{AcceptQueue, Brief, Report, endpoints, join_host_port, state_name, wall_time},
     story::{self, Cause, Item, PeerRst, Step, Tuple, mirror, tuple},
 };
 
@@ -70,24 +70,16 @@ pub struct Correlator {
     rst_by_tuple: FxHashMap<Tuple, PeerRst>,
     procs: ProcSockets,
     rst_reasons: BTreeMap<u64, String>,
-    /// Offset from CLOCK_MONOTONIC to CLOCK_REALTIME, for wall-clock times.
-    realtime_offset_ns: i128,
     cap: usize,
     /// Report every event, state changes and repeats included.
     all: bool,
     pub evicted: u64,
 }
 
-fn clock_ns(clock: libc::clockid_t) -> i128 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: ts is a valid timespec.
-    unsafe { libc::clock_gettime(clock, &mut ts) };
-    i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
-}
-
-fn comm(raw: &[u8; 16]) -> String {
-    let end = raw.iter().position(|&c| c == 0).unwrap_or(raw.len());
-    String::from_utf8_lossy(&raw[..end]).into_owned()
+/// An RST received in any state but CLOSE ends the socket there and then (`tcp_reset()` →
+/// `tcp_done()`); the eBPF side does not send that move to CLOSE separately.
+fn ends_socket(ev: &Event) -> bool {
+    matches!(ev, Event::RstReceived(e) if e.sock.state != state::CLOSE)
 }
 
 impl Correlator {
@@ -98,7 +90,6 @@ impl Correlator {
             rst_by_tuple: FxHashMap::default(),
             procs: ProcSockets::default(),
             rst_reasons,
-            realtime_offset_ns: clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_MONOTONIC),
             cap: DEFAULT_CAP,
             all,
             evicted: 0,
@@ -127,13 +118,19 @@ impl Correlator {
     /// Updates the socket's state with `ev` and returns its report, or None when the event is
     /// context only (state changes, an error report repeating an RST, an RST on an orphan).
     pub fn observe(&mut self, ev: &Event) -> Option<Report> {
+        self.observe_if(ev, |_| true)
+    }
+
+    /// As [`Self::observe`], and the report is only built if `admit` accepts its [`Brief`]
+    /// (filters, summary, storm folding: an event they stop costs no formatting).
+    pub fn observe_if(&mut self, ev: &Event, admit: impl FnOnce(&Brief) -> bool) -> Option<Report> {
         let h = *ev.header();
         let mut sock = *ev.sock();
         let ctx_tid = Some(h.pid_tgid as u32);
         let ctx = Owner {
             pid: (h.pid_tgid >> 32) as u32,
             tid: Some(h.pid_tgid as u32),
-            comm: comm(&h.comm),
+            comm: Comm::from_kernel(&h.comm),
         };
         if self.socks.len() >= self.cap && !self.socks.contains_key(&h.sk) {
             self.evict();
@@ -153,7 +150,9 @@ impl Correlator {
                     entry.ino = sock.ino;
                 }
                 entry.seen_ns = h.ts_ns;
-                if matches!(ev, Event::StateChange(e) if e.newstate == state::CLOSE) {
+                if matches!(ev, Event::StateChange(e) if e.newstate == state::CLOSE)
+                    || ends_socket(ev)
+                {
                     entry.closed_ns = Some(h.ts_ns);
                 }
                 if !matches!(ev, Event::AcceptQueueFull(_)) {
@@ -161,10 +160,10 @@ impl Correlator {
                     fill_tuple(&mut entry.tuple, &mut sock);
                 }
                 if Self::in_owner_context(ev) {
-                    entry.owner = Some(ctx.clone());
+                    entry.owner = Some(ctx);
                     (Some(ctx), OwnerSource::Context)
                 } else if let Some(o) = &entry.owner {
-                    (Some(o.clone()), OwnerSource::Socket)
+                    (Some(*o), OwnerSource::Socket)
                 } else {
                     // Events that can run inside the owner's close() (an abort's RST, the move
                     // to CLOSE): the socket still has its file (ino) but the fd is gone or
@@ -181,11 +180,11 @@ impl Correlator {
                     };
                     match found {
                         Some(o) if !(in_close && o.pid == ctx.pid) => {
-                            entry.owner = Some(o.clone());
+                            entry.owner = Some(o);
                             (Some(o), OwnerSource::Proc)
                         }
                         _ if in_close => {
-                            entry.owner = Some(ctx.clone());
+                            entry.owner = Some(ctx);
                             (Some(ctx), OwnerSource::Closing)
                         }
                         _ => (None, OwnerSource::Unknown),
@@ -206,8 +205,8 @@ impl Correlator {
         let peer_owner = conn
             .and_then(|t| self.by_tuple.get(&mirror(&t)))
             .and_then(|sk| self.socks.get(sk))
-            .and_then(|e| e.owner.clone())
-            .or_else(|| peer_rst.as_ref().and_then(|p| p.owner.clone()));
+            .and_then(|e| e.owner)
+            .or_else(|| peer_rst.as_ref().and_then(|p| p.owner));
         let mut report_it = true;
         let mut pending_rst = None;
         let mut cause = None;
@@ -252,6 +251,9 @@ impl Correlator {
                         Step::RstReceived,
                         state_name(e.sock.state),
                     );
+                    if ends_socket(ev) {
+                        story::push(&mut entry.timeline, ts, Step::End, state_name(e.sock.state));
+                    }
                     // From what this host's socket knows alone: whether the other end's account of
                     // the reset arrives before or after this record depends on timing (an active
                     // RST is reported after loopback delivered it). The failed call that follows
@@ -265,8 +267,7 @@ impl Correlator {
                         story::rst_sent_cause(reason.as_deref(), in_close, entry.aborted_on_data);
                     story::push(&mut entry.timeline, ts, Step::RstSent, c.name());
                     if let Some(t) = conn {
-                        pending_rst =
-                            Some((t, PeerRst { ts_ns: ts, cause: c, owner: owner.clone() }));
+                        pending_rst = Some((t, PeerRst { ts_ns: ts, cause: c, owner }));
                     }
                     cause = Some(c);
                 }
@@ -307,11 +308,7 @@ impl Correlator {
                         entry.overflowed.push(key);
                     }
                     if let Some(t) = conn {
-                        let rst = PeerRst {
-                            ts_ns: ts,
-                            cause: Cause::AcceptQueueOverflow,
-                            owner: owner.clone(),
-                        };
+                        let rst = PeerRst { ts_ns: ts, cause: Cause::AcceptQueueOverflow, owner };
                         pending_rst = Some((t, rst));
                     }
                     listener_files = owner.as_ref().and_then(|o| fd_usage(o.pid));
@@ -338,13 +335,28 @@ impl Correlator {
         if !report_it && !self.all {
             return None;
         }
-
-        let (laddr, raddr) = endpoints(&sock);
-        let peer = join_host_port(&raddr, sock.rport);
         let errno_code = match ev {
             Event::RecvEof(_) => Some(0),
             _ => ev.errno(),
         };
+        let brief = Brief {
+            ts_ns: h.ts_ns,
+            kind: ev.kind_name(),
+            pid: owner.map(|o| o.pid),
+            comm: owner.map(|o| o.comm),
+            family: sock.family,
+            raddr: sock.raddr,
+            lport: sock.lport,
+            rport: sock.rport,
+            errno_code,
+            cause,
+        };
+        if !admit(&brief) {
+            return None;
+        }
+
+        let (laddr, raddr) = endpoints(&sock);
+        let peer = join_host_port(&raddr, sock.rport);
         let (errno_name, error) = match errno_code {
             Some(0) => (Some(errno::EOF.to_owned()), Some(errno::EOF.to_owned())),
             Some(n) => (Some(errno::name(n)), Some(errno::words(n))),
@@ -380,9 +392,9 @@ impl Correlator {
             }
             _ => None,
         };
-        let unix_ns = (i128::from(h.ts_ns) + self.realtime_offset_ns).max(0) as u64;
         Some(Report {
-            time: rfc3339_micros(unix_ns),
+            brief,
+            time: wall_time(h.ts_ns),
             ts_ns: h.ts_ns,
             kind: ev.kind_name(),
             pid: owner.as_ref().map(|o| o.pid),
@@ -507,7 +519,7 @@ mod tests {
         assert_eq!(c.observe(&connect(4242, b"client")), None);
         let r = c.observe(&rst(state::CLOSE_WAIT, 32, 0)).unwrap();
         assert_eq!(
-            (r.pid, r.comm.as_deref(), r.owner_from),
+            (r.pid, r.comm.as_ref().map(Comm::as_str), r.owner_from),
             (Some(4242), Some("client"), OwnerSource::Socket)
         );
         assert_eq!(

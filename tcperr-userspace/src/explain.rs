@@ -102,8 +102,9 @@ pub fn story_line(
     if !ev.has_story() {
         return None;
     }
-    let who = peer_owner
-        .map_or(String::new(), |o| format!(" (pid {} {})", o.pid, crate::output::escape(&o.comm)));
+    let who = peer_owner.map_or(String::new(), |o| {
+        format!(" (pid {} {})", o.pid, crate::output::escape(o.comm.as_str()))
+    });
     let at = |step: Step| {
         timeline.iter().rev().find(|i| i.step == step).map(|i| format!("+{:.3} ms", i.t_ms))
     };

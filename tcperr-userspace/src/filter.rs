@@ -1,6 +1,6 @@
 //! `--pid`, `--comm`, `--port`, `--errno`: each repeatable; a report must match every flag given
 //! (any of its values).
-use crate::report::Report;
+use crate::report::Brief;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Filter {
@@ -48,9 +48,10 @@ impl Filter {
             && self.errnos.is_empty()
     }
 
-    pub fn matches(&self, r: &Report) -> bool {
+    pub fn matches(&self, r: &Brief) -> bool {
         (self.pids.is_empty() || r.pid.is_some_and(|p| self.pids.contains(&p)))
-            && (self.comms.is_empty() || r.comm.as_ref().is_some_and(|c| self.comms.contains(c)))
+            && (self.comms.is_empty()
+                || r.comm.is_some_and(|c| self.comms.iter().any(|f| f == c.as_str())))
             && (self.ports.is_empty()
                 || self.ports.contains(&r.lport)
                 || self.ports.contains(&r.rport))
@@ -62,8 +63,8 @@ impl Filter {
 mod tests {
     use super::*;
 
-    fn report() -> Report {
-        Report::sample()
+    fn report() -> Brief {
+        crate::report::Report::sample().brief
     }
 
     #[test]

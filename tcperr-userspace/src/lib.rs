@@ -13,6 +13,7 @@ pub mod decode;
 pub mod errno;
 pub mod explain;
 pub mod filter;
+pub mod fold;
 pub mod output;
 pub mod owner;
 pub mod probe;

@@ -36,6 +36,7 @@ fn main() -> ExitCode {
                     errnos: args.errno,
                 },
                 all: args.all,
+                every: args.every || args.all,
                 summary_only: args.summary_only,
                 config: Config { ringbuf_bytes: args.ringbuf_size, hooks: args.hooks },
             };

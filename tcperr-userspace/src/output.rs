@@ -1,7 +1,10 @@
 //! Human lines and JSON lines.
 use std::io::Write;
 
-use crate::report::{Report, join_host_port};
+use crate::{
+    fold::Repeated,
+    report::{Report, join_host_port},
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -25,7 +28,7 @@ pub fn write(out: &mut impl Write, format: Format, r: &Report) -> std::io::Resul
         Format::Human => {
             let time = r.time.get(11..26).unwrap_or(&r.time);
             let pid = r.pid.map_or_else(|| "-".to_owned(), |p| p.to_string());
-            let comm = r.comm.as_deref().map_or_else(|| "?".to_owned(), escape);
+            let comm = r.comm.map_or_else(|| "?".to_owned(), |c| escape(c.as_str()));
             let conn = format!(
                 "{} -> {}",
                 join_host_port(&r.laddr, r.lport),
@@ -44,6 +47,28 @@ pub fn write(out: &mut impl Write, format: Format, r: &Report) -> std::io::Resul
                 out,
                 "{time} {pid:<7} {comm:<15} {:<13} {conn:<44} {state:<12} {error}: {}",
                 r.kind, r.explanation
+            )
+        }
+    }
+}
+
+/// A `repeated` line: how many reports of one story were folded.
+pub fn write_repeated(out: &mut impl Write, format: Format, r: &Repeated) -> std::io::Result<()> {
+    match format {
+        Format::Json => {
+            serde_json::to_writer(&mut *out, r)?;
+            out.write_all(b"\n")
+        }
+        Format::Human => {
+            let time = r.time.get(11..26).unwrap_or(&r.time);
+            let pid = r.pid.map_or_else(|| "-".to_owned(), |p| p.to_string());
+            let comm = r.comm.map_or_else(|| "?".to_owned(), |c| escape(c.as_str()));
+            let conn = format!("* -> {}", r.raddr);
+            let error = r.errno.as_deref().unwrap_or("-");
+            writeln!(
+                out,
+                "{time} {pid:<7} {comm:<15} {:<13} {conn:<44} {:<12} {error}: {}",
+                r.kind, "-", r.explanation
             )
         }
     }

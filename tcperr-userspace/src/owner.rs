@@ -9,12 +9,66 @@ use rustc_hash::FxHashMap;
 
 use serde::Serialize;
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Owner {
     pub pid: u32,
     /// The thread, when the owner was seen in its own context.
     pub tid: Option<u32>,
-    pub comm: String,
+    pub comm: Comm,
+}
+
+/// A task name as the kernel keeps it (at most 15 bytes), held inline: every event carries one,
+/// and a heap string each was a measurable share of the RST-storm cost.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Comm {
+    bytes: [u8; 16],
+    len: u8,
+}
+
+impl Comm {
+    /// From `bpf_get_current_comm()`'s NUL-padded bytes; bytes that are not UTF-8 become `?`.
+    pub fn from_kernel(raw: &[u8; 16]) -> Self {
+        let len = raw.iter().position(|&c| c == 0).unwrap_or(raw.len());
+        let mut bytes = *raw;
+        if std::str::from_utf8(&bytes[..len]).is_err() {
+            bytes[..len].iter_mut().filter(|b| !b.is_ascii()).for_each(|b| *b = b'?');
+        }
+        Self { bytes, len: len as u8 }
+    }
+
+    /// From `/proc/<pid>/comm` (cut to 16 bytes on a character boundary).
+    pub fn new(s: &str) -> Self {
+        let mut end = s.len().min(16);
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        let mut bytes = [0; 16];
+        bytes[..end].copy_from_slice(&s.as_bytes()[..end]);
+        Self { bytes, len: end as u8 }
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Valid UTF-8 by construction (both constructors).
+        std::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or("?")
+    }
+}
+
+impl std::fmt::Display for Comm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Debug for Comm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl Serialize for Comm {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
 }
 
 /// How the owner of an event was found (JSON field `owner_from`).
@@ -34,7 +88,7 @@ pub enum OwnerSource {
 
 /// Maps socket inodes to processes by scanning /proc/*/fd, at most once per `min_age`.
 pub struct ProcSockets {
-    by_ino: FxHashMap<u64, (u32, String)>,
+    by_ino: FxHashMap<u64, (u32, Comm)>,
     scanned: Option<Instant>,
     min_age: Duration,
     pub scans: u64,
@@ -62,13 +116,13 @@ impl ProcSockets {
             self.scan();
         }
         let (pid, comm) = self.by_ino.get(&ino)?;
-        Some(Owner { pid: *pid, tid: None, comm: comm.clone() })
+        Some(Owner { pid: *pid, tid: None, comm: *comm })
     }
 
     /// As [`Self::lookup`], from the last scan only.
     pub fn lookup_cached(&self, ino: u64) -> Option<Owner> {
         let (pid, comm) = self.by_ino.get(&ino)?;
-        Some(Owner { pid: *pid, tid: None, comm: comm.clone() })
+        Some(Owner { pid: *pid, tid: None, comm: *comm })
     }
 
     fn scan(&mut self) {
@@ -92,12 +146,14 @@ impl ProcSockets {
                 else {
                     continue;
                 };
-                let comm = comm.get_or_insert_with(|| {
-                    std::fs::read_to_string(p.path().join("comm"))
-                        .map(|c| c.trim_end().to_owned())
-                        .unwrap_or_default()
+                let comm = *comm.get_or_insert_with(|| {
+                    Comm::new(
+                        std::fs::read_to_string(p.path().join("comm"))
+                            .unwrap_or_default()
+                            .trim_end(),
+                    )
                 });
-                self.by_ino.entry(ino).or_insert_with(|| (pid, comm.clone()));
+                self.by_ino.entry(ino).or_insert((pid, comm));
             }
         }
     }

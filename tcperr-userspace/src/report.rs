@@ -5,10 +5,32 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use serde::Serialize;
 use tcperr_common::{SockInfo, tcp::AF_INET6};
 
-use crate::owner::OwnerSource;
+use crate::{
+    owner::{Comm, OwnerSource},
+    story::Cause,
+};
+
+/// What the filters, the summary and storm folding need of an event: known before the report's
+/// text is built, so that an event none of them lets through costs no formatting.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Brief {
+    pub ts_ns: u64,
+    pub kind: &'static str,
+    pub pid: Option<u32>,
+    pub comm: Option<Comm>,
+    pub family: u16,
+    pub raddr: [u8; 16],
+    pub lport: u16,
+    pub rport: u16,
+    pub errno_code: Option<u32>,
+    pub cause: Option<Cause>,
+}
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Report {
+    /// The facts the report was built from.
+    #[serde(skip)]
+    pub brief: Brief,
     /// Wall-clock time, RFC 3339 with microseconds, UTC.
     pub time: String,
     /// Kernel CLOCK_MONOTONIC nanoseconds.
@@ -18,7 +40,7 @@ pub struct Report {
     pub kind: &'static str,
     pub pid: Option<u32>,
     pub tid: Option<u32>,
-    pub comm: Option<String>,
+    pub comm: Option<Comm>,
     pub owner_from: OwnerSource,
     /// "ipv4" or "ipv6".
     pub family: &'static str,
@@ -45,7 +67,7 @@ pub struct Report {
     pub cause: Option<&'static str>,
     /// The process at the other end, when it is on this host.
     pub peer_pid: Option<u32>,
-    pub peer_comm: Option<String>,
+    pub peer_comm: Option<Comm>,
     /// The socket's recent steps, times relative to the first (errors and RSTs received).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub timeline: Vec<crate::story::Item>,
@@ -113,6 +135,21 @@ pub fn join_host_port(host: &str, port: u16) -> String {
     if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") }
 }
 
+/// The wall-clock time of a kernel timestamp (CLOCK_MONOTONIC ns), RFC 3339 UTC.
+pub fn wall_time(ts_ns: u64) -> String {
+    static OFFSET: std::sync::OnceLock<i128> = std::sync::OnceLock::new();
+    let offset = *OFFSET.get_or_init(|| {
+        let ns = |clock| {
+            let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+            // SAFETY: ts is a valid timespec.
+            unsafe { libc::clock_gettime(clock, &mut ts) };
+            i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
+        };
+        ns(libc::CLOCK_REALTIME) - ns(libc::CLOCK_MONOTONIC)
+    });
+    rfc3339_micros((i128::from(ts_ns) + offset).max(0) as u64)
+}
+
 /// Formats CLOCK_REALTIME nanoseconds as RFC 3339 UTC with microseconds.
 pub fn rfc3339_micros(unix_ns: u64) -> String {
     let secs = unix_ns / 1_000_000_000;
@@ -142,13 +179,27 @@ impl Report {
     /// A send_error report for unit tests: pid 42 (tid 43, "curl"), 127.0.0.1:40000 →
     /// 127.0.0.1:8080, EPIPE.
     pub(crate) fn sample() -> Self {
+        let mut raddr = [0; 16];
+        raddr[..4].copy_from_slice(&[127, 0, 0, 1]);
         Report {
+            brief: Brief {
+                ts_ns: 0,
+                kind: "send_error",
+                pid: Some(42),
+                comm: Some(Comm::new("curl")),
+                family: tcperr_common::tcp::AF_INET,
+                raddr,
+                lport: 40000,
+                rport: 8080,
+                errno_code: Some(32),
+                cause: None,
+            },
             time: String::new(),
             ts_ns: 0,
             kind: "send_error",
             pid: Some(42),
             tid: Some(43),
-            comm: Some("curl".into()),
+            comm: Some(Comm::new("curl")),
             owner_from: OwnerSource::Context,
             family: "ipv4",
             laddr: "127.0.0.1".into(),

@@ -1,5 +1,7 @@
 //! The per-connection story: a short timeline per socket, the other end's view when both ends
 //! are on this host, and the cause class of each error, from the kernel facts in SCENARIOS.md.
+use std::borrow::Cow;
+
 use serde::Serialize;
 use tcperr_common::{
     SockInfo,
@@ -49,7 +51,7 @@ pub struct Item {
     pub t_ms: f64,
     pub step: Step,
     /// errno name, TCP state or RST reason, as fits the step.
-    pub detail: String,
+    pub detail: Cow<'static, str>,
     #[serde(skip)]
     pub ts_ns: u64,
 }
@@ -57,7 +59,12 @@ pub struct Item {
 pub const TIMELINE_LEN: usize = 16;
 
 /// Keeps the last [`TIMELINE_LEN`] steps.
-pub fn push(timeline: &mut Vec<Item>, ts_ns: u64, step: Step, detail: impl Into<String>) {
+pub fn push(
+    timeline: &mut Vec<Item>,
+    ts_ns: u64,
+    step: Step,
+    detail: impl Into<Cow<'static, str>>,
+) {
     if timeline.len() == TIMELINE_LEN {
         timeline.remove(1); // keep the first step: it anchors the relative times
     }
@@ -74,7 +81,7 @@ pub fn relative(timeline: &[Item]) -> Vec<Item> {
 }
 
 /// Why an error happened (JSON `cause`), when it can be known.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Cause {
     /// Nothing listens at the address (RST answering our SYN).

@@ -6,7 +6,12 @@ use rustc_hash::FxHashMap;
 
 use serde::Serialize;
 
-use crate::{output::escape, report::Report};
+use crate::{
+    errno,
+    output::escape,
+    owner::Comm,
+    report::{Brief, addr, join_host_port, wall_time},
+};
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct Row {
@@ -21,41 +26,55 @@ pub struct Row {
     pub last: String,
 }
 
+/// errno, pid, comm, (family, remote address, service port or 0): plain values, so that adding
+/// an event to the summary allocates nothing (it runs for every event in an RST storm).
+type Key = (u32, Option<u32>, Option<Comm>, (u16, [u8; 16], u16));
+
+#[derive(Clone, Copy)]
+struct Tally {
+    count: u64,
+    first_ns: u64,
+    last_ns: u64,
+}
+
 #[derive(Default)]
 pub struct Summary {
-    rows: FxHashMap<(String, Option<u32>, Option<String>, String), Row>,
+    rows: FxHashMap<Key, Tally>,
 }
 
 /// Ports from here on are taken as ephemeral (Linux's default range starts at 32768).
 const EPHEMERAL: u16 = 32768;
 
 impl Summary {
-    pub fn add(&mut self, r: &Report) {
-        let Some(errno) = &r.errno else { return };
-        let peer = if r.rport < EPHEMERAL {
-            crate::report::join_host_port(&r.raddr, r.rport)
-        } else {
-            r.raddr.clone()
-        };
-        let key = (errno.clone(), r.pid, r.comm.clone(), peer.clone());
-        let row = self.rows.entry(key).or_insert_with(|| Row {
-            errno: errno.clone(),
-            pid: r.pid,
-            comm: r.comm.clone(),
-            peer,
-            count: 0,
-            first: r.time.clone(),
-            last: r.time.clone(),
-        });
-        row.count += 1;
-        row.last.clone_from(&r.time);
+    pub fn add(&mut self, b: &Brief) {
+        let Some(errno) = b.errno_code else { return };
+        let port = if b.rport < EPHEMERAL { b.rport } else { 0 };
+        let key = (errno, b.pid, b.comm, (b.family, b.raddr, port));
+        let t = self.rows.entry(key).or_insert(Tally { count: 0, first_ns: b.ts_ns, last_ns: 0 });
+        t.count += 1;
+        t.last_ns = b.ts_ns;
     }
 
     /// Rows by count, most first.
-    pub fn rows(&self) -> Vec<&Row> {
-        let mut rows: Vec<&Row> = self.rows.values().collect();
-        rows.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.first.cmp(&b.first)));
-        rows
+    pub fn rows(&self) -> Vec<Row> {
+        let mut rows: Vec<(&Key, &Tally)> = self.rows.iter().collect();
+        rows.sort_by(|a, b| {
+            b.1.count.cmp(&a.1.count).then_with(|| a.1.first_ns.cmp(&b.1.first_ns))
+        });
+        rows.into_iter()
+            .map(|(&(errno, pid, comm, (family, raddr, port)), t)| {
+                let host = addr(family, &raddr).to_string();
+                Row {
+                    errno: if errno == 0 { errno::EOF.to_owned() } else { errno::name(errno) },
+                    pid,
+                    comm: comm.map(|c| c.to_string()),
+                    peer: if port != 0 { join_host_port(&host, port) } else { host },
+                    count: t.count,
+                    first: wall_time(t.first_ns),
+                    last: wall_time(t.last_ns),
+                }
+            })
+            .collect()
     }
 
     pub fn write_table(&self, out: &mut impl Write) -> std::io::Result<()> {
@@ -89,35 +108,36 @@ impl Summary {
 mod tests {
     use super::*;
 
-    fn report(errno: &str, pid: u32, rport: u16, time: &str) -> Report {
-        Report {
-            time: time.into(),
+    fn brief(errno: u32, pid: u32, rport: u16, ts_ns: u64) -> Brief {
+        let mut raddr = [0; 16];
+        raddr[..4].copy_from_slice(&[10, 0, 0, 2]);
+        Brief {
+            ts_ns,
             pid: Some(pid),
-            tid: None,
-            comm: Some("app".into()),
-            laddr: "10.0.0.1".into(),
-            raddr: "10.0.0.2".into(),
+            comm: Some(Comm::new("app")),
+            raddr,
             rport,
-            errno: Some(errno.into()),
-            ..Report::sample()
+            errno_code: Some(errno),
+            ..crate::report::Report::sample().brief
         }
     }
 
     #[test]
     fn groups_by_errno_process_and_peer_and_sorts_by_count() {
         let mut s = Summary::default();
-        s.add(&report("EPIPE", 1, 8080, "t1"));
-        s.add(&report("ECONNRESET", 1, 8080, "t2"));
-        s.add(&report("ECONNRESET", 1, 8080, "t3"));
+        s.add(&brief(32, 1, 8080, 1_000));
+        s.add(&brief(104, 1, 8080, 2_000));
+        s.add(&brief(104, 1, 8080, 3_000));
         // Ephemeral remote ports (clients of a server) collapse into one row per address.
-        s.add(&report("EOF", 2, 50001, "t4"));
-        s.add(&report("EOF", 2, 50002, "t5"));
+        s.add(&brief(0, 2, 50001, 4_000));
+        s.add(&brief(0, 2, 50002, 5_000));
         let rows = s.rows();
         assert_eq!(rows.len(), 3);
         assert_eq!(
-            (rows[0].errno.as_str(), rows[0].count, rows[0].first.as_str(), rows[0].last.as_str()),
-            ("ECONNRESET", 2, "t2", "t3")
+            (rows[0].errno.as_str(), rows[0].count, rows[0].first.clone(), rows[0].last.clone()),
+            ("ECONNRESET", 2, wall_time(2_000), wall_time(3_000))
         );
+        assert_eq!(rows[1].errno, "EOF");
         assert_eq!((rows[1].peer.as_str(), rows[1].count), ("10.0.0.2", 2));
         assert_eq!(rows[2].peer, "10.0.0.2:8080");
     }

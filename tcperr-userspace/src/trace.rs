@@ -15,7 +15,9 @@ use crate::{
     correlate::Correlator,
     decode::{DecodeError, Event},
     filter::Filter,
+    fold::Fold,
     output::{self, Format},
+    report::Brief,
     summary::Summary,
     tracer::{Config, StartError, Tracer},
 };
@@ -24,6 +26,8 @@ pub struct Options {
     pub format: Format,
     pub filter: Filter,
     pub all: bool,
+    /// No storm folding.
+    pub every: bool,
     /// Only the summary, at the end (stdout).
     pub summary_only: bool,
     pub config: Config,
@@ -33,6 +37,8 @@ pub struct Options {
 pub struct Stats {
     pub records: u64,
     pub printed: u64,
+    /// Reports counted in `repeated` lines instead of printed.
+    pub folded: u64,
     pub lost: u64,
     pub undecodable: u64,
 }
@@ -56,6 +62,7 @@ struct Sink<'a> {
     correlator: &'a mut Correlator,
     opts: &'a Options,
     summary: &'a mut Summary,
+    fold: Fold,
     stats: &'a mut Stats,
     write_err: &'a mut Option<io::Error>,
 }
@@ -71,17 +78,33 @@ impl Sink<'_> {
                 return;
             }
         };
-        let Some(report) = self.correlator.observe(&ev) else { return };
-        if self.write_err.is_some() || !self.opts.filter.matches(&report) {
+        if self.write_err.is_some() {
             return;
         }
-        self.summary.add(&report);
-        if self.opts.summary_only {
-            return;
-        }
+        let (opts, summary, fold) = (self.opts, &mut *self.summary, &mut self.fold);
+        let admit = |b: &Brief| {
+            if !opts.filter.matches(b) {
+                return false;
+            }
+            summary.add(b);
+            !opts.summary_only && (opts.every || fold.admit(b))
+        };
+        let Some(report) = self.correlator.observe_if(&ev, admit) else { return };
         self.stats.printed += 1;
         if let Err(e) = output::write(out, self.opts.format, &report) {
             *self.write_err = Some(e);
+        }
+    }
+
+    /// Prints a `repeated` line for each story folded since the last call.
+    fn flush_folded(&mut self, out: &mut impl Write) {
+        for r in self.fold.take(monotonic_ns()) {
+            self.stats.folded += r.count;
+            if self.write_err.is_none()
+                && let Err(e) = output::write_repeated(out, self.opts.format, &r)
+            {
+                *self.write_err = Some(e);
+            }
         }
     }
 }
@@ -124,6 +147,7 @@ pub async fn run(opts: Options) -> Result<Stats, Error> {
         correlator: &mut correlator,
         opts: &opts,
         summary: &mut summary,
+        fold: Fold::default(),
         stats: &mut stats,
         write_err: &mut write_err,
     };
@@ -146,6 +170,12 @@ pub async fn run(opts: Options) -> Result<Stats, Error> {
                 found = Some(tracer.drain(|ev| sink.handle(ev, &mut out)));
             }
             _ = tick.tick() => {
+                sink.flush_folded(&mut out);
+                if sink.write_err.is_none()
+                    && let Err(e) = out.flush()
+                {
+                    *sink.write_err = Some(e);
+                }
                 sink.correlator.expire(monotonic_ns());
                 let lost = tracer.lost();
                 if lost > sink.stats.lost {
@@ -180,6 +210,7 @@ pub async fn run(opts: Options) -> Result<Stats, Error> {
     }
     // What is still in the ring buffer was seen by the kernel: report it before leaving.
     tracer.drain(|ev| sink.handle(ev, &mut out));
+    sink.flush_folded(&mut out);
     let _ = out.flush();
     stats.lost = tracer.lost();
     drop(ready);
@@ -198,8 +229,13 @@ pub async fn run(opts: Options) -> Result<Stats, Error> {
         let _ = summary.write_table(&mut io::stderr());
     }
     eprintln!(
-        "tcperr: {} events seen, {} printed, {} lost, {} undecodable, {} socket entries evicted",
-        stats.records, stats.printed, stats.lost, stats.undecodable, correlator.evicted
+        "tcperr: {} events seen, {} printed, {} folded into repeated lines, {} lost, {} undecodable, {} socket entries evicted",
+        stats.records,
+        stats.printed,
+        stats.folded,
+        stats.lost,
+        stats.undecodable,
+        correlator.evicted
     );
     Ok(stats)
 }

@@ -52,7 +52,8 @@ fn trace_json_reports_scenarios_run_by_another_process_and_detaches_on_sigint() 
         .collect();
     assert_eq!(broken_pipe.observed_lines(&events_epipe), epipe);
     assert!(refused.observed_lines(&events_epipe).is_empty());
-    for e in &events {
+    // (`repeated` lines are another test's storm, folded)
+    for e in events.iter().filter(|e| e["kind"] != "repeated") {
         for field in [
             "time",
             "kind",
@@ -126,4 +127,39 @@ fn without_privilege_tcperr_names_the_capabilities_and_exits_2() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("CAP_BPF") && stderr.contains("CAP_PERFMON"), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+}
+
+#[test]
+fn a_reset_storm_prints_ten_a_second_of_each_story_and_counts_every_other_one_in_repeated_lines() {
+    // Room for the whole burst: this test is about the accounting, not about keeping up while
+    // the other tests' tracers and the harness share the two cores.
+    let folded = start(&["--ringbuf-size", "134217728"]);
+    let every = start(&["--every", "--ringbuf-size", "134217728"]);
+    let (storm, _) = tcperr_scenarios::storm::run(1, Duration::from_millis(500));
+    let folded = stop(folded);
+    let every = stop(every);
+    assert_eq!((folded.code, every.code, storm.unexpected), (0, 0, 0), "{:#?}", folded.stderr);
+    for s in [&folded, &every] {
+        assert!(s.stderr.iter().any(|l| l.contains(" 0 lost")), "{:#?}", s.stderr);
+    }
+    let me = std::process::id();
+    let ours = |e: &&serde_json::Value| {
+        e["pid"] == me && e["comm"].as_str().is_some_and(|c| c.starts_with("storm"))
+    };
+    // Each storm connection: the server's abort (rst_sent), the client's RST (rst_received)
+    // and its failed read (recv_error).
+    for kind in ["rst_sent", "rst_received", "recv_error"] {
+        let full = folded.events.iter().filter(ours).filter(|e| e["kind"] == kind).count() as u64;
+        let repeated: u64 = folded
+            .events
+            .iter()
+            .filter(ours)
+            .filter(|e| e["kind"] == "repeated" && e["of"] == kind)
+            .map(|e| e["count"].as_u64().expect("count"))
+            .sum();
+        assert!(full <= 10 * 2, "{kind}: {full} printed in full over ~0.5 s");
+        assert_eq!(full + repeated, storm.connections, "{kind}: printed + folded");
+        let each = every.events.iter().filter(ours).filter(|e| e["kind"] == kind).count() as u64;
+        assert_eq!(each, storm.connections, "{kind} with --every");
+    }
 }

@@ -3,7 +3,8 @@ use super::{EventHeader, SockInfo, event};
 /// A TCP state transition the story needs (`sock:inet_sock_set_state`): connect (→ SYN_SENT),
 /// listen (→ LISTEN), peer's FIN (→ CLOSE_WAIT), our close (ESTABLISHED → FIN_WAIT1, CLOSE_WAIT
 /// → LAST_ACK) and the end of every socket (→ CLOSE: failed connects, aborts, resets, timeouts
-/// and clean ends alike).
+/// and clean ends alike) — except the CLOSE that `tcp_reset()` makes right after an RST is
+/// received: the [`crate::RstReceived`] stands for it.
 /// `sock.state` is the old state.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
