@@ -211,7 +211,6 @@ impl Correlator {
         let mut pending_rst = None;
         let mut cause = None;
         let mut listener_files = None;
-        let mut timeline = Vec::new();
         if let Some(entry) = self.socks.get_mut(&h.sk) {
             if let (Some(t), false) = (conn, matches!(ev, Event::AcceptQueueFull(_))) {
                 self.by_tuple.insert(t, h.sk);
@@ -318,9 +317,6 @@ impl Correlator {
                     });
                 }
             }
-            if ev.has_story() {
-                timeline = story::relative(&entry.timeline);
-            }
         } else if let Event::RstSent(_) = ev {
             // No socket: the segment's connection is all there is.
             let c = story::rst_sent_cause(reason.as_deref(), false, false);
@@ -354,6 +350,10 @@ impl Correlator {
         if !admit(&brief) {
             return None;
         }
+        let timeline = match self.socks.get(&h.sk) {
+            Some(entry) if ev.has_story() => story::relative(&entry.timeline),
+            _ => Vec::new(),
+        };
 
         let (laddr, raddr) = endpoints(&sock);
         let peer = join_host_port(&raddr, sock.rport);

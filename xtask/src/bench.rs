@@ -24,6 +24,7 @@ struct Sizes {
     pingpong_rounds: u64,
     throughput_rounds: usize,
     throughput_secs: f64,
+    storm_rounds: usize,
     storm_secs: f64,
     synthetic_events: usize,
 }
@@ -220,6 +221,7 @@ pub fn bench(o: &Options) -> Result<bool, String> {
             pingpong_rounds: 20_000,
             throughput_rounds: 1,
             throughput_secs: 0.3,
+            storm_rounds: 1,
             storm_secs: 1.0,
             synthetic_events: 50_000,
         }
@@ -228,7 +230,8 @@ pub fn bench(o: &Options) -> Result<bool, String> {
             pingpong_rounds: 200_000,
             throughput_rounds: 9,
             throughput_secs: 1.5,
-            storm_secs: 10.0,
+            storm_rounds: 3,
+            storm_secs: 5.0,
             synthetic_events: 1_000_000,
         }
     };
@@ -273,8 +276,13 @@ fn run_all(o: &Options, s: &Sizes, bin: &Path, have_bpftrace: bool) -> Result<St
         "## 1. In-kernel cost per socket call (success path, {} ping-pong round trips)\n",
         s.pingpong_rounds
     );
-    let _ = writeln!(md, "| program | ns/run | runs | vs floor |\n| --- | --- | --- | --- |");
-    // Floor, tcperr and bpftrace in turn, three times: medians of ns/run per program.
+    let _ = writeln!(
+        md,
+        "| program | ns/run (median) | runs | vs floor (median of rounds) | spread |\n| --- | --- | --- | --- | --- |"
+    );
+    // Floor, tcperr and bpftrace in turn, round after round: each program's ns/run is compared
+    // with the floor's of the same round (the machine's speed drifts between rounds).
+    let rounds = if o.smoke { 1 } else { 5 };
     let mut samples: BTreeMap<String, (Vec<f64>, u64)> = BTreeMap::new();
     let mut add = |rows: Vec<(String, f64, u64)>| {
         for (name, ns, runs) in rows {
@@ -284,7 +292,7 @@ fn run_all(o: &Options, s: &Sizes, bin: &Path, have_bpftrace: bool) -> Result<St
         }
     };
     let hot = ["sock_send_len", "sock_recv_len", "tcp_sendmsg", "tcp_recvmsg"];
-    for _ in 0..if o.smoke { 1 } else { 3 } {
+    for _ in 0..rounds {
         let floor = tcperr_userspace::tracer::attach_floor()?;
         add(hot_path_cost(std::process::id(), &["floor_sock"], s.pingpong_rounds)?);
         drop(floor);
@@ -298,20 +306,27 @@ fn run_all(o: &Options, s: &Sizes, bin: &Path, have_bpftrace: bool) -> Result<St
             b.stop();
         }
     }
-    let rows: Vec<(String, f64, u64)> =
-        samples.into_iter().map(|(n, (mut v, runs))| (n, median(&mut v), runs)).collect();
     let floor_of = |hook: &str| {
-        rows.iter().find(|(n, ..)| n.starts_with("floor") && n.contains(hook)).map_or(0.0, |c| c.1)
+        samples
+            .iter()
+            .find(|(n, _)| n.starts_with("floor") && n.contains(hook))
+            .map(|(_, (v, _))| v.clone())
+            .unwrap_or_default()
     };
     let mut hot_ok = true;
-    for (name, ns, runs) in &rows {
-        let hook = if name.contains("send") { "send" } else { "recv" };
-        let f = floor_of(hook);
-        let ratio = if f > 0.0 { ns / f } else { 0.0 };
+    for (name, (ns, runs)) in &samples {
+        let floor = floor_of(if name.contains("send") { "send" } else { "recv" });
+        let mut ratios: Vec<f64> = ns.iter().zip(&floor).map(|(n, f)| n / f).collect();
+        let ratio = median(&mut ratios);
         if !name.starts_with("floor") && !name.starts_with("bpftrace") {
             hot_ok &= ratio <= 1.10;
         }
-        let _ = writeln!(md, "| {name} | {ns:.1} | {runs} | {ratio:.2} |");
+        let _ = writeln!(
+            md,
+            "| {name} | {:.1} | {runs} | {ratio:.2} | {} |",
+            median(&mut ns.clone()),
+            spread(&ratios)
+        );
     }
 
     // 2. Request/response throughput, interleaved.
@@ -379,99 +394,76 @@ fn run_all(o: &Options, s: &Sizes, bin: &Path, have_bpftrace: bool) -> Result<St
         );
     }
 
-    // 3. RST storm.
-    eprintln!("==> bench: RST storm ({:.0} s per mode)", s.storm_secs);
-    let _ = writeln!(md, "\n## 3. RST storm (2 generators, {:.0} s per mode)\n", s.storm_secs);
+    // 3. RST storm, interleaved rounds (the connection rate alone moves ±5 % run to run here).
+    let storm_modes: Vec<&str> = if have_bpftrace {
+        vec!["untraced", "tcperr", "tcperr --every", "bpftrace"]
+    } else {
+        vec!["untraced", "tcperr", "tcperr --every"]
+    };
+    eprintln!(
+        "==> bench: RST storm ({} interleaved rounds of {:.0} s per mode)",
+        s.storm_rounds, s.storm_secs
+    );
     let _ = writeln!(
         md,
-        "| mode | connections/s | ratio | tracer CPU s per 10k conns | lines | events seen / lost | peak RSS |\n| --- | --- | --- | --- | --- | --- | --- |"
+        "\n## 3. RST storm (2 generators, {} interleaved rounds of {:.0} s per mode)\n",
+        s.storm_rounds, s.storm_secs
     );
-    let ticks = tcperr_clock_ticks();
-    let mut storm_rate = BTreeMap::new();
-    let mut cpu_per_10k = BTreeMap::new();
-    let mut tcperr_lost = 0;
-    let mut tcperr_rss = 0;
-    for mode in &modes {
-        // The tracers write their lines to a file, as an operator would redirect them: the
-        // harness spends nothing reading them during the storm.
-        let out_file = std::env::temp_dir().join(format!("tcperr-bench-{mode}.out"));
-        let tracer = match *mode {
-            "tcperr" => {
-                let mut c = tcperr_cmd(bin, &["--json"]);
-                c.stdout(std::fs::File::create(&out_file).map_err(|e| e.to_string())?);
-                Some(spawn("tcperr", c, "tracing TCP errors", 7)?.0)
-            }
-            "bpftrace" => {
-                let mut c = bpftrace_cmd();
-                c.stdout(std::fs::File::create(&out_file).map_err(|e| e.to_string())?);
-                Some(spawn("bpftrace", c, "Attaching", 5)?.0)
-            }
-            _ => None,
-        };
-        let cpu0 = tracer.as_ref().map_or(0, |t| drive::cpu_ticks(t.pid()));
-        let t0 = Instant::now();
-        // Resident memory sampled during the storm (VmHWM would include start-up, where the
-        // kernel BTF is parsed and freed).
-        let sampler = tracer.as_ref().map(|t| {
-            let pid = t.pid();
-            let secs = s.storm_secs;
-            std::thread::spawn(move || {
-                let mut peak = 0;
-                let end = Instant::now() + Duration::from_secs_f64(secs);
-                while Instant::now() < end {
-                    peak = peak.max(drive::status_kib(pid, "VmRSS"));
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-                peak
-            })
-        });
-        let (st, _) = storm::run(2, Duration::from_secs_f64(s.storm_secs));
-        let storm_peak = sampler.and_then(|h| h.join().ok()).unwrap_or(0);
-        let rate = st.connections as f64 / t0.elapsed().as_secs_f64();
-        storm_rate.insert(*mode, rate);
-        let (mut cpu, mut lines_n, mut seen_lost, mut rss) =
-            (String::new(), String::new(), String::new(), String::new());
-        if let Some(t) = tracer {
-            std::thread::sleep(Duration::from_millis(500)); // let it drain
-            let used = (drive::cpu_ticks(t.pid()) - cpu0) as f64 / ticks;
-            let per = used / (st.connections as f64 / 10_000.0);
-            cpu_per_10k.insert(*mode, per);
-            cpu = format!("{per:.3}");
-            let pid = t.pid();
-            let kib = storm_peak;
-            let startup_peak = drive::status_kib(pid, "VmHWM");
-            let name = t.name;
-            let lines = t.stop();
-            let summary = lines.iter().find(|l| l.contains("events seen")).cloned();
-            lines_n = std::fs::read(&out_file)
-                .map(|b| b.iter().filter(|&&c| c == b'\n').count().to_string())
-                .unwrap_or_default();
-            let _ = std::fs::remove_file(&out_file);
-            if name == "tcperr" {
-                rss = format!(
-                    "{:.1} MB (start-up peak {:.1} MB)",
-                    kib as f64 / 1024.0,
-                    startup_peak as f64 / 1024.0
-                );
-                tcperr_rss = kib;
-                if let Some(sm) = summary {
-                    let num = |suffix: &str| {
-                        sm.split(", ")
-                            .find_map(|p| p.trim_start_matches("tcperr: ").strip_suffix(suffix))
-                            .and_then(|n| n.parse::<u64>().ok())
-                            .unwrap_or(0)
-                    };
-                    tcperr_lost = num(" lost");
-                    seen_lost = format!("{} / {}", num(" events seen"), tcperr_lost);
-                }
-            }
+    let _ = writeln!(
+        md,
+        "| mode | connections/s (median) | ratio to untraced (median of rounds) | spread | tracer CPU s per 10k conns | lines | events seen / lost | peak RSS |\n| --- | --- | --- | --- | --- | --- | --- | --- |"
+    );
+    let mut runs: BTreeMap<&str, Vec<StormRun>> = BTreeMap::new();
+    for _ in 0..s.storm_rounds {
+        for mode in &storm_modes {
+            runs.entry(mode).or_default().push(storm_once(mode, bin, s.storm_secs)?);
         }
-        let ratio = rate / storm_rate.get("untraced").copied().unwrap_or(rate);
+    }
+    let untraced: Vec<f64> = runs["untraced"].iter().map(|r| r.rate).collect();
+    let mut storm_ratio = BTreeMap::new();
+    let mut cpu_per_10k = BTreeMap::new();
+    for mode in &storm_modes {
+        let rs = &runs[mode];
+        let mut rates: Vec<f64> = rs.iter().map(|r| r.rate).collect();
+        let mut ratios: Vec<f64> = rs.iter().zip(&untraced).map(|(r, u)| r.rate / u).collect();
+        let ratio = median(&mut ratios);
+        storm_ratio.insert(*mode, ratio);
+        let conns: u64 = rs.iter().map(|r| r.connections).sum();
+        let row = if *mode == "untraced" {
+            String::from("| | | | |")
+        } else {
+            let cpu: f64 = rs.iter().map(|r| r.cpu_secs).sum::<f64>() / (conns as f64 / 1e4);
+            cpu_per_10k.insert(*mode, cpu);
+            let lines: u64 = rs.iter().map(|r| r.lines).sum();
+            let seen_lost = match rs.iter().map(|r| r.seen_lost).collect::<Option<Vec<_>>>() {
+                Some(v) => {
+                    let (seen, lost) = v.iter().fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+                    format!("{seen} / {lost}")
+                }
+                None => String::new(),
+            };
+            let rss = rs.iter().map(|r| r.peak_rss_kib).max().unwrap_or(0);
+            let rss = if mode.starts_with("tcperr") {
+                format!("{:.1} MB", rss as f64 / 1024.0)
+            } else {
+                String::new()
+            };
+            format!("| {cpu:.4} | {lines} | {seen_lost} | {rss} |")
+        };
         let _ = writeln!(
             md,
-            "| {mode} | {rate:.0} | {ratio:.2} | {cpu} | {lines_n} | {seen_lost} | {rss} |"
+            "| {mode} | {:.0} | {ratio:.3} | {} {row}",
+            median(&mut rates),
+            if *mode == "untraced" { String::new() } else { spread(&ratios) },
         );
     }
+    let _ = writeln!(
+        md,
+        "\nDefault tcperr prints ten reports a second per story and counts the rest in `repeated` lines (README \"Storms\"); `--every` prints each report."
+    );
+    let tcperr_lost: u64 =
+        runs["tcperr"].iter().filter_map(|r| r.seen_lost).map(|(_, lost)| lost).sum();
+    let tcperr_rss = runs["tcperr"].iter().map(|r| r.peak_rss_kib).max().unwrap_or(0);
 
     // 4. Userspace ceiling.
     eprintln!("==> bench: userspace ceiling ({} synthetic events)", s.synthetic_events);
@@ -497,8 +489,7 @@ fn run_all(o: &Options, s: &Sizes, bin: &Path, have_bpftrace: bool) -> Result<St
 
     // Targets.
     if !o.smoke {
-        let storm_ratio = storm_rate.get("tcperr").copied().unwrap_or(0.0)
-            / storm_rate.get("untraced").copied().unwrap_or(1.0);
+        let storm_ratio = storm_ratio.get("tcperr").copied().unwrap_or(0.0);
         let cpu_ratio = match (cpu_per_10k.get("tcperr"), cpu_per_10k.get("bpftrace")) {
             (Some(t), Some(b)) if *b > 0.0 => format!("{:.2}", t / b),
             _ => "n/a".into(),
@@ -545,6 +536,88 @@ fn run_all(o: &Options, s: &Sizes, bin: &Path, have_bpftrace: bool) -> Result<St
         }
     }
     Ok(md)
+}
+
+/// One mode's turn in the RST storm.
+struct StormRun {
+    connections: u64,
+    rate: f64,
+    /// The tracer's CPU time (user + system).
+    cpu_secs: f64,
+    /// Lines the tracer printed.
+    lines: u64,
+    /// tcperr's own count of records seen and lost.
+    seen_lost: Option<(u64, u64)>,
+    /// Resident memory sampled during the storm (VmHWM would include start-up, where the
+    /// kernel BTF is parsed and freed).
+    peak_rss_kib: u64,
+}
+
+/// Runs the storm once under `mode` ("untraced", "tcperr[ ARGS]" or "bpftrace").
+fn storm_once(mode: &str, bin: &Path, secs: f64) -> Result<StormRun, String> {
+    // The tracers write their lines to a file, as an operator would redirect them: the
+    // harness spends nothing reading them during the storm.
+    let out_file = std::env::temp_dir().join("tcperr-bench-storm.out");
+    let out = || std::fs::File::create(&out_file).map_err(|e| e.to_string());
+    let tracer = if let Some(args) = mode.strip_prefix("tcperr") {
+        let mut args: Vec<&str> = args.split_whitespace().collect();
+        args.push("--json");
+        let mut c = tcperr_cmd(bin, &args);
+        c.stdout(out()?);
+        Some(spawn("tcperr", c, "tracing TCP errors", 7)?.0)
+    } else if mode == "bpftrace" {
+        let mut c = bpftrace_cmd();
+        c.stdout(out()?);
+        Some(spawn("bpftrace", c, "Attaching", 5)?.0)
+    } else {
+        None
+    };
+    let cpu0 = tracer.as_ref().map_or(0, |t| drive::cpu_ticks(t.pid()));
+    let t0 = Instant::now();
+    let sampler = tracer.as_ref().map(|t| {
+        let pid = t.pid();
+        std::thread::spawn(move || {
+            let mut peak = 0;
+            let end = Instant::now() + Duration::from_secs_f64(secs);
+            while Instant::now() < end {
+                peak = peak.max(drive::status_kib(pid, "VmRSS"));
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            peak
+        })
+    });
+    let (st, _) = storm::run(2, Duration::from_secs_f64(secs));
+    let rate = st.connections as f64 / t0.elapsed().as_secs_f64();
+    let peak_rss_kib = sampler.and_then(|h| h.join().ok()).unwrap_or(0);
+    let mut run = StormRun {
+        connections: st.connections,
+        rate,
+        cpu_secs: 0.0,
+        lines: 0,
+        seen_lost: None,
+        peak_rss_kib,
+    };
+    if let Some(t) = tracer {
+        std::thread::sleep(Duration::from_millis(500)); // let it drain
+        run.cpu_secs = (drive::cpu_ticks(t.pid()) - cpu0) as f64 / tcperr_clock_ticks();
+        let name = t.name;
+        let lines = t.stop();
+        run.lines = std::fs::read(&out_file)
+            .map(|b| b.iter().filter(|&&c| c == b'\n').count() as u64)
+            .unwrap_or(0);
+        if name == "tcperr" {
+            let summary = lines.iter().find(|l| l.contains("events seen"));
+            let num = |suffix: &str| {
+                summary?
+                    .split(", ")
+                    .find_map(|p| p.trim_start_matches("tcperr: ").strip_suffix(suffix))
+                    .and_then(|n| n.parse::<u64>().ok())
+            };
+            run.seen_lost = num(" events seen").zip(num(" lost"));
+        }
+    }
+    let _ = std::fs::remove_file(&out_file);
+    Ok(run)
 }
 
 fn tcperr_clock_ticks() -> f64 {
