@@ -38,7 +38,11 @@ fn main() -> ExitCode {
                 all: args.all,
                 every: args.every || args.all,
                 summary_only: args.summary_only,
-                config: Config { ringbuf_bytes: args.ringbuf_size, hooks: args.hooks },
+                config: Config {
+                    ringbuf_bytes: args.ringbuf_size,
+                    hooks: args.hooks,
+                    ..Config::default()
+                },
             };
             let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(rt) => rt,

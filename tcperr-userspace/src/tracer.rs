@@ -59,11 +59,15 @@ pub struct Config {
     pub ringbuf_bytes: u32,
     /// Force one family of hooks for the socket calls' results (`--hooks`).
     pub hooks: Option<Family>,
+    /// Benchmark reference only (`cargo xtask bench`): the programs do all their work and
+    /// drop each record instead of writing it, which isolates their own cost from the ring
+    /// buffer's and userspace's.
+    pub discard_records: bool,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Self { ringbuf_bytes: 4 << 20, hooks: None }
+        Self { ringbuf_bytes: 4 << 20, hooks: None, discard_records: false }
     }
 }
 
@@ -144,6 +148,7 @@ impl Tracer {
         let plan = probe_kernel()?;
         let mut ebpf = EbpfLoader::new()
             .override_global("LAYOUT", &plan.layout, true)
+            .override_global("DISCARD", &u8::from(config.discard_records), true)
             .map_max_entries("EVENTS", rb)
             .load(OBJECT)
             .map_err(|e| {

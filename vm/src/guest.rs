@@ -176,7 +176,10 @@ fn bench(tcperr: &Path, families: &[String], secs: f64) -> bool {
         let (ns0, cnt0) = prog_run_stats(pid);
         let pp = tcperr_scenarios::load::ping_pong(20_000, Duration::from_secs(120));
         let (ns1, cnt1) = prog_run_stats(pid);
+        // The storm runs without the timing bpf_stats adds to every program run.
+        let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "0");
         let rate = storm(secs);
+        let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "1");
         let stopped = drive::stop(traced);
         let summary = stopped
             .as_ref()

@@ -29,6 +29,26 @@ struct Sizes {
     synthetic_events: usize,
 }
 
+/// `kernel.bpf_stats_enabled` while it lives (§1 only: the timing it adds to every program run
+/// would be charged to the tracers in the throughput and storm measurements).
+struct BpfStats(String);
+
+const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
+
+impl BpfStats {
+    fn enable() -> Result<Self, String> {
+        let before = std::fs::read_to_string(BPF_STATS).unwrap_or_default();
+        std::fs::write(BPF_STATS, "1").map_err(|e| format!("enabling bpf stats: {e}"))?;
+        Ok(Self(before.trim().to_owned()))
+    }
+}
+
+impl Drop for BpfStats {
+    fn drop(&mut self) {
+        let _ = std::fs::write(BPF_STATS, if self.0.is_empty() { "0" } else { &self.0 });
+    }
+}
+
 /// A tracer under test, running as its own process.
 struct Tracer {
     child: Child,
@@ -42,9 +62,21 @@ impl Tracer {
     }
 
     /// Stops it and returns (exit status, stderr+stdout lines it printed).
+    /// SIGINT, repeated each second (bpftrace sometimes misses one that arrives while it is
+    /// still setting up), SIGKILL after 10 s.
     fn stop(mut self) -> Vec<String> {
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let pid = self.child.id() as i32;
+        for i in 0..100 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return self.lines.try_iter().collect();
+            }
+            if i % 10 == 0 {
+                // SAFETY: kill(2) on our own child, not yet reaped.
+                unsafe { libc::kill(pid, libc::SIGINT) };
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
         let _ = self.child.wait();
         self.lines.try_iter().collect()
     }
@@ -238,12 +270,7 @@ pub fn bench(o: &Options) -> Result<bool, String> {
     let root = workspace_root();
     let bin = build_release_tcperr()?;
     let have_bpftrace = Command::new("bpftrace").arg("--version").output().is_ok();
-    let stats_path = "/proc/sys/kernel/bpf_stats_enabled";
-    let stats_before = std::fs::read_to_string(stats_path).unwrap_or_default();
-    std::fs::write(stats_path, "1").map_err(|e| format!("enabling bpf stats: {e}"))?;
-    let result = run_all(o, &s, &bin, have_bpftrace);
-    let _ = std::fs::write(stats_path, stats_before.trim());
-    let report = result?;
+    let report = run_all(o, &s, &bin, have_bpftrace)?;
     print!("{report}");
     if !o.smoke {
         let dir = root.join("bench/results");
@@ -292,6 +319,7 @@ fn run_all(o: &Options, s: &Sizes, bin: &Path, have_bpftrace: bool) -> Result<St
         }
     };
     let hot = ["sock_send_len", "sock_recv_len", "tcp_sendmsg", "tcp_recvmsg"];
+    let stats = BpfStats::enable()?;
     for _ in 0..rounds {
         let floor = tcperr_userspace::tracer::attach_floor()?;
         add(hot_path_cost(std::process::id(), &["floor_sock"], s.pingpong_rounds)?);
@@ -306,6 +334,7 @@ fn run_all(o: &Options, s: &Sizes, bin: &Path, have_bpftrace: bool) -> Result<St
             b.stop();
         }
     }
+    drop(stats);
     let floor_of = |hook: &str| {
         samples
             .iter()
@@ -396,9 +425,9 @@ fn run_all(o: &Options, s: &Sizes, bin: &Path, have_bpftrace: bool) -> Result<St
 
     // 3. RST storm, interleaved rounds (the connection rate alone moves ±5 % run to run here).
     let storm_modes: Vec<&str> = if have_bpftrace {
-        vec!["untraced", "tcperr", "tcperr --every", "bpftrace"]
+        vec!["untraced", "tcperr", "tcperr --every", DISCARDED, "bpftrace"]
     } else {
-        vec!["untraced", "tcperr", "tcperr --every"]
+        vec!["untraced", "tcperr", "tcperr --every", DISCARDED]
     };
     eprintln!(
         "==> bench: RST storm ({} interleaved rounds of {:.0} s per mode)",
@@ -429,7 +458,7 @@ fn run_all(o: &Options, s: &Sizes, bin: &Path, have_bpftrace: bool) -> Result<St
         let ratio = median(&mut ratios);
         storm_ratio.insert(*mode, ratio);
         let conns: u64 = rs.iter().map(|r| r.connections).sum();
-        let row = if *mode == "untraced" {
+        let row = if matches!(*mode, "untraced" | DISCARDED) {
             String::from("| | | | |")
         } else {
             let cpu: f64 = rs.iter().map(|r| r.cpu_secs).sum::<f64>() / (conns as f64 / 1e4);
@@ -459,7 +488,7 @@ fn run_all(o: &Options, s: &Sizes, bin: &Path, have_bpftrace: bool) -> Result<St
     }
     let _ = writeln!(
         md,
-        "\nDefault tcperr prints ten reports a second per story and counts the rest in `repeated` lines (README \"Storms\"); `--every` prints each report."
+        "\nDefault tcperr prints ten reports a second per story and counts the rest in `repeated` lines (README \"Storms\"); `--every` prints each report. *{DISCARDED}*: tcperr's programs attached and doing all their work, each record dropped where it would enter the ring buffer (no ring buffer, no userspace): the cost of the kernel side alone."
     );
     let tcperr_lost: u64 =
         runs["tcperr"].iter().filter_map(|r| r.seen_lost).map(|(_, lost)| lost).sum();
@@ -553,8 +582,28 @@ struct StormRun {
     peak_rss_kib: u64,
 }
 
-/// Runs the storm once under `mode` ("untraced", "tcperr[ ARGS]" or "bpftrace").
+/// The storm mode that measures tcperr's programs alone (`Config::discard_records`).
+const DISCARDED: &str = "records discarded in the kernel";
+
+/// Runs the storm once under `mode` ("untraced", "tcperr[ ARGS]", [`DISCARDED`] or "bpftrace").
 fn storm_once(mode: &str, bin: &Path, secs: f64) -> Result<StormRun, String> {
+    if mode == DISCARDED {
+        let config =
+            tcperr_userspace::tracer::Config { discard_records: true, ..Default::default() };
+        let tracer = tcperr_userspace::tracer::Tracer::start(&config).map_err(|e| e.0)?;
+        let t0 = Instant::now();
+        let (st, _) = storm::run(2, Duration::from_secs_f64(secs));
+        let rate = st.connections as f64 / t0.elapsed().as_secs_f64();
+        drop(tracer);
+        return Ok(StormRun {
+            connections: st.connections,
+            rate,
+            cpu_secs: 0.0,
+            lines: 0,
+            seen_lost: None,
+            peak_rss_kib: 0,
+        });
+    }
     // The tracers write their lines to a file, as an operator would redirect them: the
     // harness spends nothing reading them during the storm.
     let out_file = std::env::temp_dir().join("tcperr-bench-storm.out");
