@@ -201,12 +201,14 @@ impl Correlator {
             Event::RstSent(e) => reason_name(e.reason, &self.rst_reasons).map(str::to_owned),
             _ => None,
         };
-        let peer_rst = conn.and_then(|t| self.rst_by_tuple.get(&mirror(&t))).cloned();
-        let peer_owner = conn
-            .and_then(|t| self.by_tuple.get(&mirror(&t)))
-            .and_then(|sk| self.socks.get(sk))
-            .and_then(|e| e.owner)
-            .or_else(|| peer_rst.as_ref().and_then(|p| p.owner));
+        // The other end's account of a reset: for the causes of failed calls here, and for the
+        // other end's process once the report is built (lookups skipped for what is not).
+        let peer_rst = match ev {
+            Event::SocketError(_) | Event::SendError(_) | Event::RecvError(_) => {
+                self.peer_rst(conn)
+            }
+            _ => None,
+        };
         let mut report_it = true;
         let mut pending_rst = None;
         let mut cause = None;
@@ -350,6 +352,11 @@ impl Correlator {
         if !admit(&brief) {
             return None;
         }
+        let peer_owner = conn
+            .and_then(|t| self.by_tuple.get(&mirror(&t)))
+            .and_then(|sk| self.socks.get(sk))
+            .and_then(|e| e.owner)
+            .or_else(|| peer_rst.or_else(|| self.peer_rst(conn)).and_then(|p| p.owner));
         let timeline = match self.socks.get(&h.sk) {
             Some(entry) if ev.has_story() => story::relative(&entry.timeline),
             _ => Vec::new(),
@@ -434,6 +441,11 @@ impl Correlator {
         self.by_tuple.retain(|t, sk| {
             socks.get(sk).and_then(|e| e.tuple.as_ref()).and_then(tuple) == Some(*t)
         });
+    }
+
+    /// The other end's account of a reset of connection `conn`, if it is on this host.
+    fn peer_rst(&self, conn: Option<Tuple>) -> Option<PeerRst> {
+        conn.and_then(|t| self.rst_by_tuple.get(&mirror(&t))).cloned()
     }
 
     /// Records the other end's account of a reset, keeping at most `cap` of them.
