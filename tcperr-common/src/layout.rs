@@ -42,14 +42,12 @@ pub struct KernelLayout {
     /// socket_alloc`.
     pub socket_ino: u32,
 
+    // --- raw tracepoint arguments ---
+    /// Index of `tcp_send_reset`'s `reason` argument (`enum sk_rst_reason`, Linux 6.10+), else
+    /// ABSENT.
+    pub send_reset_reason_arg: u32,
+
     // --- tracepoint record fields (byte offsets from the start of the record) ---
-    pub tp_send_reset_skaddr: u32,
-    pub tp_send_reset_skbaddr: u32,
-    /// ABSENT before Linux 6.10.
-    pub tp_send_reset_reason: u32,
-    /// `saddr`/`daddr` as `struct sockaddr_in6`-sized arrays (Linux 6.10+), else ABSENT.
-    pub tp_send_reset_saddr: u32,
-    pub tp_send_reset_daddr: u32,
     pub tp_synack_skaddr: u32,
     pub tp_synack_req: u32,
 
@@ -82,11 +80,7 @@ impl KernelLayout {
         skb_network_header: ABSENT,
         skb_transport_header: ABSENT,
         socket_ino: ABSENT,
-        tp_send_reset_skaddr: ABSENT,
-        tp_send_reset_skbaddr: ABSENT,
-        tp_send_reset_reason: ABSENT,
-        tp_send_reset_saddr: ABSENT,
-        tp_send_reset_daddr: ABSENT,
+        send_reset_reason_arg: ABSENT,
         tp_synack_skaddr: ABSENT,
         tp_synack_req: ABSENT,
         recvmsg_flags_arg: ABSENT,

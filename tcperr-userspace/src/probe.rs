@@ -226,6 +226,22 @@ fn raw_sock_tp(
     Ok(Hook::new(program, Attach::RawTracePoint { name }))
 }
 
+/// `tcp_send_reset`'s prototype: `(struct sock *, struct sk_buff *)`, and since Linux 6.10 a
+/// third `enum sk_rst_reason`; returns the index of the reason argument or ABSENT.
+fn send_reset_tp(btf: &Btf) -> Result<u32, String> {
+    let params = btf.tracepoint_params("tcp_send_reset").map_err(|e| e.to_string())?;
+    let ok = (params.len() == 2 || params.len() == 3)
+        && btf.is_ptr_to_struct(&params[0], "sock")
+        && btf.is_ptr_to_struct(&params[1], "sk_buff")
+        && params
+            .get(2)
+            .is_none_or(|t| matches!(t.kind, Kind::Enum | Kind::Int) && t.size_or_type == 4);
+    if !ok {
+        return Err("tcp_send_reset: prototype is not (struct sock *, struct sk_buff *[, enum sk_rst_reason])".into());
+    }
+    Ok(if params.len() == 3 { 2 } else { ABSENT })
+}
+
 /// fexit on `function` if BTF describes it (loading can still fail: then the next candidate).
 fn fexit(btf: &Btf, function: &'static str, program: &'static str) -> Result<Hook, String> {
     btf.func_params(function).ok_or_else(|| format!("fexit: {function} not in kernel BTF"))?;
@@ -269,23 +285,14 @@ pub fn plan(tracefs: &Path, btf: &Btf) -> Result<Plan> {
             )],
             Source::RstSent => vec![candidate(
                 Family::TracePoint,
-                format("tcp", "tcp_send_reset").and_then(|f| {
-                    layout.tp_send_reset_skaddr = field(&f, "tcp_send_reset", "skaddr", 8)?;
-                    layout.tp_send_reset_skbaddr =
-                        field(&f, "tcp_send_reset", "skbaddr", 8).unwrap_or(ABSENT);
-                    layout.tp_send_reset_reason =
-                        field(&f, "tcp_send_reset", "reason", 4).unwrap_or(ABSENT);
-                    if let (Ok(s), Ok(d)) = (
-                        field(&f, "tcp_send_reset", "saddr", 28),
-                        field(&f, "tcp_send_reset", "daddr", 28),
-                    ) {
-                        (layout.tp_send_reset_saddr, layout.tp_send_reset_daddr) = (s, d);
+                send_reset_tp(btf).map(|reason_arg| {
+                    layout.send_reset_reason_arg = reason_arg;
+                    // The reason's names, from the record's `__print_symbolic` (the
+                    // record itself is not read).
+                    if let Ok(f) = format("tcp", "tcp_send_reset") {
+                        rst_reasons = f.symbols("reason");
                     }
-                    rst_reasons = f.symbols("reason");
-                    Ok(Hook::new(
-                        "tcp_send_reset",
-                        Attach::TracePoint { category: "tcp", name: "tcp_send_reset" },
-                    ))
+                    Hook::new("tcp_send_reset", Attach::RawTracePoint { name: "tcp_send_reset" })
                 }),
             )],
             Source::SendError => vec![
