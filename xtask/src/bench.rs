@@ -262,7 +262,7 @@ pub fn bench(o: &Options) -> Result<bool, String> {
             pingpong_rounds: 200_000,
             throughput_rounds: 9,
             throughput_secs: 1.5,
-            storm_rounds: 3,
+            storm_rounds: 5,
             storm_secs: 5.0,
             synthetic_events: 1_000_000,
         }
