@@ -262,8 +262,8 @@ pub fn bench(o: &Options) -> Result<bool, String> {
             pingpong_rounds: 200_000,
             throughput_rounds: 9,
             throughput_secs: 1.5,
-            storm_rounds: 5,
-            storm_secs: 5.0,
+            storm_rounds: 8,
+            storm_secs: 3.0,
             synthetic_events: 1_000_000,
         }
     };
@@ -443,8 +443,10 @@ fn run_all(o: &Options, s: &Sizes, bin: &Path, have_bpftrace: bool) -> Result<St
         "| mode | connections/s (median) | ratio to untraced (median of rounds) | spread | tracer CPU s per 10k conns | lines | events seen / lost | peak RSS |\n| --- | --- | --- | --- | --- | --- | --- | --- |"
     );
     let mut runs: BTreeMap<&str, Vec<StormRun>> = BTreeMap::new();
-    for _ in 0..s.storm_rounds {
-        for mode in &storm_modes {
+    for round in 0..s.storm_rounds {
+        // Each round starts at another mode, so that no mode always follows the same one.
+        for i in 0..storm_modes.len() {
+            let mode = storm_modes[(round + i) % storm_modes.len()];
             runs.entry(mode).or_default().push(storm_once(mode, bin, s.storm_secs)?);
         }
     }
@@ -666,6 +668,9 @@ fn storm_once(mode: &str, bin: &Path, secs: f64) -> Result<StormRun, String> {
         }
     }
     let _ = std::fs::remove_file(&out_file);
+    // The lines written are flushed to disk now, not during the next mode's storm.
+    // SAFETY: sync(2) has no preconditions.
+    unsafe { libc::sync() };
     Ok(run)
 }
 
