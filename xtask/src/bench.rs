@@ -205,21 +205,31 @@ fn prog_stats(ids: &[u32]) -> BTreeMap<u32, (String, u64, u64)> {
         .collect()
 }
 
-/// Drives the ping-pong and returns ns/run per program whose name matches `names`.
-fn hot_path_cost(pid: u32, names: &[&str], rounds: u64) -> Result<Vec<(String, f64, u64)>, String> {
-    let ids = drive::prog_ids(pid);
-    let before = prog_stats(&ids);
+/// Drives the ping-pong and returns ns/run per program whose name matches `names`, for the
+/// programs of each (process, label prefix) in `holders`.
+fn hot_path_cost(
+    holders: &[(u32, &str)],
+    names: &[&str],
+    rounds: u64,
+) -> Result<Vec<(String, f64, u64)>, String> {
+    let ids: Vec<(u32, &str)> = holders
+        .iter()
+        .flat_map(|&(pid, prefix)| drive::prog_ids(pid).into_iter().map(move |id| (id, prefix)))
+        .collect();
+    let all: Vec<u32> = ids.iter().map(|&(id, _)| id).collect();
+    let before = prog_stats(&all);
     load::ping_pong(rounds, Duration::from_secs(600)).map_err(|e| e.to_string())?;
-    let after = prog_stats(&ids);
+    let after = prog_stats(&all);
     let mut out = Vec::new();
-    for (id, (name, t1, c1)) in &after {
+    for (id, prefix) in ids {
+        let Some((name, t1, c1)) = after.get(&id) else { continue };
         if !names.iter().any(|n| name.contains(n)) {
             continue;
         }
-        let (_, t0, c0) = before.get(id).cloned().unwrap_or_default();
+        let (_, t0, c0) = before.get(&id).cloned().unwrap_or_default();
         let runs = c1.saturating_sub(c0);
         if runs > 0 {
-            out.push((name.clone(), (t1 - t0) as f64 / runs as f64, runs));
+            out.push((format!("{prefix}{name}"), (t1 - t0) as f64 / runs as f64, runs));
         }
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
@@ -317,8 +327,10 @@ fn run_all(o: &Options, s: &Sizes, bin: &Path, have_bpftrace: bool) -> Result<St
         md,
         "| program | ns/run (median) | runs | vs floor (median of rounds) | spread |\n| --- | --- | --- | --- | --- |"
     );
-    // Floor, tcperr and bpftrace in turn, round after round: each program's ns/run is compared
-    // with the floor's of the same round (the machine's speed drifts between rounds).
+    // Floor, tcperr and bpftrace attached together, so that every call runs all three under the
+    // same conditions; each round attaches them in another order (the first program on a hook
+    // pays for the cold cache), and each program's ns/run is compared with the floor's of the
+    // same round.
     let rounds = if o.smoke { 1 } else { 5 };
     let mut samples: BTreeMap<String, (Vec<f64>, u64)> = BTreeMap::new();
     let mut add = |rows: Vec<(String, f64, u64)>| {
@@ -330,19 +342,28 @@ fn run_all(o: &Options, s: &Sizes, bin: &Path, have_bpftrace: bool) -> Result<St
     };
     let hot = ["sock_send_len", "sock_recv_len", "tcp_sendmsg", "tcp_recvmsg"];
     let stats = BpfStats::enable()?;
-    for _ in 0..rounds {
-        let floor = tcperr_userspace::tracer::attach_floor()?;
-        add(hot_path_cost(std::process::id(), &["floor_sock"], s.pingpong_rounds)?);
-        drop(floor);
-        let (t, _) = spawn("tcperr", tcperr_cmd(bin, &["--json"]), "tracing TCP errors", 7)?;
-        add(hot_path_cost(t.pid(), &hot, s.pingpong_rounds)?);
-        t.stop();
-        if have_bpftrace {
-            let (b, _) = spawn("bpftrace", bpftrace_cmd(), "Attaching", 5)?;
-            let rows = hot_path_cost(b.pid(), &hot, s.pingpong_rounds)?;
-            add(rows.into_iter().map(|(n, c, r)| (format!("bpftrace {n}"), c, r)).collect());
-            b.stop();
+    let kinds = if have_bpftrace { 3 } else { 2 };
+    for round in 0..rounds {
+        let (mut floor, mut tcperr, mut bpftrace) = (None, None, None);
+        for i in 0..kinds {
+            match (round + i) % kinds {
+                0 => floor = Some(tcperr_userspace::tracer::attach_floor()?),
+                1 => {
+                    let cmd = tcperr_cmd(bin, &["--json"]);
+                    tcperr = Some(spawn("tcperr", cmd, "tracing TCP errors", 7)?.0);
+                }
+                _ => bpftrace = Some(spawn("bpftrace", bpftrace_cmd(), "Attaching", 5)?.0),
+            }
         }
+        let mut holders = vec![(std::process::id(), "")];
+        holders.extend(tcperr.as_ref().map(|t| (t.pid(), "")));
+        holders.extend(bpftrace.as_ref().map(|b| (b.pid(), "bpftrace ")));
+        let mut names = hot.to_vec();
+        names.push("floor_sock");
+        add(hot_path_cost(&holders, &names, s.pingpong_rounds)?);
+        drop(floor);
+        tcperr.map(Tracer::stop);
+        bpftrace.map(Tracer::stop);
     }
     drop(stats);
     let floor_of = |hook: &str| {
