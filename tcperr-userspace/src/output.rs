@@ -3,6 +3,7 @@ use std::io::Write;
 
 use crate::{
     fold::Repeated,
+    owner::Comm,
     report::{Report, join_host_port},
 };
 
@@ -20,63 +21,90 @@ pub fn escape(s: &str) -> String {
 }
 
 pub fn write(out: &mut impl Write, format: Format, r: &Report) -> std::io::Result<()> {
-    match format {
-        Format::Json => {
-            serde_json::to_writer(&mut *out, r)?;
-            out.write_all(b"\n")
-        }
-        Format::Human => {
-            let time = r.time.get(11..26).unwrap_or(&r.time);
-            let pid = r.pid.map_or_else(|| "-".to_owned(), |p| p.to_string());
-            let comm = r.comm.map_or_else(|| "?".to_owned(), |c| escape(c.as_str()));
-            let conn = format!(
-                "{} -> {}",
-                join_host_port(&r.laddr, r.lport),
-                join_host_port(&r.raddr, r.rport)
-            );
-            let state = match r.newstate {
-                Some(new) => format!("{}>{new}", r.state),
-                None => r.state.to_owned(),
-            };
-            let error = match (&r.errno, &r.error) {
-                (Some(n), Some(w)) if n == w => n.clone(),
-                (Some(n), Some(w)) => format!("{n} ({w})"),
-                _ => r.reason.clone().unwrap_or_else(|| "-".into()),
-            };
-            writeln!(
-                out,
-                "{time} {pid:<7} {comm:<15} {:<13} {conn:<44} {state:<12} {error}: {}",
-                r.kind, r.explanation
-            )
-        }
+    if format == Format::Json {
+        return json_line(out, r);
     }
+    let conn =
+        format!("{} -> {}", join_host_port(&r.laddr, r.lport), join_host_port(&r.raddr, r.rport));
+    let state = match r.newstate {
+        Some(new) => format!("{}>{new}", r.state),
+        None => r.state.to_owned(),
+    };
+    let error = match (&r.errno, &r.error) {
+        (Some(n), Some(w)) if n == w => n.clone(),
+        (Some(n), Some(w)) => format!("{n} ({w})"),
+        _ => r.reason.clone().unwrap_or_else(|| "-".into()),
+    };
+    let who = (r.pid, r.comm);
+    human_line(out, &r.time, who, r.kind, &conn, &state, &error, &r.explanation)
 }
 
 /// A `repeated` line: how many reports of one story were folded.
 pub fn write_repeated(out: &mut impl Write, format: Format, r: &Repeated) -> std::io::Result<()> {
-    match format {
-        Format::Json => {
-            serde_json::to_writer(&mut *out, r)?;
-            out.write_all(b"\n")
-        }
-        Format::Human => {
-            let time = r.time.get(11..26).unwrap_or(&r.time);
-            let pid = r.pid.map_or_else(|| "-".to_owned(), |p| p.to_string());
-            let comm = r.comm.map_or_else(|| "?".to_owned(), |c| escape(c.as_str()));
-            let conn = format!("* -> {}", r.raddr);
-            let error = r.errno.as_deref().unwrap_or("-");
-            writeln!(
-                out,
-                "{time} {pid:<7} {comm:<15} {:<13} {conn:<44} {:<12} {error}: {}",
-                r.kind, "-", r.explanation
-            )
-        }
+    if format == Format::Json {
+        return json_line(out, r);
     }
+    let conn = format!("* -> {}", r.raddr);
+    let error = r.errno.as_deref().unwrap_or("-");
+    human_line(out, &r.time, (r.pid, r.comm), r.kind, &conn, "-", error, &r.explanation)
+}
+
+fn json_line(out: &mut impl Write, value: &impl serde::Serialize) -> std::io::Result<()> {
+    serde_json::to_writer(&mut *out, value)?;
+    out.write_all(b"\n")
+}
+
+/// One human line, in the columns of [`HUMAN_HEADER`].
+#[allow(clippy::too_many_arguments)]
+fn human_line(
+    out: &mut impl Write,
+    time: &str,
+    (pid, comm): (Option<u32>, Option<Comm>),
+    kind: &str,
+    conn: &str,
+    state: &str,
+    error: &str,
+    explanation: &str,
+) -> std::io::Result<()> {
+    let time = time.get(11..26).unwrap_or(time);
+    let pid = pid.map_or_else(|| "-".to_owned(), |p| p.to_string());
+    let comm = comm.map_or_else(|| "?".to_owned(), |c| escape(c.as_str()));
+    writeln!(
+        out,
+        "{time} {pid:<7} {comm:<15} {kind:<13} {conn:<44} {state:<12} {error}: {explanation}"
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reports_and_repeated_lines_fill_the_same_human_columns() {
+        let mut r = Report::sample();
+        r.time = "2026-11-26T10:00:00.123456Z".into();
+        r.explanation = "why".into();
+        let mut out = Vec::new();
+        write(&mut out, Format::Human, &r).unwrap();
+        let line = String::from_utf8(out).unwrap();
+        assert_eq!(
+            line,
+            format!(
+                "10:00:00.123456 42      curl            send_error    {:<44} {:<12} EPIPE (broken pipe): why\n",
+                "127.0.0.1:40000 -> 127.0.0.1:8080", "CLOSE"
+            )
+        );
+        let mut fold = crate::fold::Fold::default();
+        for i in 0..=crate::fold::FULL_PER_SECOND as u64 {
+            fold.admit(&crate::report::Brief { ts_ns: i, ..r.brief });
+        }
+        let mut out = Vec::new();
+        write_repeated(&mut out, Format::Human, &fold.take(100)[0]).unwrap();
+        let line = String::from_utf8(out).unwrap();
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(&cols[1..8], ["42", "curl", "repeated", "*", "->", "127.0.0.1", "-"]);
+        assert!(line.contains("EPIPE: 1 more send_error like the above"), "{line}");
+    }
 
     #[test]
     fn control_characters_in_names_are_escaped() {
