@@ -400,7 +400,6 @@ impl Correlator {
             _ => None,
         };
         Some(Report {
-            brief,
             time: wall_time(h.ts_ns),
             ts_ns: h.ts_ns,
             kind: ev.kind_name(),

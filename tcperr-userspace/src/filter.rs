@@ -64,7 +64,7 @@ mod tests {
     use super::*;
 
     fn report() -> Brief {
-        crate::report::Report::sample().brief
+        Brief::sample()
     }
 
     #[test]

@@ -156,10 +156,9 @@ fn repeated(count: u64, first_ns: u64, b: &Brief) -> Repeated {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::Report;
 
     fn at(ts_ns: u64) -> Brief {
-        Brief { ts_ns, ..Report::sample().brief }
+        Brief { ts_ns, ..Brief::sample() }
     }
 
     #[test]

@@ -96,7 +96,7 @@ mod tests {
         );
         let mut fold = crate::fold::Fold::default();
         for i in 0..=crate::fold::FULL_PER_SECOND as u64 {
-            fold.admit(&crate::report::Brief { ts_ns: i, ..r.brief });
+            fold.admit(&crate::report::Brief { ts_ns: i, ..crate::report::Brief::sample() });
         }
         let mut out = Vec::new();
         write_repeated(&mut out, Format::Human, &fold.take(100)[0]).unwrap();

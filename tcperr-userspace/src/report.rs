@@ -28,9 +28,6 @@ pub struct Brief {
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Report {
-    /// The facts the report was built from.
-    #[serde(skip)]
-    pub brief: Brief,
     /// Wall-clock time, RFC 3339 with microseconds, UTC.
     pub time: String,
     /// Kernel CLOCK_MONOTONIC nanoseconds.
@@ -175,25 +172,32 @@ pub fn rfc3339_micros(unix_ns: u64) -> String {
 }
 
 #[cfg(test)]
+impl Brief {
+    /// The facts of [`Report::sample`].
+    pub(crate) fn sample() -> Self {
+        let mut raddr = [0; 16];
+        raddr[..4].copy_from_slice(&[127, 0, 0, 1]);
+        Brief {
+            ts_ns: 0,
+            kind: "send_error",
+            pid: Some(42),
+            comm: Some(Comm::new("curl")),
+            family: tcperr_common::tcp::AF_INET,
+            raddr,
+            lport: 40000,
+            rport: 8080,
+            errno_code: Some(32),
+            cause: None,
+        }
+    }
+}
+
+#[cfg(test)]
 impl Report {
     /// A send_error report for unit tests: pid 42 (tid 43, "curl"), 127.0.0.1:40000 →
     /// 127.0.0.1:8080, EPIPE.
     pub(crate) fn sample() -> Self {
-        let mut raddr = [0; 16];
-        raddr[..4].copy_from_slice(&[127, 0, 0, 1]);
         Report {
-            brief: Brief {
-                ts_ns: 0,
-                kind: "send_error",
-                pid: Some(42),
-                comm: Some(Comm::new("curl")),
-                family: tcperr_common::tcp::AF_INET,
-                raddr,
-                lport: 40000,
-                rport: 8080,
-                errno_code: Some(32),
-                cause: None,
-            },
             time: String::new(),
             ts_ns: 0,
             kind: "send_error",

@@ -118,7 +118,7 @@ mod tests {
             raddr,
             rport,
             errno_code: Some(errno),
-            ..crate::report::Report::sample().brief
+            ..Brief::sample()
         }
     }
 
