@@ -32,6 +32,15 @@ pub struct LastRst {
     received: bool,
 }
 
+impl LastRst {
+    /// Whether this RST was about `sk`, a moment ago.
+    #[inline(always)]
+    fn is_about(&self, sk: u64) -> bool {
+        // SAFETY: bpf_ktime_get_ns has no arguments.
+        self.sk == sk && unsafe { bpf_ktime_get_ns() }.wrapping_sub(self.ts_ns) < SAME_RESET_NS
+    }
+}
+
 /// How soon after the RST its error report comes (same softirq or syscall: microseconds).
 const SAME_RESET_NS: u64 = 1_000_000;
 
@@ -48,12 +57,7 @@ pub fn note_rst(sk: u64, received: bool) {
 pub fn just_reset(sk: u64) -> bool {
     match LAST_RST.get_ptr(0) {
         // SAFETY: as above.
-        Some(slot) => unsafe {
-            let last = *slot;
-            last.received
-                && last.sk == sk
-                && bpf_ktime_get_ns().wrapping_sub(last.ts_ns) < SAME_RESET_NS
-        },
+        Some(slot) => unsafe { (*slot).received && (*slot).is_about(sk) },
         None => false,
     }
 }
@@ -62,11 +66,11 @@ pub fn just_reset(sk: u64) -> bool {
 #[inline(always)]
 pub fn take_rst(sk: u64) -> bool {
     match LAST_RST.get_ptr_mut(0) {
-        // SAFETY: as above; bpf_ktime_get_ns has no arguments.
+        // SAFETY: as above.
         Some(slot) => unsafe {
             let last = *slot;
             (*slot).sk = 0;
-            last.sk == sk && bpf_ktime_get_ns().wrapping_sub(last.ts_ns) < SAME_RESET_NS
+            last.is_about(sk)
         },
         None => false,
     }
