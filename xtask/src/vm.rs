@@ -229,16 +229,20 @@ pub struct Cell {
     pub detail: Value,
 }
 
-/// Runs the suite; returns whether every cell passed.
-pub fn vm(o: &Options) -> Result<bool, String> {
+/// What every guest run needs: QEMU present, the kernel cache directory and a fresh initramfs.
+fn prepare() -> Result<(PathBuf, PathBuf), String> {
     if Command::new("qemu-system-x86_64").arg("--version").output().is_err() {
         return Err(
             "qemu-system-x86_64 is missing: install the Debian package qemu-system-x86".into()
         );
     }
     let root = workspace_root();
-    let cache = root.join("target/vm/kernels");
-    let initrd = build_initramfs(&root)?;
+    Ok((root.join("target/vm/kernels"), build_initramfs(&root)?))
+}
+
+/// Runs the suite; returns whether every cell passed.
+pub fn vm(o: &Options) -> Result<bool, String> {
+    let (cache, initrd) = prepare()?;
     let total = Instant::now();
     let mut cells = Vec::new();
     let mut all_ok = true;
@@ -389,14 +393,7 @@ fn print_table(cells: &[Cell], verbose: bool) {
 /// times mean little: the table gives each family's in-kernel cost relative to the cheapest
 /// family on that kernel, and the RST-storm rate with tcperr relative to untraced.
 pub fn bench_vm(verbose: bool) -> Result<bool, String> {
-    if Command::new("qemu-system-x86_64").arg("--version").output().is_err() {
-        return Err(
-            "qemu-system-x86_64 is missing: install the Debian package qemu-system-x86".into()
-        );
-    }
-    let root = workspace_root();
-    let cache = root.join("target/vm/kernels");
-    let initrd = build_initramfs(&root)?;
+    let (cache, initrd) = prepare()?;
     let mut ok = true;
     let mut md = String::from(
         "| kernel | family | in-kernel ns/run (emulated) | vs cheapest family | RST storm vs untraced | events seen / lost |\n| --- | --- | --- | --- | --- | --- |\n",
@@ -458,7 +455,7 @@ pub fn bench_vm(verbose: bool) -> Result<bool, String> {
         }
     }
     println!("{md}");
-    let dir = root.join("bench/results");
+    let dir = workspace_root().join("bench/results");
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     std::fs::write(
         dir.join("vm.md"),
