@@ -325,21 +325,24 @@ fn run_all(o: &Options, s: &Sizes, bin: &Path, have_bpftrace: bool) -> Result<St
     );
     let _ = writeln!(
         md,
-        "| program | ns/run (median) | runs | vs floor (mean over the 6 attach orders) | spread |\n| --- | --- | --- | --- | --- |"
+        "| program | ns/run (all orders) | runs | vs floor | spread over the 6 attach orders |\n| --- | --- | --- | --- | --- |"
     );
     // Floor, tcperr and bpftrace attached together, so that every call runs all three under the
     // same conditions, once in every attach order (the first program on a hook runs on a cold
     // cache and measured up to 30 % slower in one order): each program takes each place equally
-    // often, and its ns/run over the floor's of the same round is averaged.
+    // often. A program's ns/run is its time over its runs summed over all orders, and its ratio
+    // is that over the floor's (a mean of per-order ratios leans high: one order's slow floor
+    // sample is not offset by its fast one).
     const ORDERS: [[usize; 3]; 6] =
         [[0, 1, 2], [1, 2, 0], [2, 0, 1], [0, 2, 1], [2, 1, 0], [1, 0, 2]];
     let rounds = if o.smoke { 1 } else { ORDERS.len() };
-    let mut samples: BTreeMap<String, (Vec<f64>, u64)> = BTreeMap::new();
+    let mut samples: BTreeMap<String, (Vec<f64>, f64, u64)> = BTreeMap::new();
     let mut add = |rows: Vec<(String, f64, u64)>| {
         for (name, ns, runs) in rows {
             let e = samples.entry(name).or_default();
             e.0.push(ns);
-            e.1 += runs;
+            e.1 += ns * runs as f64;
+            e.2 += runs;
         }
     };
     let hot = ["sock_send_len", "sock_recv_len", "tcp_sendmsg", "tcp_recvmsg"];
@@ -371,24 +374,22 @@ fn run_all(o: &Options, s: &Sizes, bin: &Path, have_bpftrace: bool) -> Result<St
         samples
             .iter()
             .find(|(n, _)| n.starts_with("floor") && n.contains(hook))
-            .map(|(_, (v, _))| v.clone())
+            .map(|(_, (v, total, runs))| (v.clone(), total / (*runs).max(1) as f64))
             .unwrap_or_default()
     };
-    let mut hot_ok = true;
-    for (name, (ns, runs)) in &samples {
-        let floor = floor_of(if name.contains("send") { "send" } else { "recv" });
-        let ratios: Vec<f64> = ns.iter().zip(&floor).map(|(n, f)| n / f).collect();
-        let ratio = ratios.iter().sum::<f64>() / ratios.len().max(1) as f64;
+    let mut worst_hot: f64 = 0.0;
+    for (name, (ns, total, runs)) in &samples {
+        let (floor, floor_ns) = floor_of(if name.contains("send") { "send" } else { "recv" });
+        let per_order: Vec<f64> = ns.iter().zip(&floor).map(|(n, f)| n / f).collect();
+        let pooled = total / (*runs).max(1) as f64;
+        let ratio = pooled / floor_ns;
         if !name.starts_with("floor") && !name.starts_with("bpftrace") {
-            hot_ok &= ratio <= 1.10;
+            worst_hot = worst_hot.max(ratio);
         }
-        let _ = writeln!(
-            md,
-            "| {name} | {:.1} | {runs} | {ratio:.2} | {} |",
-            median(&mut ns.clone()),
-            spread(&ratios)
-        );
+        let _ =
+            writeln!(md, "| {name} | {pooled:.1} | {runs} | {ratio:.2} | {} |", spread(&per_order));
     }
+    let hot_ok = worst_hot <= 1.10;
 
     // 2. Request/response throughput, interleaved.
     eprintln!(
@@ -552,7 +553,11 @@ fn run_all(o: &Options, s: &Sizes, bin: &Path, have_bpftrace: bool) -> Result<St
         };
         let rss_mb = tcperr_rss as f64 / 1024.0;
         let targets: [(&str, String, bool); 9] = [
-            ("hot-path programs within 10 % of the floor", "see §1".into(), hot_ok),
+            (
+                "hot-path programs within 10 % of the floor",
+                format!("{worst_hot:.2} (slowest)"),
+                hot_ok,
+            ),
             (
                 "request/response ≥ 0.98 of untraced",
                 format!("{tcperr_ratio:.3}"),
