@@ -46,12 +46,18 @@ struct SockEntry {
     rst_sent: bool,
     /// The last complete 4-tuple seen: the kernel zeroes ports as a socket closes.
     tuple: Option<SockInfo>,
+    /// The 4-tuple under which `by_tuple` finds this socket (set once per connection: in RST
+    /// storms re-inserting it for every event was the tracer's largest cost).
+    indexed: Option<Tuple>,
     /// Listeners: client connections (address, port) already reported as overflowing.
     overflowed: Vec<([u8; 16], u16)>,
     closed_ns: Option<u64>,
     seen_ns: u64,
     /// The socket's inode once seen: a different one at the same address is a new socket.
     ino: u64,
+    /// The other end's account of resetting this connection, when that end is on this host
+    /// and this socket was known as it reset.
+    peer_rst: Option<PeerRst>,
     /// The state the last RST arrived in.
     rst_state: Option<u8>,
     /// The kernel aborted the socket after its owner had closed it, because data arrived
@@ -143,7 +149,14 @@ impl Correlator {
                 let connecting =
                     matches!(ev, Event::StateChange(e) if e.newstate == state::SYN_SENT);
                 if connecting || (sock.ino != 0 && entry.ino != 0 && sock.ino != entry.ino) {
-                    // The struct sock was freed and reused by another socket.
+                    // The struct sock was freed and reused by another socket: its old
+                    // connection no longer leads here (and the tuple map stays as small as the
+                    // set of live sockets, where a storm's churn would grow it by the second).
+                    if let Some(t) = entry.indexed
+                        && self.by_tuple.get(&t) == Some(&h.sk)
+                    {
+                        self.by_tuple.remove(&t);
+                    }
                     *entry = SockEntry::default();
                 }
                 if sock.ino != 0 {
@@ -205,7 +218,7 @@ impl Correlator {
         // other end's process once the report is built (lookups skipped for what is not).
         let peer_rst = match ev {
             Event::SocketError(_) | Event::SendError(_) | Event::RecvError(_) => {
-                self.peer_rst(conn)
+                self.peer_rst(h.sk, conn)
             }
             _ => None,
         };
@@ -214,8 +227,11 @@ impl Correlator {
         let mut cause = None;
         let mut listener_files = None;
         if let Some(entry) = self.socks.get_mut(&h.sk) {
-            if let (Some(t), false) = (conn, matches!(ev, Event::AcceptQueueFull(_))) {
+            if let (Some(t), false) = (conn, matches!(ev, Event::AcceptQueueFull(_)))
+                && entry.indexed != Some(t)
+            {
                 self.by_tuple.insert(t, h.sk);
+                entry.indexed = Some(t);
             }
             let ts = h.ts_ns;
             match ev {
@@ -356,7 +372,7 @@ impl Correlator {
             .and_then(|t| self.by_tuple.get(&mirror(&t)))
             .and_then(|sk| self.socks.get(sk))
             .and_then(|e| e.owner)
-            .or_else(|| peer_rst.or_else(|| self.peer_rst(conn)).and_then(|p| p.owner));
+            .or_else(|| peer_rst.or_else(|| self.peer_rst(h.sk, conn)).and_then(|p| p.owner));
         let timeline = match self.socks.get(&h.sk) {
             Some(entry) if ev.has_story() => story::relative(&entry.timeline),
             _ => Vec::new(),
@@ -443,12 +459,21 @@ impl Correlator {
     }
 
     /// The other end's account of a reset of connection `conn`, if it is on this host.
-    fn peer_rst(&self, conn: Option<Tuple>) -> Option<PeerRst> {
-        conn.and_then(|t| self.rst_by_tuple.get(&mirror(&t))).cloned()
+    fn peer_rst(&self, sk: u64, conn: Option<Tuple>) -> Option<PeerRst> {
+        self.socks
+            .get(&sk)
+            .and_then(|e| e.peer_rst)
+            .or_else(|| conn.and_then(|t| self.rst_by_tuple.get(&mirror(&t))).cloned())
     }
 
     /// Records the other end's account of a reset, keeping at most `cap` of them.
     fn note_peer_rst(&mut self, t: Tuple, rst: PeerRst) {
+        // The other end is a socket seen on this host: its entry carries the account (what a
+        // loopback RST storm mostly is; the tuple map below grows by one per connection).
+        if let Some(e) = self.by_tuple.get(&mirror(&t)).and_then(|sk| self.socks.get_mut(sk)) {
+            e.peer_rst = Some(rst);
+            return;
+        }
         if self.rst_by_tuple.len() >= self.cap && !self.rst_by_tuple.contains_key(&t) {
             let mut ts: Vec<u64> = self.rst_by_tuple.values().map(|r| r.ts_ns).collect();
             let idx = ts.len() / 4;
@@ -619,6 +644,64 @@ mod tests {
         // At most 5 s of grace at 1,000 connections a second, plus one second between expiries,
         // plus the 64 recycled sockets and their current tuples; unbounded, it would be 40,000.
         assert!(c.tracked() < 8_000, "{} entries", c.tracked());
+    }
+
+    #[test]
+    fn a_loopback_storm_joins_each_reset_and_keeps_only_live_sockets() {
+        // Both ends on this host, each connection aborted by the server and read by the client,
+        // struct socks recycled as the kernel does: the client's failed read carries the
+        // server's account, and without any expiry the maps hold the live sockets, not every
+        // connection made.
+        let mut c = Correlator::new(BTreeMap::new(), false);
+        for i in 0..20_000u64 {
+            let ts = 1 + i * 10_000;
+            let mut client = sock(state::ESTABLISHED, 100 + 2 * i);
+            client.lport = 30_000 + (i % 20_000) as u16;
+            let mut server = client;
+            (server.ino, server.lport, server.rport) = (101 + 2 * i, client.rport, client.lport);
+            let h =
+                |kind, pid: u32, comm: &[u8], sk| EventHeader { sk, ..header(kind, ts, pid, comm) };
+            let (client_sk, server_sk) = (0x10_0000 + (i % 64) * 64, 0x20_0000 + (i % 64) * 64);
+            c.observe(&Event::StateChange(StateChange {
+                header: h(EventKind::StateChange, 7, b"client", client_sk),
+                sock: SockInfo { state: state::CLOSE, ..client },
+                oldstate: state::CLOSE,
+                newstate: state::SYN_SENT,
+                _pad: [0; 6],
+            }));
+            c.observe(&Event::StateChange(StateChange {
+                header: h(EventKind::StateChange, 9, b"server", server_sk),
+                sock: server,
+                oldstate: state::ESTABLISHED,
+                newstate: state::CLOSE,
+                _pad: [0; 6],
+            }));
+            c.observe(&Event::RstSent(tcperr_common::RstSent {
+                header: h(EventKind::RstSent, 9, b"server", server_sk),
+                sock: SockInfo { state: state::CLOSE, ..server },
+                reason: tcperr_common::ABSENT,
+                _pad: 0,
+            }));
+            c.observe(&Event::RstReceived(RstReceived {
+                header: h(EventKind::RstReceived, 0, b"swapper/0", client_sk),
+                sock: client,
+                errno: ECONNRESET,
+                _pad: 0,
+            }));
+            let read = c.observe(&Event::RecvError(tcperr_common::RecvError {
+                header: h(EventKind::RecvError, 7, b"client", client_sk),
+                sock: SockInfo { state: state::CLOSE, ..client },
+                errno: ECONNRESET,
+                flags: 0,
+            }));
+            let r = read.expect("the failed read is reported");
+            assert_eq!(
+                (r.cause, r.peer_pid, r.peer_comm.as_ref().map(Comm::as_str)),
+                (Some("peer_aborted"), Some(9), Some("server")),
+                "connection {i}"
+            );
+        }
+        assert!(c.tracked() <= 256, "{} entries", c.tracked());
     }
 
     #[test]

@@ -158,7 +158,7 @@ pub fn rst_sent_cause(reason: Option<&str>, in_close: bool, aborted_on_data: boo
 }
 
 /// What the other end of a connection did, when it is on this host.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct PeerRst {
     pub ts_ns: u64,
     pub cause: Cause,
