@@ -5,7 +5,7 @@ use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
 use tcperr_common::{RstReceived, tcp::errno_for_rst_in_state};
 
 use crate::{
-    emit::{emit, header, note_rst},
+    emit::{emit, note_rst, untasked},
     sock::sock_info,
 };
 
@@ -13,12 +13,10 @@ use crate::{
 pub fn tcp_receive_reset(ctx: RawTracePointContext) -> i32 {
     let sk = ctx.arg::<u64>(0);
     let sock = sock_info(sk);
-    note_rst(sk, true);
-    emit(&RstReceived {
-        header: header::<RstReceived>(sk),
-        sock,
-        errno: errno_for_rst_in_state(sock.state),
-        _pad: 0,
-    });
+    // Untasked: tcp_reset() runs in softirq, or for the socket's backlog in whichever task
+    // releases it; the socket's owner comes from its other records.
+    let header = untasked::<RstReceived>(sk);
+    note_rst(sk, header.ts_ns, true);
+    emit(&RstReceived { header, sock, errno: errno_for_rst_in_state(sock.state), _pad: 0 });
     0
 }

@@ -32,7 +32,8 @@ pub fn tcp_send_reset(ctx: RawTracePointContext) -> i32 {
         emit(&overflow(sk, segment_tuple(skb), AcceptQueueFull::RESET));
         return 0;
     }
-    note_rst(sk, false);
-    emit(&RstSent { header: header::<RstSent>(sk), sock, reason, _pad: 0 });
+    let header = header::<RstSent>(sk);
+    note_rst(sk, header.ts_ns, false);
+    emit(&RstSent { header, sock, reason, _pad: 0 });
     0
 }

@@ -70,9 +70,10 @@ pub struct EventHeader {
     pub ts_ns: u64,
     /// `bpf_get_current_pid_tgid()` of the task the hook ran in. Only meaningful for hooks that run
     /// in the socket owner's context (send/recv results, connect, close); for events raised in
-    /// softirq (RST receipt, most state changes) it is whatever task was interrupted.
+    /// softirq (most state changes) it is whatever task was interrupted. 0 in records of an RST
+    /// received, which the eBPF side does not stamp with a task at all.
     pub pid_tgid: u64,
-    /// `bpf_get_current_comm()` of that task.
+    /// `bpf_get_current_comm()` of that task (zeroes where `pid_tgid` is 0).
     pub comm: [u8; 16],
     /// Kernel address of the `struct sock`; 0 when the event has no socket (an RST answering a
     /// segment for which no socket exists).
