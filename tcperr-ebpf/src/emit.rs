@@ -6,7 +6,7 @@ use aya_ebpf::{
     macros::map,
     maps::{PerCpuArray, RingBuf},
 };
-use tcperr_common::{EventHeader, WAKEUP_BATCH_NS, event::Event};
+use tcperr_common::{EventHeader, StateChange, WAKEUP_BATCH_NS, event::Event};
 
 /// Default size; userspace may change it before load (`--ringbuf-size`).
 #[map]
@@ -140,6 +140,66 @@ fn wakeup_flags(ts_ns: u64) -> u64 {
 /// read-only, so the verifier prunes the branch it does not take).
 #[unsafe(no_mangle)]
 static DISCARD: u8 = 0;
+
+/// Index 0: a move to CLOSE held back on this CPU (see [`hold_close`]); `header.sk` 0: none.
+/// Userspace reads it too: one held for long is claimed there (see `Tracer::drain`).
+#[map]
+static HELD_CLOSE: PerCpuArray<StateChange> = PerCpuArray::with_max_entries(1, 0);
+
+/// Holds back `close`, an established socket's move to CLOSE without an error, because what
+/// makes one in a task is an abort (close() with `SO_LINGER {1, 0}` or unread data,
+/// `tcp_disconnect()`) whose RST follows in the same call and carries it
+/// ([`take_held_close`]): one record fewer per abort, the most common record of an RST storm.
+/// Records of other sockets do not release it: on loopback the peer's handling of the RST
+/// (its rst_received, its error report) runs in between, in softirq on this CPU. It is released
+/// by an error report about its socket ([`release_held_of`]: `tcp_disconnect()` ends with one,
+/// also when it sent no RST), by the next move held here, or claimed by userspace after a
+/// while (an RST the kernel could not allocate, on an otherwise quiet CPU).
+#[inline(always)]
+pub fn hold_close(close: &StateChange) {
+    release_held_of(0);
+    if let Some(slot) = HELD_CLOSE.get_ptr_mut(0) {
+        // SAFETY: per-CPU slot. The socket is written last: a program interrupting this one on
+        // this CPU (softirq) sees either no held move or a whole one.
+        unsafe {
+            core::ptr::write_volatile(&raw mut (*slot).header.sk, 0);
+            *slot = StateChange { header: EventHeader { sk: 0, ..close.header }, ..*close };
+            core::ptr::write_volatile(&raw mut (*slot).header.sk, close.header.sk);
+        }
+    }
+}
+
+/// The state `sk` left for CLOSE if that move is held back on this CPU (no longer held after
+/// this), else 0.
+#[inline(always)]
+pub fn take_held_close(sk: u64) -> u8 {
+    if let Some(slot) = HELD_CLOSE.get_ptr_mut(0) {
+        // SAFETY: per-CPU slot, as above.
+        unsafe {
+            if sk != 0 && core::ptr::read_volatile(&raw const (*slot).header.sk) == sk {
+                core::ptr::write_volatile(&raw mut (*slot).header.sk, 0);
+                return (*slot).oldstate;
+            }
+        }
+    }
+    0
+}
+
+/// Records the move to CLOSE held back on this CPU if it is `sk`'s (any socket's: 0).
+#[inline(always)]
+pub fn release_held_of(sk: u64) {
+    if let Some(slot) = HELD_CLOSE.get_ptr_mut(0) {
+        // SAFETY: per-CPU slot, as above; copied out before it is freed for the next one.
+        unsafe {
+            let held = core::ptr::read_volatile(&raw const (*slot).header.sk);
+            if held != 0 && (sk == 0 || held == sk) {
+                let close = *slot;
+                core::ptr::write_volatile(&raw mut (*slot).header.sk, 0);
+                emit(&StateChange { header: EventHeader { sk: held, ..close.header }, ..close });
+            }
+        }
+    }
+}
 
 /// Copies `event` into the ring buffer, or counts it as lost.
 #[inline(always)]

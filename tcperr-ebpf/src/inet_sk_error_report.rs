@@ -5,7 +5,7 @@ use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
 use tcperr_common::SocketError;
 
 use crate::{
-    emit::{emit, header, take_rst},
+    emit::{emit, header, release_held_of, take_rst},
     layout::layout,
     sock::{is_tcp, read, sock_info},
 };
@@ -13,6 +13,9 @@ use crate::{
 #[raw_tracepoint(tracepoint = "inet_sk_error_report")]
 pub fn inet_sk_error_report(ctx: RawTracePointContext) -> i32 {
     let sk = ctx.arg::<u64>(0);
+    // This socket's move to CLOSE, held back for an RST that did not come (tcp_disconnect()
+    // reports an error after the RST, and also when it sent none).
+    release_held_of(sk);
     if take_rst(sk) {
         return 0; // repeats the RST just reported for this socket on this CPU
     }

@@ -10,7 +10,7 @@ use tcperr_common::{
 };
 
 use crate::{
-    emit::{emit, header, just_reset},
+    emit::{emit, header, hold_close, just_reset},
     layout::layout,
     sock::{read, sock_info},
 };
@@ -31,12 +31,20 @@ pub fn inet_sock_set_state(ctx: RawTracePointContext) -> i32 {
     }
     let mut sock = sock_info(sk);
     sock.state = old;
-    emit(&StateChange {
+    let change = StateChange {
         header: header::<StateChange>(sk),
         sock,
         oldstate: old,
         newstate: new,
         _pad: [0; 6],
-    });
+    };
+    if new == state::CLOSE
+        && matches!(old, state::ESTABLISHED | state::CLOSE_WAIT)
+        && read::<i32>(sk, layout!(sk_err)) == 0
+    {
+        hold_close(&change); // an abort: its RST follows and carries it
+    } else {
+        emit(&change);
+    }
     0
 }

@@ -7,7 +7,7 @@ use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
 use tcperr_common::{ABSENT, AcceptQueueFull, RstSent, tcp::state};
 
 use crate::{
-    emit::{emit, header, note_rst},
+    emit::{emit, header, note_rst, take_held_close},
     layout::layout,
     skb::segment_tuple,
     sock::sock_info,
@@ -22,7 +22,14 @@ pub fn tcp_send_reset(ctx: RawTracePointContext) -> i32 {
     let reason =
         if layout!(send_reset_reason_arg) == 2 { ctx.arg::<u64>(2) as u32 } else { ABSENT };
     if sk == 0 {
-        emit(&RstSent { header: header::<RstSent>(sk), sock: segment_tuple(skb), reason, _pad: 0 });
+        let sock = segment_tuple(skb);
+        emit(&RstSent {
+            header: header::<RstSent>(sk),
+            sock,
+            reason,
+            closed_from: 0,
+            _pad: [0; 3],
+        });
         return 0;
     }
     let sock = sock_info(sk);
@@ -32,8 +39,10 @@ pub fn tcp_send_reset(ctx: RawTracePointContext) -> i32 {
         emit(&overflow(sk, segment_tuple(skb), AcceptQueueFull::RESET));
         return 0;
     }
+    // An abort's move to CLOSE, held back a moment ago in this call: this record carries it.
+    let closed_from = take_held_close(sk);
     let header = header::<RstSent>(sk);
     note_rst(sk, header.ts_ns, false);
-    emit(&RstSent { header, sock, reason, _pad: 0 });
+    emit(&RstSent { header, sock, reason, closed_from, _pad: [0; 3] });
     0
 }

@@ -635,7 +635,8 @@ mod tests {
                 header: h(EventKind::RstSent),
                 sock: s,
                 reason: tcperr_common::ABSENT,
-                _pad: 0,
+                closed_from: 0,
+                _pad: [0; 3],
             }));
             if i % 1000 == 0 {
                 c.expire(ts);
@@ -680,7 +681,8 @@ mod tests {
                 header: h(EventKind::RstSent, 9, b"server", server_sk),
                 sock: SockInfo { state: state::CLOSE, ..server },
                 reason: tcperr_common::ABSENT,
-                _pad: 0,
+                closed_from: 0,
+                _pad: [0; 3],
             }));
             c.observe(&Event::RstReceived(RstReceived {
                 header: h(EventKind::RstReceived, 0, b"swapper/0", client_sk),

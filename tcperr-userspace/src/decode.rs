@@ -216,7 +216,13 @@ mod tests {
         sock.family = 10;
         let records: Vec<Vec<u8>> = vec![
             encode(&rst_received()),
-            encode(&RstSent { header: header(EventKind::RstSent), sock, reason: 3, _pad: 0 }),
+            encode(&RstSent {
+                header: header(EventKind::RstSent),
+                sock,
+                reason: 3,
+                closed_from: 0,
+                _pad: [0; 3],
+            }),
             encode(&SendError { header: header(EventKind::SendError), sock, errno: 32, _pad: 0 }),
             encode(&RecvError { header: header(EventKind::RecvError), sock, errno: 104, flags: 2 }),
             encode(&RecvEof { header: header(EventKind::RecvEof), sock, flags: 0, _pad: 0 }),

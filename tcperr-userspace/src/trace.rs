@@ -19,7 +19,7 @@ use crate::{
     output::{self, Format},
     report::Brief,
     summary::Summary,
-    tracer::{Config, StartError, Tracer},
+    tracer::{Config, StartError, Tracer, monotonic_ns},
 };
 
 pub struct Options {
@@ -112,13 +112,6 @@ impl Sink<'_> {
 /// The kernel's wake-up batch plus a margin for the timer's granularity.
 const REREAD_AFTER: Duration = Duration::from_nanos(tcperr_common::WAKEUP_BATCH_NS + 2_000_000);
 
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: ts is a valid timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
 pub async fn run(opts: Options) -> Result<Stats, Error> {
     let mut tracer = Tracer::start(&opts.config).map_err(Error::Start)?;
     let mut correlator = Correlator::new(tracer.plan.rst_reasons.clone(), opts.all);
@@ -170,6 +163,8 @@ pub async fn run(opts: Options) -> Result<Stats, Error> {
                 found = Some(tracer.drain(|ev| sink.handle(ev, &mut out)));
             }
             _ = tick.tick() => {
+                // (also the idle reader's look for moves to CLOSE held back too long)
+                found = Some(tracer.drain(|ev| sink.handle(ev, &mut out)));
                 sink.flush_folded(&mut out);
                 if sink.write_err.is_none()
                     && let Err(e) = out.flush()

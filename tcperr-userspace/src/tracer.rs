@@ -3,13 +3,16 @@
 use std::{
     fmt,
     os::fd::{AsRawFd, RawFd},
+    time::{Duration, Instant},
 };
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{MapData, PerCpuArray, RingBuf},
+    maps::{MapData, PerCpuArray, PerCpuValues, RingBuf},
     programs::{FExit, KProbe, Program, RawTracePoint, TracePoint},
 };
+
+use tcperr_common::StateChange;
 
 use crate::{
     btf::Btf,
@@ -17,6 +20,20 @@ use crate::{
     probe::{self, Attach, Family, Hook, Plan},
     tracefs,
 };
+
+/// How often [`Tracer::drain`] looks for moves to CLOSE held back too long.
+pub const SWEEP_EVERY: Duration = Duration::from_millis(500);
+/// A held move to CLOSE is released by the very next record of its CPU, microseconds later in
+/// an abort; one this old is waiting for a record that may never come.
+pub const HELD_FOR_LONG: Duration = Duration::from_millis(200);
+
+/// CLOCK_MONOTONIC in nanoseconds: the clock of the records' `ts_ns` (`bpf_ktime_get_ns`).
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: ts is a valid timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
 
 /// The eBPF object, built by build.rs and embedded in the binary.
 pub const OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tcperr"));
@@ -83,6 +100,13 @@ pub struct Selected {
 pub struct Tracer {
     ring: RingBuf<MapData>,
     lost: PerCpuArray<MapData, u64>,
+    /// Per CPU: a move to CLOSE the programs hold back for the RST that should carry it
+    /// (`tcperr-ebpf/src/emit.rs`, `hold_close`).
+    held: PerCpuArray<MapData, StateChange>,
+    /// Held moves delivered from here, by (cpu, socket, time): the programs may still release
+    /// one into the ring buffer later, and that copy is dropped.
+    claimed: Vec<(u32, u64, u64)>,
+    last_sweep: Instant,
     pub plan: Plan,
     pub selected: Vec<Selected>,
     // Keeps programs and links alive; dropping it detaches everything.
@@ -215,12 +239,23 @@ impl Tracer {
             RingBuf::try_from(take(&mut ebpf, "EVENTS")?).map_err(|e| fail(e.to_string()))?;
         let lost =
             PerCpuArray::try_from(take(&mut ebpf, "LOST")?).map_err(|e| fail(e.to_string()))?;
+        let held = PerCpuArray::try_from(take(&mut ebpf, "HELD_CLOSE")?)
+            .map_err(|e| fail(e.to_string()))?;
         drop(btf);
         // Kernel BTF (parsed twice: offsets, fexit) was the largest allocation by far: give the
         // freed memory back now, or it stays in tcperr's resident set for its whole life.
         // SAFETY: malloc_trim only releases free heap memory.
         unsafe { libc::malloc_trim(0) };
-        Ok(Self { ring, lost, plan, selected, _ebpf: ebpf })
+        Ok(Self {
+            ring,
+            lost,
+            held,
+            claimed: Vec::new(),
+            last_sweep: Instant::now(),
+            plan,
+            selected,
+            _ebpf: ebpf,
+        })
     }
 
     /// One entry per source: the hook that serves it on this kernel, or OFF and why.
@@ -234,8 +269,54 @@ impl Tracer {
             .collect()
     }
 
-    /// Decodes every record waiting in the ring buffer; returns how many there were.
+    /// Decodes every record waiting in the ring buffer and hands over its events; returns how
+    /// many records there were. An RST that carries its socket's move to CLOSE
+    /// ([`tcperr_common::RstSent::folded_close`]) is handed over as that move and then the RST,
+    /// as if the kernel side had sent both. At most every [`SWEEP_EVERY`], moves to CLOSE the
+    /// programs have held back for longer than [`HELD_FOR_LONG`] (an abort whose RST the kernel
+    /// could not allocate, on an otherwise idle CPU) are handed over from their map.
     pub fn drain(&mut self, mut f: impl FnMut(Result<Event, DecodeError>)) -> usize {
+        let mut claimed = std::mem::take(&mut self.claimed);
+        let n = self.drain_records(|record| match record {
+            Ok(Event::RstSent(rst)) => {
+                if let Some(close) = rst.folded_close() {
+                    f(Ok(Event::StateChange(close)));
+                }
+                f(Ok(Event::RstSent(rst)));
+            }
+            Ok(Event::StateChange(c)) if was_claimed(&mut claimed, &c) => {}
+            ev => f(ev),
+        });
+        self.claimed = claimed;
+        if self.last_sweep.elapsed() >= SWEEP_EVERY {
+            self.last_sweep = Instant::now();
+            self.claim_held(&mut f);
+        }
+        n
+    }
+
+    fn claim_held(&mut self, f: &mut impl FnMut(Result<Event, DecodeError>)) {
+        let Ok(values): Result<PerCpuValues<StateChange>, _> = self.held.get(&0, 0) else {
+            return;
+        };
+        let now = monotonic_ns();
+        for held in values.iter().filter(|h| h.header.sk != 0) {
+            let key = (held.header.cpu, held.header.sk, held.header.ts_ns);
+            if now.saturating_sub(held.header.ts_ns) < HELD_FOR_LONG.as_nanos() as u64
+                || self.claimed.contains(&key)
+            {
+                continue;
+            }
+            // One claim per CPU at most: a CPU's older claim was released or replaced by now.
+            self.claimed.retain(|k| k.0 != key.0);
+            self.claimed.push(key);
+            f(Ok(Event::StateChange(*held)));
+        }
+    }
+
+    /// Decodes every record waiting in the ring buffer, as the programs wrote it (no move to
+    /// CLOSE taken out of its RST, none claimed from the map); returns how many there were.
+    pub fn drain_records(&mut self, mut f: impl FnMut(Result<Event, DecodeError>)) -> usize {
         let mut n = 0;
         while let Some(item) = self.ring.next() {
             n += 1;
@@ -259,6 +340,14 @@ impl Tracer {
     pub fn ring_fd(&self) -> RawFd {
         self.ring.as_raw_fd()
     }
+}
+
+/// Whether `c` is a held move to CLOSE already handed over from the map (and forgets it).
+fn was_claimed(claimed: &mut Vec<(u32, u64, u64)>, c: &StateChange) -> bool {
+    let key = (c.header.cpu, c.header.sk, c.header.ts_ns);
+    let before = claimed.len();
+    claimed.retain(|k| *k != key);
+    claimed.len() != before
 }
 
 fn program_of<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Program, String> {

@@ -3,9 +3,16 @@
 //! normalised to roles and processes to the scenario's threads. Needs root.
 use std::time::{Duration, Instant};
 
-use tcperr_scenarios::Run;
+use std::{
+    io::Read,
+    net::{TcpListener, TcpStream},
+};
+
+use tcperr_common::tcp::state;
+use tcperr_scenarios::{Run, sock};
 use tcperr_userspace::{
     correlate::Correlator,
+    decode::Event,
     tracer::{Config, Tracer},
 };
 
@@ -195,4 +202,68 @@ fn too_many_open_files_names_the_listener_out_of_descriptors() {
     let q = &full["accept_queue"];
     assert!(q["open_files"].as_u64() >= q["max_open_files"].as_u64(), "{full:#}");
     assert!(full["explanation"].as_str().expect("text").contains("EMFILE"), "{full:#}");
+}
+
+/// One loopback connection that `end` finishes on the server's side; returns what the programs
+/// wrote about the server's socket, record by record: (kind, state or old state or
+/// `closed_from`, new state, errno).
+fn records_of_server_socket(end: impl FnOnce(TcpStream)) -> Vec<(String, u8, u8, u32)> {
+    let mut tracer =
+        Tracer::start(&Config::default()).unwrap_or_else(|e| panic!("tcperr cannot start: {e}"));
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let mut client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+    let (server, _) = listener.accept().expect("accept");
+    let (lport, rport) =
+        (server.local_addr().expect("addr").port(), client.local_addr().expect("addr").port());
+    end(server);
+    client.set_read_timeout(Some(Duration::from_millis(200))).expect("timeout");
+    let _ = client.read(&mut [0u8; 1]);
+    std::thread::sleep(Duration::from_millis(50));
+    let mut records = Vec::new();
+    while tracer.wait(Duration::from_millis(100)) {
+        tracer.drain_records(|r| records.push(r.unwrap_or_else(|e| panic!("undecodable: {e}"))));
+    }
+    assert_eq!(tracer.lost(), 0, "records lost");
+    // (by the socket's address: its records after tcp_disconnect() have the remote port zeroed)
+    let sk = records
+        .iter()
+        .find(|ev| ev.sock().lport == lport && ev.sock().rport == rport)
+        .map(|ev| ev.header().sk);
+    records
+        .iter()
+        .filter(|ev| sk == Some(ev.header().sk))
+        .map(|ev| match ev {
+            Event::StateChange(e) => (ev.kind_name().to_owned(), e.oldstate, e.newstate, 0),
+            Event::RstSent(e) => (ev.kind_name().to_owned(), e.closed_from, 0, 0),
+            _ => (ev.kind_name().to_owned(), ev.sock().state, 0, ev.errno().unwrap_or(0)),
+        })
+        .collect()
+}
+
+#[test]
+fn an_abort_sends_its_move_to_close_inside_its_rst() {
+    // close() with SO_LINGER {1, 0}: the kernel moves the socket to CLOSE, then sends the RST.
+    // One record, not two (RST storms are made of these); `drain` hands over both events.
+    let records = records_of_server_socket(|server| {
+        sock::set_linger_zero(&server).expect("linger");
+        drop(server);
+    });
+    assert_eq!(records, vec![("rst_sent".to_owned(), state::ESTABLISHED, 0, 0)]);
+}
+
+#[test]
+fn an_abort_without_an_rst_still_records_its_move_to_close() {
+    // TCP_REPAIR: close() moves the socket to CLOSE and sends nothing; tcp_disconnect() reports
+    // ECONNABORTED instead. The move held back for an RST is released by that report.
+    let records = records_of_server_socket(|server| {
+        sock::set_repair(&server).expect("TCP_REPAIR (needs CAP_NET_ADMIN)");
+        drop(server);
+    });
+    assert_eq!(
+        records,
+        vec![
+            ("state_change".to_owned(), state::ESTABLISHED, state::CLOSE, 0),
+            ("socket_error".to_owned(), state::CLOSE, 0, 103),
+        ]
+    );
 }

@@ -14,7 +14,7 @@ use serde_json::Value;
 pub mod drive;
 pub mod load;
 pub mod scenarios;
-mod sock;
+pub mod sock;
 pub mod storm;
 
 pub use scenarios::{ALL, run};

@@ -31,6 +31,12 @@ pub fn set_linger_zero(s: &TcpStream) -> io::Result<()> {
     setsockopt(s, libc::SOL_SOCKET, libc::SO_LINGER, &l)
 }
 
+/// `TCP_REPAIR` on (needs CAP_NET_ADMIN): close() then drops the connection without a
+/// segment, no RST (`tcp_disconnect()` sets ECONNABORTED instead).
+pub fn set_repair(s: &TcpStream) -> io::Result<()> {
+    setsockopt(s, libc::IPPROTO_TCP, libc::TCP_REPAIR, &1i32)
+}
+
 /// `TCP_LINGER2`: how long an orphaned socket stays in FIN_WAIT2.
 pub fn set_linger2(s: &TcpStream, secs: i32) -> io::Result<()> {
     setsockopt(s, libc::IPPROTO_TCP, libc::TCP_LINGER2, &secs)

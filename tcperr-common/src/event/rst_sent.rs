@@ -1,4 +1,5 @@
-use super::{EventHeader, SockInfo, event};
+use super::{Event, EventHeader, SockInfo, StateChange, event};
+use crate::tcp::state;
 
 /// This host sent an RST (`tcp:tcp_send_reset`). For an RST that answers a segment no socket
 /// wants, `header.sk` is 0 and the addresses come from the segment.
@@ -10,6 +11,23 @@ pub struct RstSent {
     /// `enum sk_rst_reason` value where the kernel reports one (names from the tracepoint's
     /// `format` file); [`crate::ABSENT`] where it does not.
     pub reason: u32,
-    pub _pad: u32,
+    /// The state the socket left for CLOSE just before, in the same call (an abort: close() with
+    /// `SO_LINGER {1, 0}` or unread data, `tcp_disconnect()`), or 0. That move to CLOSE is not
+    /// sent as a [`StateChange`] of its own: this record carries it ([`Self::folded_close`]).
+    pub closed_from: u8,
+    pub _pad: [u8; 3],
 }
 event!(RstSent);
+
+impl RstSent {
+    /// The move to CLOSE this record carries, as the [`StateChange`] it stands for.
+    pub fn folded_close(&self) -> Option<StateChange> {
+        (self.closed_from != 0).then_some(StateChange {
+            header: EventHeader { kind: StateChange::KIND as u32, ..self.header },
+            sock: SockInfo { state: self.closed_from, ..self.sock },
+            oldstate: self.closed_from,
+            newstate: state::CLOSE,
+            _pad: [0; 6],
+        })
+    }
+}

@@ -4,7 +4,8 @@ use super::{EventHeader, SockInfo, event};
 /// listen (→ LISTEN), peer's FIN (→ CLOSE_WAIT), our close (ESTABLISHED → FIN_WAIT1, CLOSE_WAIT
 /// → LAST_ACK) and the end of every socket (→ CLOSE: failed connects, aborts, resets, timeouts
 /// and clean ends alike) — except the CLOSE that `tcp_reset()` makes right after an RST is
-/// received: the [`crate::RstReceived`] stands for it.
+/// received (the [`crate::RstReceived`] stands for it) and the CLOSE an abort makes right before
+/// its RST (the [`crate::RstSent`] carries it: [`crate::RstSent::folded_close`]).
 /// `sock.state` is the old state.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -16,3 +17,8 @@ pub struct StateChange {
     pub _pad: [u8; 6],
 }
 event!(StateChange);
+
+// SAFETY: plain old data (`repr(C)`, explicit padding): userspace reads the one the eBPF side
+// holds back in a map (`HELD_CLOSE`).
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for StateChange {}
