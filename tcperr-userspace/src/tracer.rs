@@ -12,7 +12,7 @@ use aya::{
     programs::{FExit, KProbe, Program, RawTracePoint, TracePoint},
 };
 
-use tcperr_common::StateChange;
+use tcperr_common::{EventHeader, SockInfo, StateChange};
 
 use crate::{
     btf::Btf,
@@ -293,6 +293,24 @@ impl Tracer {
             self.claim_held(&mut f);
         }
         n
+    }
+
+    /// Test support: puts `close` in CPU `cpu`'s held slot, as the programs would if the RST
+    /// that should carry it never came (the kernel failing to allocate it cannot be provoked).
+    #[doc(hidden)]
+    pub fn hold_close_for_test(&mut self, cpu: usize, close: StateChange) -> Result<(), String> {
+        let n = aya::util::nr_cpus().map_err(|(_, e)| e.to_string())?.get() as usize;
+        let none = StateChange {
+            header: EventHeader { kind: 0, cpu: 0, ts_ns: 0, pid_tgid: 0, comm: [0; 16], sk: 0 },
+            sock: SockInfo::ZERO,
+            oldstate: 0,
+            newstate: 0,
+            _pad: [0; 6],
+        };
+        let mut values = vec![none; n];
+        *values.get_mut(cpu).ok_or("no such CPU")? = close;
+        let values = PerCpuValues::try_from(values).map_err(|e| e.to_string())?;
+        self.held.set(0, values, 0).map_err(|e| e.to_string())
     }
 
     fn claim_held(&mut self, f: &mut impl FnMut(Result<Event, DecodeError>)) {

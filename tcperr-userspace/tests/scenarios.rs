@@ -267,3 +267,61 @@ fn an_abort_without_an_rst_still_records_its_move_to_close() {
         ]
     );
 }
+
+#[test]
+fn a_move_to_close_whose_rst_never_came_is_handed_over_once() {
+    // The programs hold an abort's move to CLOSE for the RST that should carry it. If the kernel
+    // cannot allocate that RST, nothing takes it: userspace claims it from the map, and when a
+    // later abort on that CPU releases it into the ring buffer, that copy is dropped.
+    let mut tracer =
+        Tracer::start(&Config::default()).unwrap_or_else(|e| panic!("tcperr cannot start: {e}"));
+    let mut held = tcperr_common::StateChange {
+        header: tcperr_common::EventHeader {
+            kind: tcperr_common::EventKind::StateChange as u32,
+            cpu: 0,
+            ts_ns: tcperr_userspace::tracer::monotonic_ns() - 1_000_000_000,
+            pid_tgid: 4242 << 32 | 4242,
+            comm: *b"held\0\0\0\0\0\0\0\0\0\0\0\0",
+            sk: 0xdead_0000,
+        },
+        sock: tcperr_common::SockInfo::ZERO,
+        oldstate: state::ESTABLISHED,
+        newstate: state::CLOSE,
+        _pad: [0; 6],
+    };
+    held.sock.state = state::ESTABLISHED;
+    tracer.hold_close_for_test(0, held).expect("write the held slot");
+    let count = |tracer: &mut Tracer| {
+        let mut n = 0;
+        tracer.drain(|ev| {
+            if matches!(ev, Ok(Event::StateChange(c)) if c.header.sk == 0xdead_0000) {
+                n += 1;
+            }
+        });
+        n
+    };
+    std::thread::sleep(tcperr_userspace::tracer::SWEEP_EVERY);
+    let mut seen = count(&mut tracer);
+    assert_eq!(seen, 1, "claimed from the map");
+    // An abort on CPU 0 holds its own move to CLOSE there, releasing the old one first.
+    std::thread::spawn(|| {
+        // SAFETY: a zeroed cpu_set_t with CPU 0 set, for this thread.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(0, &mut set);
+            assert_eq!(libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set), 0);
+        }
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let _client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (server, _) = listener.accept().expect("accept");
+        sock::set_linger_zero(&server).expect("linger");
+        drop(server);
+    })
+    .join()
+    .expect("abort on CPU 0");
+    std::thread::sleep(Duration::from_millis(50));
+    seen += count(&mut tracer);
+    std::thread::sleep(tcperr_userspace::tracer::SWEEP_EVERY);
+    seen += count(&mut tracer);
+    assert_eq!(seen, 1, "the held move to CLOSE is handed over exactly once");
+}
