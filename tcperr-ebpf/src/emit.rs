@@ -169,20 +169,19 @@ pub fn hold_close(close: &StateChange) {
     }
 }
 
-/// The state `sk` left for CLOSE if that move is held back on this CPU (no longer held after
-/// this), else 0.
+/// `sk`'s move to CLOSE if it is held back on this CPU (no longer held after this).
 #[inline(always)]
-pub fn take_held_close(sk: u64) -> u8 {
-    if let Some(slot) = HELD_CLOSE.get_ptr_mut(0) {
-        // SAFETY: per-CPU slot, as above.
-        unsafe {
-            if sk != 0 && core::ptr::read_volatile(&raw const (*slot).header.sk) == sk {
-                core::ptr::write_volatile(&raw mut (*slot).header.sk, 0);
-                return (*slot).oldstate;
-            }
+pub fn take_held_close(sk: u64) -> Option<StateChange> {
+    let slot = HELD_CLOSE.get_ptr_mut(0)?;
+    // SAFETY: per-CPU slot, as above; copied out before it is freed for the next one.
+    unsafe {
+        if sk == 0 || core::ptr::read_volatile(&raw const (*slot).header.sk) != sk {
+            return None;
         }
+        let held = *slot;
+        core::ptr::write_volatile(&raw mut (*slot).header.sk, 0);
+        Some(StateChange { header: EventHeader { sk, ..held.header }, ..held })
     }
-    0
 }
 
 /// Records the move to CLOSE held back on this CPU if it is `sk`'s (any socket's: 0).

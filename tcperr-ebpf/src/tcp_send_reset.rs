@@ -4,7 +4,9 @@
 //! a segment no socket wants), from the segment being answered. The raw form spares the kernel
 //! building the tracepoint's record.
 use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
-use tcperr_common::{ABSENT, AcceptQueueFull, RstSent, tcp::state};
+use tcperr_common::{
+    ABSENT, AcceptQueueFull, EventHeader, RstSent, SockInfo, event::Event as _, tcp::state,
+};
 
 use crate::{
     emit::{emit, header, note_rst, take_held_close},
@@ -32,6 +34,19 @@ pub fn tcp_send_reset(ctx: RawTracePointContext) -> i32 {
         });
         return 0;
     }
+    if let Some(close) = take_held_close(sk) {
+        // An abort: its move to CLOSE, held back a moment ago in this call, is carried by this
+        // record and already holds all of it (same task, same socket, same 4-tuple): no reads.
+        note_rst(sk, close.header.ts_ns, false);
+        emit(&RstSent {
+            header: EventHeader { kind: RstSent::KIND as u32, ..close.header },
+            sock: SockInfo { state: state::CLOSE, ..close.sock },
+            reason,
+            closed_from: close.oldstate,
+            _pad: [0; 3],
+        });
+        return 0;
+    }
     let sock = sock_info(sk);
     if sock.state == state::LISTEN && accept_queue_full(sk) {
         // tcp_abort_on_overflow=1: the listener resets a client whose handshake it cannot queue.
@@ -39,10 +54,8 @@ pub fn tcp_send_reset(ctx: RawTracePointContext) -> i32 {
         emit(&overflow(sk, segment_tuple(skb), AcceptQueueFull::RESET));
         return 0;
     }
-    // An abort's move to CLOSE, held back a moment ago in this call: this record carries it.
-    let closed_from = take_held_close(sk);
     let header = header::<RstSent>(sk);
     note_rst(sk, header.ts_ns, false);
-    emit(&RstSent { header, sock, reason, closed_from, _pad: [0; 3] });
+    emit(&RstSent { header, sock, reason, closed_from: 0, _pad: [0; 3] });
     0
 }
