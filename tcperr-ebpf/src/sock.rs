@@ -34,6 +34,16 @@ pub fn is_tcp(sk: u64) -> bool {
         && read::<u16>(sk, layout!(sk_protocol)) == IPPROTO_TCP
 }
 
+/// [`sock_info`] of `sk` if it is a TCP socket over IPv4 or IPv6 (for a record that is sent
+/// anyway when it is: the family comes with the head, one read fewer than [`is_tcp`] first).
+#[inline(always)]
+pub fn tcp_sock_info(sk: u64) -> Option<SockInfo> {
+    let info = sock_info(sk);
+    ((info.family == AF_INET || info.family == AF_INET6)
+        && read::<u16>(sk, layout!(sk_protocol)) == IPPROTO_TCP)
+        .then_some(info)
+}
+
 /// 8-byte words of `struct sock_common` read in one go by [`sock_info`]: on x86-64 everything
 /// from `skc_daddr` to `skc_cookie` (bytes 0..96). A field the running kernel places further out,
 /// or at an offset its type's alignment does not divide, is read on its own.

@@ -11,7 +11,7 @@ use tcperr_common::{
 
 use crate::{
     emit::{emit, header},
-    sock::{is_tcp, sock_info},
+    sock::tcp_sock_info,
 };
 
 #[raw_tracepoint(tracepoint = "sock_recv_length")]
@@ -39,10 +39,7 @@ pub fn recv_result(sk: u64, ret: i32, flags: u32) {
     } else {
         0
     };
-    if !is_tcp(sk) {
-        return;
-    }
-    let sock = sock_info(sk);
+    let Some(sock) = tcp_sock_info(sk) else { return };
     if errno != 0 {
         emit(&RecvError { header: header::<RecvError>(sk), sock, errno, flags });
     } else if is_eof_state(sock.state) {
