@@ -23,8 +23,8 @@ use crate::{
 
 /// How often [`Tracer::drain`] looks for moves to CLOSE held back too long.
 pub const SWEEP_EVERY: Duration = Duration::from_millis(500);
-/// A held move to CLOSE is released by the very next record of its CPU, microseconds later in
-/// an abort; one this old is waiting for a record that may never come.
+/// A held move to CLOSE is taken by its RST microseconds later, in the same call; one this old
+/// is waiting for an RST that never came (and for the next move held on its CPU to push it out).
 pub const HELD_FOR_LONG: Duration = Duration::from_millis(200);
 
 /// CLOCK_MONOTONIC in nanoseconds: the clock of the records' `ts_ns` (`bpf_ktime_get_ns`).
@@ -274,7 +274,7 @@ impl Tracer {
     /// ([`tcperr_common::RstSent::folded_close`]) is handed over as that move and then the RST,
     /// as if the kernel side had sent both. At most every [`SWEEP_EVERY`], moves to CLOSE the
     /// programs have held back for longer than [`HELD_FOR_LONG`] (an abort whose RST the kernel
-    /// could not allocate, on an otherwise idle CPU) are handed over from their map.
+    /// could not allocate) are handed over from their map.
     pub fn drain(&mut self, mut f: impl FnMut(Result<Event, DecodeError>)) -> usize {
         let mut claimed = std::mem::take(&mut self.claimed);
         let n = self.drain_records(|record| match record {
@@ -295,8 +295,9 @@ impl Tracer {
         n
     }
 
-    /// Test support: puts `close` in CPU `cpu`'s held slot, as the programs would if the RST
-    /// that should carry it never came (the kernel failing to allocate it cannot be provoked).
+    /// Test support: puts `close` in CPU `cpu`'s held slot (and empties the other CPUs'), as the
+    /// programs would if the RST that should carry it never came (the kernel failing to
+    /// allocate it cannot be provoked).
     #[doc(hidden)]
     pub fn hold_close_for_test(&mut self, cpu: usize, close: StateChange) -> Result<(), String> {
         let n = aya::util::nr_cpus().map_err(|(_, e)| e.to_string())?.get() as usize;
@@ -325,7 +326,8 @@ impl Tracer {
             {
                 continue;
             }
-            // One claim per CPU at most: a CPU's older claim was released or replaced by now.
+            // One claim per CPU at most: this one was held after the older claim, which the
+            // programs released into the ring buffer then (and its copy was dropped there).
             self.claimed.retain(|k| k.0 != key.0);
             self.claimed.push(key);
             f(Ok(Event::StateChange(*held)));
