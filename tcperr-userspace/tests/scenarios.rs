@@ -180,6 +180,14 @@ fn overflow_story_names_the_listener_and_its_queue() {
 }
 
 #[test]
+fn refused_nonblocking_connect_is_reported_when_the_rst_arrives() {
+    // connect() returned EINPROGRESS; the program collects ECONNREFUSED later via SO_ERROR, a
+    // call tcperr does not see: the report is the RST in SYN_SENT, attributed to the thread
+    // that called connect().
+    assert_scenario("refused_nonblocking");
+}
+
+#[test]
 fn silent_peer_is_a_timeout_reported_on_the_socket_then_on_the_next_write() {
     assert_scenario("silent_peer");
 }

@@ -84,13 +84,20 @@ pub fn unread_bytes(s: &TcpStream) -> io::Result<i32> {
 
 /// Binds a new TCP socket to an ephemeral port of `addr`'s loopback and connects it to `addr`:
 /// (local port, connect result). The explicit bind keeps the port assigned after a failure.
-pub fn connect_bound(addr: std::net::SocketAddr) -> io::Result<(u16, io::Result<()>)> {
+/// `nonblocking`: connect() returns EINPROGRESS at once, and the result is what the program
+/// collects later, as event loops do: POLLOUT, then `SO_ERROR`.
+pub fn connect_bound(
+    addr: std::net::SocketAddr,
+    nonblocking: bool,
+) -> io::Result<(u16, io::Result<()>)> {
     use std::os::fd::{FromRawFd, OwnedFd};
     let std::net::SocketAddr::V4(v4) = addr else {
         return Err(io::Error::new(io::ErrorKind::Unsupported, "IPv4 only"));
     };
     // SAFETY: plain socket(2); the fd is owned below.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    let flags = if nonblocking { libc::SOCK_NONBLOCK } else { 0 };
+    let fd =
+        unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC | flags, 0) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -117,7 +124,39 @@ pub fn connect_bound(addr: std::net::SocketAddr) -> io::Result<(u16, io::Result<
     let remote = sin(v4.port());
     // SAFETY: as above.
     let rc = unsafe { libc::connect(fd.as_raw_fd(), (&raw const remote).cast(), len) };
-    let res = if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) };
+    let mut res = if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) };
+    if nonblocking {
+        match res {
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+            other => {
+                return Err(io::Error::other(format!(
+                    "connect returned {other:?}, not EINPROGRESS"
+                )));
+            }
+        }
+        let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLOUT, revents: 0 };
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut p, 1, 5000) } != 1 {
+            return Err(io::Error::other("the connection attempt did not end within 5 s"));
+        }
+        let mut err: libc::c_int = 0;
+        let mut elen = size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: valid fd; SO_ERROR writes an int of elen bytes.
+        let rc = unsafe {
+            libc::getsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_ERROR,
+                (&raw mut err).cast(),
+                &mut elen,
+            )
+        };
+        res = match (rc, err) {
+            (0, 0) => Ok(()),
+            (0, e) => Err(io::Error::from_raw_os_error(e)),
+            _ => Err(io::Error::last_os_error()),
+        };
+    }
     Ok((u16::from_be(bound.sin_port), res))
 }
 
