@@ -504,7 +504,8 @@ fn run_all(o: &Options, s: &Sizes, bin: &Path, have_bpftrace: bool) -> Result<St
                     let (seen, lost) = v.iter().fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
                     // Each connection causes 5 events (connect, the abort's move to CLOSE, the
                     // RST sent, the RST received, the failed read); the host's other traffic
-                    // during the run adds a few.
+                    // during the run adds a few. (Lost counts records: a lost RST record that
+                    // carried a move to CLOSE would count one for two events.)
                     let per_conn = (seen + lost) as f64 / conns.max(1) as f64;
                     format!("{seen} / {lost} ({per_conn:.2} per connection)")
                 }
