@@ -26,12 +26,17 @@ pub fn ctx_addr(ctx: &aya_ebpf::programs::TracePointContext) -> u64 {
     ctx.as_ptr() as u64
 }
 
+/// Whether `sk`, whose family is `family`, is a TCP socket over IPv4 or IPv6.
+#[inline(always)]
+fn is_tcp_of(sk: u64, family: u16) -> bool {
+    (family == AF_INET || family == AF_INET6)
+        && read::<u16>(sk, layout!(sk_protocol)) == IPPROTO_TCP
+}
+
 /// Whether `sk` is a TCP socket over IPv4 or IPv6.
 #[inline(always)]
 pub fn is_tcp(sk: u64) -> bool {
-    let family: u16 = read(sk, layout!(sk_family));
-    (family == AF_INET || family == AF_INET6)
-        && read::<u16>(sk, layout!(sk_protocol)) == IPPROTO_TCP
+    is_tcp_of(sk, read(sk, layout!(sk_family)))
 }
 
 /// [`sock_info`] of `sk` if it is a TCP socket over IPv4 or IPv6 (for a record that is sent
@@ -39,9 +44,7 @@ pub fn is_tcp(sk: u64) -> bool {
 #[inline(always)]
 pub fn tcp_sock_info(sk: u64) -> Option<SockInfo> {
     let info = sock_info(sk);
-    ((info.family == AF_INET || info.family == AF_INET6)
-        && read::<u16>(sk, layout!(sk_protocol)) == IPPROTO_TCP)
-        .then_some(info)
+    is_tcp_of(sk, info.family).then_some(info)
 }
 
 /// 8-byte words of `struct sock_common` read in one go by [`sock_info`]: on x86-64 everything
