@@ -1,5 +1,9 @@
 //! The one ring buffer and the per-CPU count of records that did not fit.
-use core::{ffi::c_void, mem::MaybeUninit};
+use core::{
+    ffi::c_void,
+    mem::MaybeUninit,
+    sync::atomic::{Ordering, compiler_fence},
+};
 
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns, generated},
@@ -163,7 +167,9 @@ pub fn hold_close(close: &StateChange) {
         // this CPU (softirq) sees either no held move or a whole one.
         unsafe {
             core::ptr::write_volatile(&raw mut (*slot).header.sk, 0);
+            compiler_fence(Ordering::SeqCst); // (the body's plain stores stay between the two)
             *slot = StateChange { header: EventHeader { sk: 0, ..close.header }, ..*close };
+            compiler_fence(Ordering::SeqCst);
             core::ptr::write_volatile(&raw mut (*slot).header.sk, close.header.sk);
         }
     }
@@ -179,8 +185,9 @@ pub fn take_held_close(sk: u64) -> Option<StateChange> {
             return None;
         }
         let held = *slot;
+        compiler_fence(Ordering::SeqCst); // (the copy is taken before the slot is freed)
         core::ptr::write_volatile(&raw mut (*slot).header.sk, 0);
-        Some(StateChange { header: EventHeader { sk, ..held.header }, ..held })
+        Some(held)
     }
 }
 
@@ -193,8 +200,9 @@ pub fn release_held_of(sk: u64) {
             let held = core::ptr::read_volatile(&raw const (*slot).header.sk);
             if held != 0 && (sk == 0 || held == sk) {
                 let close = *slot;
+                compiler_fence(Ordering::SeqCst); // (as in take_held_close)
                 core::ptr::write_volatile(&raw mut (*slot).header.sk, 0);
-                emit(&StateChange { header: EventHeader { sk: held, ..close.header }, ..close });
+                emit(&close);
             }
         }
     }
