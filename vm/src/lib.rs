@@ -18,6 +18,14 @@ pub mod sock;
 pub mod storm;
 
 pub use scenarios::{ALL, run};
+
+/// CLOCK_MONOTONIC in nanoseconds: the clock of `bpf_ktime_get_ns()`, so of tcperr's `ts_ns`.
+pub fn monotonic_ns() -> u64 {
+    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: one valid timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
 pub use sock::loopback_up;
 
 /// One side of a scenario: a thread whose comm is `name`.
@@ -77,11 +85,19 @@ pub struct Run {
     pub client_ports: BTreeSet<u16>,
     pub actors: Vec<Actor>,
     pub expected: Vec<Expected>,
+    /// CLOCK_MONOTONIC (the clock of the events' `ts_ns`) when the scenario began and ended.
+    /// Scenarios run one after another under one tracer, and the kernel may give a later one
+    /// the server port an earlier one had: the time tells their events apart.
+    pub during_ns: (u64, u64),
 }
 
 impl Run {
     /// Whether a `tcperr trace --json` object belongs to this run.
     pub fn owns(&self, ev: &Value) -> bool {
+        let ts = ev["ts_ns"].as_u64().unwrap_or(0);
+        if !(self.during_ns.0..=self.during_ns.1).contains(&ts) {
+            return false;
+        }
         let ip = self.ip.to_string();
         let port = |k: &str| ev[k].as_u64().unwrap_or(0);
         let addr = |k: &str| ev[k].as_str().unwrap_or_default() == ip;

@@ -32,7 +32,8 @@ pub const ALL: &[&str] = &[
 
 /// Runs scenario `name`; Err names the valid ones or says what the kernel did not do.
 pub fn run(name: &str) -> Result<Run, String> {
-    match name {
+    let started = crate::monotonic_ns();
+    let mut run = match name {
         "broken_pipe" => broken_pipe::run(),
         "reset_by_abort" => reset_by_abort::run(false),
         "reset_by_abort_ipv6" => reset_by_abort::run(true),
@@ -45,7 +46,10 @@ pub fn run(name: &str) -> Result<Run, String> {
         "accept_queue_overflow_drop" => accept_queue_overflow::run(false, false),
         "too_many_open_files" => accept_queue_overflow::run(false, true),
         _ => Err(format!("unknown scenario {name:?}; valid: {}", ALL.join(", "))),
-    }
+    }?;
+    // (after the scenario's function returned: its sockets are closed, their last RSTs sent)
+    run.during_ns = (started, crate::monotonic_ns());
+    Ok(run)
 }
 
 type Outcome<T> = Result<T, String>;
@@ -124,5 +128,6 @@ fn finish(
         client_ports: client_ports.into_iter().collect::<BTreeSet<_>>(),
         actors,
         expected,
+        during_ns: (0, u64::MAX),
     }
 }
