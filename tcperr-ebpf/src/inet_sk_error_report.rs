@@ -1,31 +1,45 @@
-//! `raw_tracepoint/inet_sk_error_report` → [`SocketError`]. `TP_PROTO(const struct sock *sk)`:
-//! the raw form gives the socket itself (the record has only its addresses); the errno is
-//! `sk->sk_err`, which the record's `error` field copies.
-use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
+//! `tp_btf/inet_sk_error_report` (fallback `raw_tracepoint/inet_sk_error_report`) →
+//! [`SocketError`]. `TP_PROTO(const struct sock *sk)`: both forms give the socket itself (the
+//! record has only its addresses); the errno is `sk->sk_err`, which the record's `error` field
+//! copies.
+use aya_ebpf::{
+    macros::{btf_tracepoint, raw_tracepoint},
+    programs::{BtfTracePointContext, RawTracePointContext},
+};
 use tcperr_common::SocketError;
 
 use crate::{
     emit::{emit, header, release_held_of, take_rst},
     layout::layout,
-    sock::{is_tcp, read, sock_info},
+    sock::{Direct, Head, SockMem, is_tcp, sock_info},
 };
 
+#[btf_tracepoint(function = "inet_sk_error_report")]
+pub fn inet_sk_error_report(ctx: BtfTracePointContext) -> i32 {
+    socket_error::<Direct>(ctx.arg::<u64>(0))
+}
+
 #[raw_tracepoint(tracepoint = "inet_sk_error_report")]
-pub fn inet_sk_error_report(ctx: RawTracePointContext) -> i32 {
-    let sk = ctx.arg::<u64>(0);
+pub fn raw_inet_sk_error_report(ctx: RawTracePointContext) -> i32 {
+    socket_error::<Head>(ctx.arg::<u64>(0))
+}
+
+#[inline(always)]
+fn socket_error<M: SockMem>(sk: u64) -> i32 {
     // This socket's move to CLOSE, held back for an RST that did not come (tcp_disconnect()
     // reports an error after the RST, and also when it sent none).
     release_held_of(sk);
     if take_rst(sk) {
         return 0; // repeats the RST just reported for this socket on this CPU
     }
-    if !is_tcp(sk) {
+    if !is_tcp::<M>(sk) {
         return 0;
     }
-    let errno = read::<i32>(sk, layout!(sk_err)).unsigned_abs();
+    let errno = M::load::<i32>(sk, layout!(sk_err)).unsigned_abs();
     if errno == 0 {
         return 0; // a wake-up without an error (sk_err already collected)
     }
-    emit(&SocketError { header: header::<SocketError>(sk), sock: sock_info(sk), errno, _pad: 0 });
+    let sock = sock_info::<M>(sk);
+    emit(&SocketError { header: header::<SocketError>(sk), sock, errno, _pad: 0 });
     0
 }

@@ -1,9 +1,12 @@
-//! `raw_tracepoint/inet_sock_set_state` → [`StateChange`], for the transitions
-//! `tcperr_common::tcp::is_reported_transition` names. `TP_PROTO(const struct sock *sk, int
-//! oldstate, int newstate)` (userspace checks it in BTF): the raw form hands over the arguments
-//! without the kernel first building the tracepoint's record, and every other transition leaves
-//! after two context loads.
-use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
+//! `tp_btf/inet_sock_set_state` (fallback `raw_tracepoint/inet_sock_set_state`) →
+//! [`StateChange`], for the transitions `tcperr_common::tcp::is_reported_transition` names.
+//! `TP_PROTO(const struct sock *sk, int oldstate, int newstate)` (userspace checks it in BTF):
+//! both forms hand over the arguments without the kernel first building the tracepoint's
+//! record, and every other transition leaves after two context loads.
+use aya_ebpf::{
+    macros::{btf_tracepoint, raw_tracepoint},
+    programs::{BtfTracePointContext, RawTracePointContext},
+};
 use tcperr_common::{
     StateChange,
     tcp::{IPPROTO_TCP, is_reported_transition, state},
@@ -12,24 +15,38 @@ use tcperr_common::{
 use crate::{
     emit::{emit, header, hold_close, just_reset},
     layout::layout,
-    sock::{read, sock_info},
+    sock::{Direct, Head, SockMem, sock_info},
 };
 
-#[raw_tracepoint(tracepoint = "inet_sock_set_state")]
-pub fn inet_sock_set_state(ctx: RawTracePointContext) -> i32 {
+#[btf_tracepoint(function = "inet_sock_set_state")]
+pub fn inet_sock_set_state(ctx: BtfTracePointContext) -> i32 {
     let old = ctx.arg::<u64>(1) as u8;
     let new = ctx.arg::<u64>(2) as u8;
     if !is_reported_transition(old, new) {
         return 0;
     }
-    let sk = ctx.arg::<u64>(0);
+    state_change::<Direct>(ctx.arg::<u64>(0), old, new)
+}
+
+#[raw_tracepoint(tracepoint = "inet_sock_set_state")]
+pub fn raw_inet_sock_set_state(ctx: RawTracePointContext) -> i32 {
+    let old = ctx.arg::<u64>(1) as u8;
+    let new = ctx.arg::<u64>(2) as u8;
+    if !is_reported_transition(old, new) {
+        return 0;
+    }
+    state_change::<Head>(ctx.arg::<u64>(0), old, new)
+}
+
+#[inline(always)]
+fn state_change<M: SockMem>(sk: u64, old: u8, new: u8) -> i32 {
     if new == state::CLOSE && just_reset(sk) {
         return 0; // tcp_reset() ending the socket: its rst_received says so
     }
-    if read::<u16>(sk, layout!(sk_protocol)) != IPPROTO_TCP {
+    if M::load::<u16>(sk, layout!(sk_protocol)) != IPPROTO_TCP {
         return 0; // MPTCP, SCTP and DCCP sockets change state through here too
     }
-    let mut sock = sock_info(sk);
+    let mut sock = sock_info::<M>(sk);
     sock.state = old;
     let change = StateChange {
         header: header::<StateChange>(sk),
@@ -40,7 +57,7 @@ pub fn inet_sock_set_state(ctx: RawTracePointContext) -> i32 {
     };
     if new == state::CLOSE
         && matches!(old, state::ESTABLISHED | state::CLOSE_WAIT)
-        && read::<i32>(sk, layout!(sk_err)) == 0
+        && M::load::<i32>(sk, layout!(sk_err)) == 0
     {
         hold_close(&change); // an abort: its RST follows and carries it
     } else {

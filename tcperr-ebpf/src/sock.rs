@@ -26,25 +26,72 @@ pub fn ctx_addr(ctx: &aya_ebpf::programs::TracePointContext) -> u64 {
     ctx.as_ptr() as u64
 }
 
+/// Reads a `T` at `base + off` with a plain load, or `T::default()` if the offset is absent.
+/// Only for BTF-typed pointers (a `tp_btf` program's arguments and what is loaded through them):
+/// the verifier checks the offset against the kernel's BTF and makes the load fault-tolerant (a
+/// bad address reads as zero). No helper call: a few instructions where
+/// `bpf_probe_read_kernel` costs tens of nanoseconds.
+#[inline(always)]
+pub fn direct<T: Default + Copy>(base: u64, off: u32) -> T {
+    if off == ABSENT {
+        return T::default();
+    }
+    // SAFETY: see above; volatile so that adjacent fields are not merged into one wider load
+    // that no BTF member covers.
+    unsafe { core::ptr::read_volatile((base + off as u64) as *const T) }
+}
+
+/// How a program reads a `struct sock`: [`Head`] (a copy by `bpf_probe_read_kernel`, for raw
+/// tracepoints, whose arguments are plain numbers to the verifier) or [`Direct`] (loads through
+/// a BTF-typed pointer, for `tp_btf`).
+pub trait SockMem: Sized {
+    /// Prepares reading `sk`.
+    fn of(sk: u64) -> Self;
+    /// The field at `off` of `sk` (the socket [`Self::of`] was given).
+    fn field<T: Default + Copy>(&self, sk: u64, off: u32) -> T;
+    /// A field of `sk` read on its own, without [`Self::of`].
+    fn load<T: Default + Copy>(sk: u64, off: u32) -> T;
+}
+
+/// Loads through a BTF-typed socket pointer ([`direct`]).
+pub struct Direct;
+
+impl SockMem for Direct {
+    #[inline(always)]
+    fn of(_sk: u64) -> Self {
+        Direct
+    }
+
+    #[inline(always)]
+    fn field<T: Default + Copy>(&self, sk: u64, off: u32) -> T {
+        direct(sk, off)
+    }
+
+    #[inline(always)]
+    fn load<T: Default + Copy>(sk: u64, off: u32) -> T {
+        direct(sk, off)
+    }
+}
+
 /// Whether `sk`, whose family is `family`, is a TCP socket over IPv4 or IPv6.
 #[inline(always)]
-fn is_tcp_of(sk: u64, family: u16) -> bool {
+fn is_tcp_of<M: SockMem>(sk: u64, family: u16) -> bool {
     (family == AF_INET || family == AF_INET6)
-        && read::<u16>(sk, layout!(sk_protocol)) == IPPROTO_TCP
+        && M::load::<u16>(sk, layout!(sk_protocol)) == IPPROTO_TCP
 }
 
 /// Whether `sk` is a TCP socket over IPv4 or IPv6.
 #[inline(always)]
-pub fn is_tcp(sk: u64) -> bool {
-    is_tcp_of(sk, read(sk, layout!(sk_family)))
+pub fn is_tcp<M: SockMem>(sk: u64) -> bool {
+    is_tcp_of::<M>(sk, M::load(sk, layout!(sk_family)))
 }
 
 /// [`sock_info`] of `sk` if it is a TCP socket over IPv4 or IPv6 (for a record that is sent
 /// anyway when it is: the family comes with the head, one read fewer than [`is_tcp`] first).
 #[inline(always)]
-pub fn tcp_sock_info(sk: u64) -> Option<SockInfo> {
-    let info = sock_info(sk);
-    is_tcp_of(sk, info.family).then_some(info)
+pub fn tcp_sock_info<M: SockMem>(sk: u64) -> Option<SockInfo> {
+    let info = sock_info::<M>(sk);
+    is_tcp_of::<M>(sk, info.family).then_some(info)
 }
 
 /// 8-byte words of `struct sock_common` read in one go by [`sock_info`]: on x86-64 everything
@@ -55,11 +102,11 @@ const HEAD_WORDS: usize = 12;
 /// The start of `struct sock_common`, copied once; fields are taken from it at the offsets in
 /// [`crate::layout`] (constants to the verifier, so each access is a fixed stack offset, and
 /// aligned: a 16-byte address is two 8-byte loads, not sixteen byte loads).
-struct Head([u64; HEAD_WORDS]);
+pub struct Head([u64; HEAD_WORDS]);
 
-impl Head {
+impl SockMem for Head {
     #[inline(always)]
-    fn read(sk: u64) -> Self {
+    fn of(sk: u64) -> Self {
         let mut head = MaybeUninit::<[u64; HEAD_WORDS]>::uninit();
         // SAFETY: the helper writes all of `head` (zeroes on a fault), so it is initialised after.
         unsafe {
@@ -70,6 +117,11 @@ impl Head {
             );
             Head(head.assume_init())
         }
+    }
+
+    #[inline(always)]
+    fn load<T: Default + Copy>(sk: u64, off: u32) -> T {
+        read(sk, off)
     }
 
     #[inline(always)]
@@ -92,12 +144,14 @@ fn v6(words: [u64; 2]) -> [u8; 16] {
     unsafe { core::mem::transmute(words) }
 }
 
-/// Identity, 4-tuple and state of `sk`: one copy of the `sock_common` head, then the inode
-/// behind `sk_socket` (two more reads). A TIME_WAIT or NEW_SYN_RECV "socket" is a smaller
-/// structure that shares only `struct sock_common`: nothing past it is read.
+/// Identity, 4-tuple and state of `sk`: with [`Head`], one copy of the `sock_common` head, then
+/// the inode behind `sk_socket` (two more reads); with [`Direct`], loads and one read (the inode
+/// lies past `struct socket`, where no BTF-typed load may go). A TIME_WAIT or NEW_SYN_RECV
+/// "socket" is a smaller structure that shares only `struct sock_common`: nothing past it is
+/// read.
 #[inline(always)]
-pub fn sock_info(sk: u64) -> SockInfo {
-    let head = Head::read(sk);
+pub fn sock_info<M: SockMem>(sk: u64) -> SockInfo {
+    let head = M::of(sk);
     let mut info = SockInfo::ZERO;
     info.family = head.field(sk, layout!(sk_family));
     info.state = head.field(sk, layout!(sk_state));
@@ -105,6 +159,7 @@ pub fn sock_info(sk: u64) -> SockInfo {
     info.lport = head.field(sk, layout!(sk_num));
     if info.lport == 0 && full {
         // skc_num is cleared when the socket leaves the hash tables (CLOSE); inet_sport is not.
+        // (`inet_sock`, past `struct sock`: beyond what a BTF-typed load of a sock may reach)
         info.lport = u16::from_be(read(sk, layout!(sk_sport)));
     }
     info.rport = u16::from_be(head.field(sk, layout!(sk_dport)));
@@ -120,7 +175,7 @@ pub fn sock_info(sk: u64) -> SockInfo {
         info.raddr = v6([r as u64, 0]);
     }
     if full {
-        let socket: u64 = read(sk, layout!(sk_socket));
+        let socket: u64 = M::load(sk, layout!(sk_socket));
         info.ino = read(socket, layout!(socket_ino));
     }
     info

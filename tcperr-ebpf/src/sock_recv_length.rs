@@ -11,7 +11,7 @@ use tcperr_common::{
 
 use crate::{
     emit::{emit, header},
-    sock::tcp_sock_info,
+    sock::{Head, tcp_sock_info},
 };
 
 #[raw_tracepoint(tracepoint = "sock_recv_length")]
@@ -39,7 +39,7 @@ pub fn recv_result(sk: u64, ret: i32, flags: u32) {
     } else {
         0
     };
-    let Some(sock) = tcp_sock_info(sk) else { return };
+    let Some(sock) = tcp_sock_info::<Head>(sk) else { return };
     if errno != 0 {
         emit(&RecvError { header: header::<RecvError>(sk), sock, errno, flags });
     } else if is_eof_state(sock.state) {

@@ -8,7 +8,7 @@ use tcperr_common::SendError;
 
 use crate::{
     emit::{emit, header},
-    sock::tcp_sock_info,
+    sock::{Head, tcp_sock_info},
     sock_recv_length::reportable_errno,
 };
 
@@ -29,6 +29,6 @@ pub fn sock_send_length(ctx: RawTracePointContext) -> i32 {
 #[cold]
 pub fn send_result(sk: u64, ret: i32) {
     let Some(errno) = reportable_errno(ret) else { return };
-    let Some(sock) = tcp_sock_info(sk) else { return };
+    let Some(sock) = tcp_sock_info::<Head>(sk) else { return };
     emit(&SendError { header: header::<SendError>(sk), sock, errno, _pad: 0 });
 }

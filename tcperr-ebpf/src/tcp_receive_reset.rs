@@ -1,18 +1,31 @@
-//! `raw_tracepoint/tcp_receive_reset` → [`RstReceived`]: first statement of `tcp_reset()`, so the
-//! state read here is the one the RST arrived in, and it alone decides the errno.
-//! `TP_PROTO(struct sock *sk)` (checked in BTF); the raw form gives the socket without a record.
-use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
+//! `tp_btf/tcp_receive_reset` (fallback `raw_tracepoint/tcp_receive_reset`) → [`RstReceived`]:
+//! first statement of `tcp_reset()`, so the state read here is the one the RST arrived in, and it
+//! alone decides the errno. `TP_PROTO(struct sock *sk)` (checked in BTF); both forms get the
+//! socket without the kernel building a record, the BTF form reads it with plain loads.
+use aya_ebpf::{
+    macros::{btf_tracepoint, raw_tracepoint},
+    programs::{BtfTracePointContext, RawTracePointContext},
+};
 use tcperr_common::{RstReceived, tcp::errno_for_rst_in_state};
 
 use crate::{
     emit::{emit, note_rst, untasked},
-    sock::sock_info,
+    sock::{Direct, Head, SockMem, sock_info},
 };
 
+#[btf_tracepoint(function = "tcp_receive_reset")]
+pub fn tcp_receive_reset(ctx: BtfTracePointContext) -> i32 {
+    rst_received::<Direct>(ctx.arg::<u64>(0))
+}
+
 #[raw_tracepoint(tracepoint = "tcp_receive_reset")]
-pub fn tcp_receive_reset(ctx: RawTracePointContext) -> i32 {
-    let sk = ctx.arg::<u64>(0);
-    let sock = sock_info(sk);
+pub fn raw_tcp_receive_reset(ctx: RawTracePointContext) -> i32 {
+    rst_received::<Head>(ctx.arg::<u64>(0))
+}
+
+#[inline(always)]
+fn rst_received<M: SockMem>(sk: u64) -> i32 {
+    let sock = sock_info::<M>(sk);
     // Untasked: tcp_reset() runs in softirq, or for the socket's backlog in whichever task
     // releases it; the socket's owner comes from its other records.
     let header = untasked::<RstReceived>(sk);

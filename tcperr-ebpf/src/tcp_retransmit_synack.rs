@@ -8,7 +8,7 @@ use tcperr_common::{ABSENT, AcceptQueueFull};
 use crate::{
     emit::{emit, header},
     layout::layout,
-    sock::{ctx_addr, read, sock_info},
+    sock::{Head, ctx_addr, read, sock_info},
 };
 
 #[tracepoint(category = "tcp", name = "tcp_retransmit_synack")]
@@ -21,7 +21,7 @@ pub fn tcp_retransmit_synack(ctx: TracePointContext) -> u32 {
     }
     let sk: u64 = read(rec, layout!(tp_synack_skaddr));
     // A request sock shares `struct sock_common` with sockets: its 4-tuple is the connection.
-    emit(&overflow(sk, sock_info(req), AcceptQueueFull::DROPPED));
+    emit(&overflow(sk, sock_info::<Head>(req), AcceptQueueFull::DROPPED));
     0
 }
 

@@ -12,7 +12,7 @@ use crate::{
     emit::{emit, header, note_rst, take_held_close},
     layout::layout,
     skb::segment_tuple,
-    sock::sock_info,
+    sock::{Head, sock_info},
     tcp_retransmit_synack::{accept_queue_full, overflow},
 };
 
@@ -47,7 +47,7 @@ pub fn tcp_send_reset(ctx: RawTracePointContext) -> i32 {
         });
         return 0;
     }
-    let sock = sock_info(sk);
+    let sock = sock_info::<Head>(sk);
     if sock.state == state::LISTEN && accept_queue_full(sk) {
         // tcp_abort_on_overflow=1: the listener resets a client whose handshake it cannot queue.
         // The record describes the listener; the client is in the segment being answered.

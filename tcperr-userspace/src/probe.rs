@@ -56,6 +56,11 @@ pub enum Attach {
     RawTracePoint {
         name: &'static str,
     },
+    /// A BTF-typed tracepoint (`tp_btf`): the arguments of a raw tracepoint, with pointers the
+    /// program may load through directly.
+    BtfTracePoint {
+        name: &'static str,
+    },
     FExit {
         function: &'static str,
     },
@@ -95,7 +100,9 @@ impl Family {
 impl Attach {
     pub fn family(self) -> Family {
         match self {
-            Self::TracePoint { .. } | Self::RawTracePoint { .. } => Family::TracePoint,
+            Self::TracePoint { .. } | Self::RawTracePoint { .. } | Self::BtfTracePoint { .. } => {
+                Family::TracePoint
+            }
             Self::FExit { .. } => Family::FExit,
             Self::KProbePair { .. } => Family::KProbe,
         }
@@ -107,6 +114,7 @@ impl fmt::Display for Attach {
         match self {
             Self::TracePoint { category, name } => write!(f, "tracepoint {category}:{name}"),
             Self::RawTracePoint { name } => write!(f, "raw_tracepoint {name}"),
+            Self::BtfTracePoint { name } => write!(f, "tp_btf {name}"),
             Self::FExit { function } => write!(f, "fexit {function}"),
             Self::KProbePair { function } => write!(f, "kprobe+kretprobe {function}"),
         }
@@ -209,6 +217,24 @@ fn field(fmt: &Format, tp: &str, name: &str, size: u32) -> Result<u32, String> {
     }
 }
 
+/// A tracepoint whose prototype is `(struct sock *, int, int)` or `(struct sock *)`, as a
+/// `tp_btf` program (`program`) and, should that not load, a raw tracepoint (`raw_<program>`).
+fn sock_tp(
+    btf: &Btf,
+    name: &'static str,
+    ints: usize,
+    program: &'static str,
+    raw_program: &'static str,
+) -> Vec<Candidate> {
+    match raw_sock_tp(btf, name, ints, raw_program) {
+        Ok(raw) => vec![
+            candidate(Family::TracePoint, Ok(Hook::new(program, Attach::BtfTracePoint { name }))),
+            candidate(Family::TracePoint, Ok(raw)),
+        ],
+        Err(e) => vec![candidate(Family::TracePoint, Err(e))],
+    }
+}
+
 /// A raw tracepoint whose prototype is `(struct sock *, int, int)` or `(struct sock *)`.
 fn raw_sock_tp(
     btf: &Btf,
@@ -279,10 +305,9 @@ pub fn plan(tracefs: &Path, btf: &Btf) -> Result<Plan> {
     let mut choices = Vec::new();
     for source in Source::ALL {
         let candidates = match source {
-            Source::RstReceived => vec![candidate(
-                Family::TracePoint,
-                raw_sock_tp(btf, "tcp_receive_reset", 0, "tcp_receive_reset"),
-            )],
+            Source::RstReceived => {
+                sock_tp(btf, "tcp_receive_reset", 0, "tcp_receive_reset", "raw_tcp_receive_reset")
+            }
             Source::RstSent => vec![candidate(
                 Family::TracePoint,
                 send_reset_tp(btf).map(|reason_arg| {
@@ -327,10 +352,13 @@ pub fn plan(tracefs: &Path, btf: &Btf) -> Result<Plan> {
                     raw_sock_tp(btf, "sock_recv_length", 2, "sock_recv_length"),
                 ),
             ],
-            Source::StateChange => vec![candidate(
-                Family::TracePoint,
-                raw_sock_tp(btf, "inet_sock_set_state", 2, "inet_sock_set_state"),
-            )],
+            Source::StateChange => sock_tp(
+                btf,
+                "inet_sock_set_state",
+                2,
+                "inet_sock_set_state",
+                "raw_inet_sock_set_state",
+            ),
             Source::AcceptQueueFull => {
                 vec![candidate(
                     Family::TracePoint,
@@ -348,10 +376,13 @@ pub fn plan(tracefs: &Path, btf: &Btf) -> Result<Plan> {
                     }),
                 )]
             }
-            Source::SocketError => {
-                let hook = raw_sock_tp(btf, "inet_sk_error_report", 0, "inet_sk_error_report");
-                vec![candidate(Family::TracePoint, hook)]
-            }
+            Source::SocketError => sock_tp(
+                btf,
+                "inet_sk_error_report",
+                0,
+                "inet_sk_error_report",
+                "raw_inet_sk_error_report",
+            ),
         };
         choices.push(Choice { source, candidates });
     }

@@ -9,7 +9,7 @@ use std::{
 use aya::{
     Ebpf, EbpfLoader,
     maps::{MapData, PerCpuArray, PerCpuValues, RingBuf},
-    programs::{FExit, KProbe, Program, RawTracePoint, TracePoint},
+    programs::{BtfTracePoint, FExit, KProbe, Program, RawTracePoint, TracePoint},
 };
 
 use tcperr_common::{EventHeader, SockInfo, StateChange};
@@ -80,11 +80,19 @@ pub struct Config {
     /// drop each record instead of writing it, which isolates their own cost from the ring
     /// buffer's and userspace's.
     pub discard_records: bool,
+    /// Tests only: skip the `tp_btf` programs, so that their raw-tracepoint fallbacks (for a
+    /// kernel that will not load them) serve instead.
+    pub raw_tracepoints_only: bool,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Self { ringbuf_bytes: 4 << 20, hooks: None, discard_records: false }
+        Self {
+            ringbuf_bytes: 4 << 20,
+            hooks: None,
+            discard_records: false,
+            raw_tracepoints_only: false,
+        }
     }
 }
 
@@ -183,10 +191,22 @@ impl Tracer {
         let mut btf = None;
         let mut selected = Vec::new();
         for choice in &plan.choices {
-            let forced = config.hooks.filter(|_| choice.candidates.len() > 1);
+            // (--hooks chooses between families: a source all of whose hooks are of one family
+            // is not its business)
+            let families_differ =
+                choice.candidates.iter().any(|c| c.family != choice.candidates[0].family);
+            let forced = config.hooks.filter(|_| families_differ);
             let mut sel = Selected { source: choice.source, hook: None, passed_over: Vec::new() };
             for candidate in &choice.candidates {
                 if forced.is_some_and(|f| f != candidate.family) {
+                    continue;
+                }
+                if config.raw_tracepoints_only
+                    && matches!(
+                        candidate.hook,
+                        Ok(Hook { attach: Attach::BtfTracePoint { .. }, .. })
+                    )
+                {
                     continue;
                 }
                 let hook = match &candidate.hook {
@@ -384,11 +404,20 @@ fn attach(ebpf: &mut Ebpf, btf: &mut Option<aya::Btf>, hook: &Hook) -> Result<()
                 Some(Program::KProbe(p)) => p.unload(),
                 Some(Program::TracePoint(p)) => p.unload(),
                 Some(Program::RawTracePoint(p)) => p.unload(),
+                Some(Program::BtfTracePoint(p)) => p.unload(),
                 _ => Ok(()),
             };
         }
     }
     res
+}
+
+/// aya's parse of the kernel's BTF, made on first use (it is large: only hooks that need it).
+fn kernel_btf(btf: &mut Option<aya::Btf>) -> Result<&aya::Btf, String> {
+    if btf.is_none() {
+        *btf = Some(aya::Btf::from_sys_fs().map_err(|e| format!("kernel BTF: {e}"))?);
+    }
+    btf.as_ref().ok_or_else(|| "kernel BTF unavailable".into())
 }
 
 fn attach_inner(ebpf: &mut Ebpf, btf: &mut Option<aya::Btf>, hook: &Hook) -> Result<(), String> {
@@ -405,11 +434,15 @@ fn attach_inner(ebpf: &mut Ebpf, btf: &mut Option<aya::Btf>, hook: &Hook) -> Res
             p.load().map_err(|e| format!("load: {e}"))?;
             p.attach(name).map_err(|e| format!("attach: {e}"))?;
         }
+        Attach::BtfTracePoint { name } => {
+            let btf = kernel_btf(btf)?;
+            let p: &mut BtfTracePoint =
+                program_of(ebpf, hook.program)?.try_into().map_err(|e| format!("{e}"))?;
+            p.load(name, btf).map_err(|e| format!("load: {e}"))?;
+            p.attach().map_err(|e| format!("attach: {e}"))?;
+        }
         Attach::FExit { function } => {
-            if btf.is_none() {
-                *btf = Some(aya::Btf::from_sys_fs().map_err(|e| format!("kernel BTF: {e}"))?);
-            }
-            let btf = btf.as_ref().ok_or("kernel BTF unavailable")?;
+            let btf = kernel_btf(btf)?;
             let p: &mut FExit =
                 program_of(ebpf, hook.program)?.try_into().map_err(|e| format!("{e}"))?;
             p.load(function, btf).map_err(|e| format!("load: {e}"))?;

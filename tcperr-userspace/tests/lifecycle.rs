@@ -30,7 +30,10 @@ fn check_names_the_hook_of_every_source_and_exits_0() {
             .find(|l| l.trim_start().starts_with(source))
             .unwrap_or_else(|| panic!("{source} missing: {text}"));
         assert!(
-            line.contains("tracepoint") || line.contains("fexit") || line.contains("kprobe"),
+            line.contains("tracepoint")
+                || line.contains("tp_btf")
+                || line.contains("fexit")
+                || line.contains("kprobe"),
             "{line}"
         );
     }

@@ -19,8 +19,11 @@ use tcperr_userspace::{
 /// Runs `scenario` under a fresh tracer; returns the run and tcperr's reports of its sockets as
 /// JSON, plus whether the kernel reports RST reasons.
 fn trace(scenario: &str) -> (Run, Vec<serde_json::Value>, bool) {
-    let mut tracer =
-        Tracer::start(&Config::default()).unwrap_or_else(|e| panic!("tcperr cannot start: {e}"));
+    trace_with(scenario, &Config::default())
+}
+
+fn trace_with(scenario: &str, config: &Config) -> (Run, Vec<serde_json::Value>, bool) {
+    let mut tracer = Tracer::start(config).unwrap_or_else(|e| panic!("tcperr cannot start: {e}"));
     let mut correlator = Correlator::new(tracer.plan.rst_reasons.clone(), false);
     // The scenario runs beside the reader, so that events are handled while their processes
     // still exist (as they are by `tcperr trace`).
@@ -52,7 +55,11 @@ fn trace(scenario: &str) -> (Run, Vec<serde_json::Value>, bool) {
 }
 
 fn assert_scenario(scenario: &str) {
-    let (run, reports, rst_reason) = trace(scenario);
+    assert_scenario_with(scenario, &Config::default());
+}
+
+fn assert_scenario_with(scenario: &str, config: &Config) {
+    let (run, reports, rst_reason) = trace_with(scenario, config);
     assert_eq!(
         run.observed_lines(&reports),
         run.expected_lines(rst_reason),
@@ -92,6 +99,36 @@ fn eof_is_a_clean_close_seen_by_the_reading_server_with_no_rst() {
 #[test]
 fn refused_is_an_rst_in_syn_sent_attributed_to_the_connecting_thread() {
     assert_scenario("refused");
+}
+
+/// The hooks serving the socket's own events (RST received, state changes, socket errors) are
+/// BTF tracepoints where the kernel loads them, which it does here.
+#[test]
+fn socket_events_come_from_btf_tracepoints() {
+    let tracer =
+        Tracer::start(&Config::default()).unwrap_or_else(|e| panic!("tcperr cannot start: {e}"));
+    let summary = tracer.hook_summary().join("\n");
+    for hook in ["tcp_receive_reset", "inet_sock_set_state", "inet_sk_error_report"] {
+        assert!(summary.contains(&format!("tp_btf {hook}")), "{hook} not tp_btf:\n{summary}");
+    }
+}
+
+/// Their raw-tracepoint fallbacks (for a kernel that will not load a `tp_btf` program) report
+/// the same stories.
+#[test]
+fn raw_tracepoint_fallbacks_report_the_same_events() {
+    let config = Config { raw_tracepoints_only: true, ..Config::default() };
+    let tracer = Tracer::start(&config).unwrap_or_else(|e| panic!("tcperr cannot start: {e}"));
+    let summary = tracer.hook_summary().join("\n");
+    drop(tracer);
+    for hook in ["tcp_receive_reset", "inet_sock_set_state", "inet_sk_error_report"] {
+        assert!(summary.contains(&format!("raw_tracepoint {hook}")), "{hook}:\n{summary}");
+    }
+    for scenario in
+        ["broken_pipe", "reset_by_abort", "reset_by_unread_data", "eof", "refused", "silent_peer"]
+    {
+        assert_scenario_with(scenario, &config);
+    }
 }
 
 fn find<'a>(run: &Run, reports: &'a [serde_json::Value], kind: &str) -> &'a serde_json::Value {
