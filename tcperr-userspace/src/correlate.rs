@@ -157,7 +157,11 @@ impl Correlator {
                     {
                         self.by_tuple.remove(&t);
                     }
-                    *entry = SockEntry::default();
+                    // (the timeline's buffer is kept: struct socks are reused by the thousand
+                    // per second in RST storms, and its allocation was a tracer cost of its own)
+                    let mut timeline = std::mem::take(&mut entry.timeline);
+                    timeline.clear();
+                    *entry = SockEntry { timeline, ..SockEntry::default() };
                 }
                 if sock.ino != 0 {
                     entry.ino = sock.ino;

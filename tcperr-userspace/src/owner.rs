@@ -30,7 +30,9 @@ impl Comm {
     pub fn from_kernel(raw: &[u8; 16]) -> Self {
         let len = raw.iter().position(|&c| c == 0).unwrap_or(raw.len());
         let mut bytes = *raw;
-        if std::str::from_utf8(&bytes[..len]).is_err() {
+        // (task names are ASCII but for the rare exception: one test of all 16 bytes first)
+        let ascii = u128::from_ne_bytes(bytes) & u128::from_ne_bytes([0x80; 16]) == 0;
+        if !ascii && std::str::from_utf8(&bytes[..len]).is_err() {
             bytes[..len].iter_mut().filter(|b| !b.is_ascii()).for_each(|b| *b = b'?');
         }
         Self { bytes, len: len as u8 }
@@ -171,4 +173,31 @@ pub fn fd_usage(pid: u32) -> Option<(u64, u64)> {
         .parse()
         .ok()?;
     Some((open, soft))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(s: &[u8]) -> [u8; 16] {
+        let mut r = [0; 16];
+        r[..s.len()].copy_from_slice(s);
+        r
+    }
+
+    #[test]
+    fn a_kernel_task_name_ends_at_its_first_nul() {
+        assert_eq!(Comm::from_kernel(&raw(b"nginx")).as_str(), "nginx");
+        assert_eq!(Comm::from_kernel(&raw(b"0123456789abcdef")).as_str(), "0123456789abcdef");
+        assert_eq!(Comm::from_kernel(&raw(b"")).as_str(), "");
+    }
+
+    #[test]
+    fn a_kernel_task_name_keeps_utf8_and_marks_bytes_that_are_not() {
+        assert_eq!(Comm::from_kernel(&raw("wörker".as_bytes())).as_str(), "wörker");
+        assert_eq!(Comm::from_kernel(&raw(b"bad\xff\xfename")).as_str(), "bad??name");
+        // cut inside a character by the kernel's 16 bytes
+        let cut = raw(&"aaaaaaaaaaaaaaaö".as_bytes()[..16]);
+        assert_eq!(Comm::from_kernel(&cut).as_str(), "aaaaaaaaaaaaaaa?");
+    }
 }
