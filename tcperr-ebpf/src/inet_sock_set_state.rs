@@ -15,7 +15,7 @@ use tcperr_common::{
 use crate::{
     emit::{emit, header, hold_close, just_reset},
     layout::layout,
-    sock::{Direct, Head, SockMem, sock_info},
+    sock::{Direct, Head, SockMem, sock_info_of},
 };
 
 #[btf_tracepoint(function = "inet_sock_set_state")]
@@ -46,14 +46,15 @@ fn state_change<M: SockMem>(sk: u64, old: u8, new: u8) -> i32 {
     if M::load::<u16>(sk, layout!(sk_protocol)) != IPPROTO_TCP {
         return 0; // MPTCP, SCTP and DCCP sockets change state through here too
     }
-    let mut sock = sock_info::<M>(sk);
+    let mut sock = sock_info_of::<M>(sk, new != state::SYN_SENT);
     sock.state = old;
     let change = StateChange {
         header: header::<StateChange>(sk),
         sock,
         oldstate: old,
         newstate: new,
-        _pad: [0; 6],
+        _pad0: 0,
+        _pad1: 0,
     };
     if new == state::CLOSE
         && matches!(old, state::ESTABLISHED | state::CLOSE_WAIT)

@@ -151,32 +151,47 @@ fn v6(words: [u64; 2]) -> [u8; 16] {
 /// read.
 #[inline(always)]
 pub fn sock_info<M: SockMem>(sk: u64) -> SockInfo {
+    sock_info_of::<M>(sk, true)
+}
+
+/// As [`sock_info`]; `may_have_port` false for a socket that has no local port yet (connect()
+/// picks it after the move to SYN_SENT), which spares a read.
+#[inline(always)]
+pub fn sock_info_of<M: SockMem>(sk: u64, may_have_port: bool) -> SockInfo {
     let head = M::of(sk);
-    let mut info = SockInfo::ZERO;
-    info.family = head.field(sk, layout!(sk_family));
-    info.state = head.field(sk, layout!(sk_state));
-    let full = !matches!(info.state, state::TIME_WAIT | state::NEW_SYN_RECV);
-    info.lport = head.field(sk, layout!(sk_num));
-    if info.lport == 0 && full {
+    let family: u16 = head.field(sk, layout!(sk_family));
+    let state: u8 = head.field(sk, layout!(sk_state));
+    let full = !matches!(state, state::TIME_WAIT | state::NEW_SYN_RECV);
+    let mut lport: u16 = head.field(sk, layout!(sk_num));
+    if lport == 0 && full && may_have_port {
         // skc_num is cleared when the socket leaves the hash tables (CLOSE); inet_sport is not.
         // (`inet_sock`, past `struct sock`: beyond what a BTF-typed load of a sock may reach)
-        info.lport = u16::from_be(read(sk, layout!(sk_sport)));
+        lport = u16::from_be(read(sk, layout!(sk_sport)));
     }
-    info.rport = u16::from_be(head.field(sk, layout!(sk_dport)));
-    info.cookie = head.field(sk, layout!(sk_cookie));
-    if info.family == AF_INET6 {
-        info.laddr = v6(head.field(sk, layout!(sk_v6_rcv_saddr)));
-        info.raddr = v6(head.field(sk, layout!(sk_v6_daddr)));
+    let (laddr, raddr) = if family == AF_INET6 {
+        (v6(head.field(sk, layout!(sk_v6_rcv_saddr))), v6(head.field(sk, layout!(sk_v6_daddr))))
     } else {
         // IPv4 in the first 4 bytes (network order as in memory), the rest zero.
         let l: u32 = head.field(sk, layout!(sk_rcv_saddr));
         let r: u32 = head.field(sk, layout!(sk_daddr));
-        info.laddr = v6([l as u64, 0]);
-        info.raddr = v6([r as u64, 0]);
-    }
-    if full {
+        (v6([l as u64, 0]), v6([r as u64, 0]))
+    };
+    let ino = if full {
         let socket: u64 = M::load(sk, layout!(sk_socket));
-        info.ino = read(socket, layout!(socket_ino));
+        read(socket, layout!(socket_ino))
+    } else {
+        0
+    };
+    // (a literal of every field: `SockInfo::ZERO` first became a call to a byte-wise memset)
+    SockInfo {
+        cookie: head.field(sk, layout!(sk_cookie)),
+        ino,
+        family,
+        lport,
+        rport: u16::from_be(head.field(sk, layout!(sk_dport))),
+        state,
+        _pad: 0,
+        laddr,
+        raddr,
     }
-    info
 }

@@ -30,7 +30,8 @@ pub fn tcp_send_reset(ctx: RawTracePointContext) -> i32 {
             sock,
             reason,
             closed_from: 0,
-            _pad: [0; 3],
+            _pad0: 0,
+            _pad1: 0,
         });
         return 0;
     }
@@ -43,7 +44,8 @@ pub fn tcp_send_reset(ctx: RawTracePointContext) -> i32 {
             sock: SockInfo { state: state::CLOSE, ..close.sock },
             reason,
             closed_from: close.oldstate,
-            _pad: [0; 3],
+            _pad0: 0,
+            _pad1: 0,
         });
         return 0;
     }
@@ -56,6 +58,6 @@ pub fn tcp_send_reset(ctx: RawTracePointContext) -> i32 {
     }
     let header = header::<RstSent>(sk);
     note_rst(sk, header.ts_ns, false);
-    emit(&RstSent { header, sock, reason, closed_from: 0, _pad: [0; 3] });
+    emit(&RstSent { header, sock, reason, closed_from: 0, _pad0: 0, _pad1: 0 });
     0
 }

@@ -540,7 +540,8 @@ mod tests {
             sock: sock(state::CLOSE, 1),
             oldstate: state::CLOSE,
             newstate: state::SYN_SENT,
-            _pad: [0; 6],
+            _pad0: 0,
+            _pad1: 0,
         })
     }
 
@@ -609,7 +610,8 @@ mod tests {
             sock: sock(state::ESTABLISHED, 2),
             oldstate: state::ESTABLISHED,
             newstate: state::CLOSE,
-            _pad: [0; 6],
+            _pad0: 0,
+            _pad1: 0,
         });
         let r = c.observe(&abort).unwrap();
         assert_eq!((r.pid, r.owner_from), (Some(77), OwnerSource::Closing));
@@ -633,14 +635,16 @@ mod tests {
                 sock: s,
                 oldstate: state::CLOSE,
                 newstate: state::SYN_SENT,
-                _pad: [0; 6],
+                _pad0: 0,
+                _pad1: 0,
             }));
             c.observe(&Event::RstSent(tcperr_common::RstSent {
                 header: h(EventKind::RstSent),
                 sock: s,
                 reason: tcperr_common::ABSENT,
                 closed_from: 0,
-                _pad: [0; 3],
+                _pad0: 0,
+                _pad1: 0,
             }));
             if i % 1000 == 0 {
                 c.expire(ts);
@@ -672,21 +676,24 @@ mod tests {
                 sock: SockInfo { state: state::CLOSE, ..client },
                 oldstate: state::CLOSE,
                 newstate: state::SYN_SENT,
-                _pad: [0; 6],
+                _pad0: 0,
+                _pad1: 0,
             }));
             c.observe(&Event::StateChange(StateChange {
                 header: h(EventKind::StateChange, 9, b"server", server_sk),
                 sock: server,
                 oldstate: state::ESTABLISHED,
                 newstate: state::CLOSE,
-                _pad: [0; 6],
+                _pad0: 0,
+                _pad1: 0,
             }));
             c.observe(&Event::RstSent(tcperr_common::RstSent {
                 header: h(EventKind::RstSent, 9, b"server", server_sk),
                 sock: SockInfo { state: state::CLOSE, ..server },
                 reason: tcperr_common::ABSENT,
                 closed_from: 0,
-                _pad: [0; 3],
+                _pad0: 0,
+                _pad1: 0,
             }));
             c.observe(&Event::RstReceived(RstReceived {
                 header: h(EventKind::RstReceived, 0, b"swapper/0", client_sk),
@@ -734,7 +741,8 @@ mod tests {
             sock: sock(state::ESTABLISHED, 1),
             oldstate: state::ESTABLISHED,
             newstate: state::CLOSE,
-            _pad: [0; 6],
+            _pad0: 0,
+            _pad1: 0,
         });
         c.observe(&close);
         c.expire(10 + GRACE_NS - 1);

@@ -182,7 +182,8 @@ mod tests {
             sock: SockInfo::ZERO,
             oldstate: 1,
             newstate: 8,
-            _pad: [0; 6],
+            _pad0: 0,
+            _pad1: 0,
         };
         assert_eq!(decode(&encode(&sc)), Ok(Event::StateChange(sc)));
     }
@@ -221,7 +222,8 @@ mod tests {
                 sock,
                 reason: 3,
                 closed_from: 0,
-                _pad: [0; 3],
+                _pad0: 0,
+                _pad1: 0,
             }),
             encode(&SendError { header: header(EventKind::SendError), sock, errno: 32, _pad: 0 }),
             encode(&RecvError { header: header(EventKind::RecvError), sock, errno: 104, flags: 2 }),
@@ -231,7 +233,8 @@ mod tests {
                 sock,
                 oldstate: 1,
                 newstate: 7,
-                _pad: [0; 6],
+                _pad0: 0,
+                _pad1: 0,
             }),
             encode(&SocketError {
                 header: header(EventKind::SocketError),

@@ -326,7 +326,8 @@ impl Tracer {
             sock: SockInfo::ZERO,
             oldstate: 0,
             newstate: 0,
-            _pad: [0; 6],
+            _pad0: 0,
+            _pad1: 0,
         };
         let mut values = vec![none; n];
         *values.get_mut(cpu).ok_or("no such CPU")? = close;

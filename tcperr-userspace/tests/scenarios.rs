@@ -332,7 +332,8 @@ fn a_move_to_close_whose_rst_never_came_is_handed_over_once() {
         sock: tcperr_common::SockInfo::ZERO,
         oldstate: state::ESTABLISHED,
         newstate: state::CLOSE,
-        _pad: [0; 6],
+        _pad0: 0,
+        _pad1: 0,
     };
     held.sock.state = state::ESTABLISHED;
     tracer.hold_close_for_test(0, held).expect("write the held slot");

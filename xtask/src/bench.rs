@@ -751,7 +751,8 @@ fn synthetic(n: usize) -> (f64, f64) {
                 sock,
                 oldstate: state::CLOSE,
                 newstate: state::SYN_SENT,
-                _pad: [0; 6],
+                _pad0: 0,
+                _pad1: 0,
             }),
             1 => {
                 sock.state = state::ESTABLISHED;
@@ -776,7 +777,8 @@ fn synthetic(n: usize) -> (f64, f64) {
                 sock,
                 oldstate: state::ESTABLISHED,
                 newstate: state::CLOSE,
-                _pad: [0; 6],
+                _pad0: 0,
+                _pad1: 0,
             }),
         });
     }

@@ -15,7 +15,9 @@ pub struct RstSent {
     /// `SO_LINGER {1, 0}` or unread data, `tcp_disconnect()`), or 0. That move to CLOSE is not
     /// sent as a [`StateChange`] of its own: this record carries it ([`Self::folded_close`]).
     pub closed_from: u8,
-    pub _pad: [u8; 3],
+    // (integers, not a byte array: the eBPF build zeroes a byte array with a call to memset)
+    pub _pad0: u8,
+    pub _pad1: u16,
 }
 event!(RstSent);
 
@@ -27,7 +29,8 @@ impl RstSent {
             sock: SockInfo { state: self.closed_from, ..self.sock },
             oldstate: self.closed_from,
             newstate: state::CLOSE,
-            _pad: [0; 6],
+            _pad0: 0,
+            _pad1: 0,
         })
     }
 }

@@ -14,7 +14,9 @@ pub struct StateChange {
     pub sock: SockInfo,
     pub oldstate: u8,
     pub newstate: u8,
-    pub _pad: [u8; 6],
+    // (integers, not a byte array: the eBPF build zeroes a byte array with a call to memset)
+    pub _pad0: u16,
+    pub _pad1: u32,
 }
 event!(StateChange);
 
