@@ -502,8 +502,7 @@ fn run_all(o: &Options, s: &Sizes, bin: &Path, have_bpftrace: bool) -> Result<St
             let seen_lost = match rs.iter().map(|r| r.seen_lost).collect::<Option<Vec<_>>>() {
                 Some(v) => {
                     let (seen, lost) = v.iter().fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
-                    // Each connection causes 5 events (connect, the abort's move to CLOSE, the
-                    // RST sent, the RST received, the failed read); the host's other traffic
+                    // Each connection causes EVENTS_PER_CONNECTION; the host's other traffic
                     // during the run adds a few. (Lost counts records: a lost RST record that
                     // carried a move to CLOSE would count one for two events.)
                     let per_conn = (seen + lost) as f64 / conns.max(1) as f64;
@@ -532,6 +531,17 @@ fn run_all(o: &Options, s: &Sizes, bin: &Path, have_bpftrace: bool) -> Result<St
     );
     let tcperr_lost: u64 =
         runs["tcperr"].iter().filter_map(|r| r.seen_lost).map(|(_, lost)| lost).sum();
+    // Whether tcperr's count adds up to what the generators caused: 5 events per connection,
+    // each lost record standing for at most two (an RST carrying its move to CLOSE), and at
+    // most 1 % more from the host's other traffic (and connections cut by the end of a round).
+    let (seen, conns) = runs["tcperr"]
+        .iter()
+        .filter_map(|r| r.seen_lost.map(|(seen, _)| (seen, r.connections)))
+        .fold((0u64, 0u64), |a, b| (a.0 + b.0, a.1 + b.1));
+    let per_conn = (seen + tcperr_lost) as f64 / conns.max(1) as f64;
+    let adds_up = conns > 0
+        && seen + 2 * tcperr_lost >= EVENTS_PER_CONNECTION * conns
+        && (seen + tcperr_lost) as f64 <= EVENTS_PER_CONNECTION as f64 * 1.01 * conns as f64;
     let tcperr_rss = runs["tcperr"].iter().map(|r| r.peak_rss_kib).max().unwrap_or(0);
 
     // 4. Userspace ceiling.
@@ -557,7 +567,7 @@ fn run_all(o: &Options, s: &Sizes, bin: &Path, have_bpftrace: bool) -> Result<St
             _ => "n/a".into(),
         };
         let rss_mb = tcperr_rss as f64 / 1024.0;
-        let targets: [(&str, String, bool); 9] = [
+        let targets: [(&str, String, bool); 10] = [
             (
                 "hot-path programs within 10 % of the floor",
                 format!("{worst_hot:.2} (slowest)"),
@@ -573,6 +583,11 @@ fn run_all(o: &Options, s: &Sizes, bin: &Path, have_bpftrace: bool) -> Result<St
                 "no lost events at the default buffer",
                 format!("{tcperr_lost} lost"),
                 tcperr_lost == 0,
+            ),
+            (
+                "storm: events seen + lost = what the generators caused",
+                format!("{per_conn:.2} per connection (5 caused)"),
+                adds_up,
             ),
             (
                 "tracer CPU per connection ≤ ½ of bpftrace's",
@@ -621,6 +636,10 @@ struct StormRun {
 
 /// The storm mode that measures tcperr's programs alone (`Config::discard_records`).
 const DISCARDED: &str = "records discarded in the kernel";
+
+/// Events tcperr reports per storm connection: the connect, the abort's move to CLOSE, the RST
+/// sent, the RST received and the failed read.
+const EVENTS_PER_CONNECTION: u64 = 5;
 
 /// Runs the storm once under `mode` ("untraced", "tcperr[ ARGS]", [`DISCARDED`] or "bpftrace").
 fn storm_once(mode: &str, bin: &Path, secs: f64) -> Result<StormRun, String> {
