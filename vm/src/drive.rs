@@ -14,6 +14,10 @@ use serde_json::Value;
 pub struct Traced {
     child: Child,
     stderr_lines: mpsc::Receiver<String>,
+    /// Reads tcperr's stdout while it runs: a pipe nobody reads fills at 64 KiB and then blocks
+    /// tcperr's writes, and with them its reading of the ring buffer (a storm then loses all
+    /// but one ring buffer's worth of records).
+    stdout: std::thread::JoinHandle<std::io::Result<String>>,
     /// tcperr's start-up line naming the hook of each source.
     pub hooks: String,
 }
@@ -48,6 +52,11 @@ pub fn start_command(
         .spawn()
         .map_err(|e| (None, format!("spawn {cmd:?}: {e}")))?;
     let (tx, rx) = mpsc::channel();
+    let mut stdout = child.stdout.take().ok_or((None, "no stdout".to_owned()))?;
+    let stdout = std::thread::spawn(move || {
+        let mut out = String::new();
+        stdout.read_to_string(&mut out).map(|_| out)
+    });
     let stderr = child.stderr.take().ok_or((None, "no stderr".to_owned()))?;
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -74,7 +83,7 @@ pub fn start_command(
             }
         }
     }
-    Ok(Traced { child, stderr_lines: rx, hooks })
+    Ok(Traced { child, stderr_lines: rx, stdout, hooks })
 }
 
 impl Traced {
@@ -90,12 +99,10 @@ pub fn stop(mut t: Traced) -> Result<Stopped, String> {
     if unsafe { libc::kill(t.child.id() as i32, libc::SIGINT) } != 0 {
         return Err(format!("SIGINT: {}", std::io::Error::last_os_error()));
     }
-    let mut out = String::new();
-    t.child
+    let out = t
         .stdout
-        .take()
-        .ok_or("no stdout")?
-        .read_to_string(&mut out)
+        .join()
+        .map_err(|_| "stdout reader panicked".to_owned())?
         .map_err(|e| format!("read stdout: {e}"))?;
     let status = t.child.wait().map_err(|e| format!("wait: {e}"))?;
     let events = out
