@@ -20,26 +20,19 @@ use crate::{
 
 #[btf_tracepoint(function = "inet_sock_set_state")]
 pub fn inet_sock_set_state(ctx: BtfTracePointContext) -> i32 {
-    let old = ctx.arg::<u64>(1) as u8;
-    let new = ctx.arg::<u64>(2) as u8;
-    if !is_reported_transition(old, new) {
-        return 0;
-    }
-    state_change::<Direct>(ctx.arg::<u64>(0), old, new)
+    state_change::<Direct>(ctx.arg(0), ctx.arg::<u64>(1) as u8, ctx.arg::<u64>(2) as u8)
 }
 
 #[raw_tracepoint(tracepoint = "inet_sock_set_state")]
 pub fn raw_inet_sock_set_state(ctx: RawTracePointContext) -> i32 {
-    let old = ctx.arg::<u64>(1) as u8;
-    let new = ctx.arg::<u64>(2) as u8;
-    if !is_reported_transition(old, new) {
-        return 0;
-    }
-    state_change::<Head>(ctx.arg::<u64>(0), old, new)
+    state_change::<Head>(ctx.arg(0), ctx.arg::<u64>(1) as u8, ctx.arg::<u64>(2) as u8)
 }
 
 #[inline(always)]
 fn state_change<M: SockMem>(sk: u64, old: u8, new: u8) -> i32 {
+    if !is_reported_transition(old, new) {
+        return 0;
+    }
     if new == state::CLOSE && just_reset(sk) {
         return 0; // tcp_reset() ending the socket: its rst_received says so
     }
