@@ -2,7 +2,7 @@
 //! [`StateChange`], for the transitions `tcperr_common::tcp::is_reported_transition` names.
 //! `TP_PROTO(const struct sock *sk, int oldstate, int newstate)` (userspace checks it in BTF):
 //! both forms hand over the arguments without the kernel first building the tracepoint's
-//! record, and every other transition leaves after two context loads.
+//! record, and every other transition leaves after three context loads.
 use aya_ebpf::{
     macros::{btf_tracepoint, raw_tracepoint},
     programs::{BtfTracePointContext, RawTracePointContext},
