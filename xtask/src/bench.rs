@@ -324,11 +324,12 @@ fn run_all(o: &Options, s: &Sizes, bin: &Path, have_bpftrace: bool) -> Result<St
 
     // 1. In-kernel cost per call on the success path.
     eprintln!("==> bench: hot-path cost (bpf_stats, {} round trips)", s.pingpong_rounds);
+    const ORDERS: [[usize; 3]; 3] = [[0, 1, 2], [1, 2, 0], [2, 0, 1]];
+    let rounds = if o.smoke { 1 } else { 4 * ORDERS.len() };
     let _ = writeln!(
         md,
-        "## 1. In-kernel cost per socket call (success path; each program alone on the hooks, {} ping-pong round trips, {} rounds)\n",
+        "## 1. In-kernel cost per socket call (success path; each program alone on the hooks, {} ping-pong round trips, {rounds} rounds)\n",
         s.pingpong_rounds,
-        if o.smoke { 1 } else { 12 }
     );
     let _ = writeln!(
         md,
@@ -341,8 +342,6 @@ fn run_all(o: &Options, s: &Sizes, bin: &Path, have_bpftrace: bool) -> Result<St
     // after the kernel's own code paid for the cold caches and the next ran warm. A program of
     // tcperr's exact shape, always attached just after the floor, measured 0.92 of it while
     // tcperr's measured 1.05 in the same rounds.)
-    const ORDERS: [[usize; 3]; 3] = [[0, 1, 2], [1, 2, 0], [2, 0, 1]];
-    let rounds = if o.smoke { 1 } else { 4 * ORDERS.len() };
     let mut samples: BTreeMap<String, (Vec<f64>, f64, u64)> = BTreeMap::new();
     let mut add = |rows: Vec<(String, f64, u64)>| {
         for (name, ns, runs) in rows {
