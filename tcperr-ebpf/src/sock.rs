@@ -139,7 +139,7 @@ impl SockMem for Head {
 
 /// An address copied as whole words; the same bytes as the `[u8; N]` it stands for.
 #[inline(always)]
-fn v6(words: [u64; 2]) -> [u8; 16] {
+pub fn v6(words: [u64; 2]) -> [u8; 16] {
     // SAFETY: same size, any bit pattern is valid.
     unsafe { core::mem::transmute(words) }
 }
