@@ -184,33 +184,35 @@ pub fn hold_close(close: &StateChange) {
 /// `sk`'s move to CLOSE if it is held back on this CPU (no longer held after this).
 #[inline(always)]
 pub fn take_held_close(sk: u64) -> Option<StateChange> {
-    let slot = HELD_CLOSE.get_ptr_mut(0)?;
-    // SAFETY: per-CPU slot, as above; copied out before it is freed for the next one.
-    unsafe {
-        if sk == 0 || core::ptr::read_volatile(&raw const (*slot).header.sk) != sk {
-            return None;
-        }
-        let held = *slot;
-        compiler_fence(Ordering::SeqCst); // (the copy is taken before the slot is freed)
-        core::ptr::write_volatile(&raw mut (*slot).header.sk, 0);
-        Some(held)
+    if sk == 0 {
+        return None;
     }
+    take_held(sk)
 }
 
 /// Records the move to CLOSE held back on this CPU if it is `sk`'s (any socket's: 0).
 #[inline(always)]
 pub fn release_held_of(sk: u64) {
-    if let Some(slot) = HELD_CLOSE.get_ptr_mut(0) {
-        // SAFETY: per-CPU slot, as above; copied out before it is freed for the next one.
-        unsafe {
-            let held = core::ptr::read_volatile(&raw const (*slot).header.sk);
-            if held != 0 && (sk == 0 || held == sk) {
-                let close = *slot;
-                compiler_fence(Ordering::SeqCst); // (as in take_held_close)
-                core::ptr::write_volatile(&raw mut (*slot).header.sk, 0);
-                emit(&close);
-            }
+    if let Some(close) = take_held(sk) {
+        emit(&close);
+    }
+}
+
+/// The move to CLOSE held back on this CPU if it is `sk`'s (any socket's: 0), no longer held
+/// after this.
+#[inline(always)]
+fn take_held(sk: u64) -> Option<StateChange> {
+    let slot = HELD_CLOSE.get_ptr_mut(0)?;
+    // SAFETY: per-CPU slot, as in [`hold_close`]; copied out before it is freed for the next one.
+    unsafe {
+        let held = core::ptr::read_volatile(&raw const (*slot).header.sk);
+        if held == 0 || (sk != 0 && held != sk) {
+            return None;
         }
+        let close = *slot;
+        compiler_fence(Ordering::SeqCst); // (the copy is taken before the slot is freed)
+        core::ptr::write_volatile(&raw mut (*slot).header.sk, 0);
+        Some(close)
     }
 }
 

@@ -24,29 +24,19 @@ pub fn tcp_send_reset(ctx: RawTracePointContext) -> i32 {
     let reason =
         if layout!(send_reset_reason_arg) == 2 { ctx.arg::<u64>(2) as u32 } else { ABSENT };
     if sk == 0 {
-        let sock = segment_tuple(skb);
-        emit(&RstSent {
-            header: header::<RstSent>(sk),
-            sock,
-            reason,
-            closed_from: 0,
-            _pad0: 0,
-            _pad1: 0,
-        });
+        emit(&rst_sent(header::<RstSent>(sk), segment_tuple(skb), reason, 0));
         return 0;
     }
     if let Some(close) = take_held_close(sk) {
         // An abort: its move to CLOSE, held back a moment ago in this call, is carried by this
         // record and already holds all of it (same task, same socket, same 4-tuple): no reads.
         note_rst(sk, close.header.ts_ns, false);
-        emit(&RstSent {
-            header: EventHeader { kind: RstSent::KIND as u32, ..close.header },
-            sock: SockInfo { state: state::CLOSE, ..close.sock },
+        emit(&rst_sent(
+            EventHeader { kind: RstSent::KIND as u32, ..close.header },
+            SockInfo { state: state::CLOSE, ..close.sock },
             reason,
-            closed_from: close.oldstate,
-            _pad0: 0,
-            _pad1: 0,
-        });
+            close.oldstate,
+        ));
         return 0;
     }
     let sock = sock_info::<Head>(sk);
@@ -58,6 +48,11 @@ pub fn tcp_send_reset(ctx: RawTracePointContext) -> i32 {
     }
     let header = header::<RstSent>(sk);
     note_rst(sk, header.ts_ns, false);
-    emit(&RstSent { header, sock, reason, closed_from: 0, _pad0: 0, _pad1: 0 });
+    emit(&rst_sent(header, sock, reason, 0));
     0
+}
+
+#[inline(always)]
+fn rst_sent(header: EventHeader, sock: SockInfo, reason: u32, closed_from: u8) -> RstSent {
+    RstSent { header, sock, reason, closed_from, _pad0: 0, _pad1: 0 }
 }
