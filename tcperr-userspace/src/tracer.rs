@@ -341,7 +341,7 @@ impl Tracer {
         };
         let now = monotonic_ns();
         for held in values.iter().filter(|h| h.header.sk != 0) {
-            let key = (held.header.cpu, held.header.sk, held.header.ts_ns);
+            let key = held_key(held);
             if now.saturating_sub(held.header.ts_ns) < HELD_FOR_LONG.as_nanos() as u64
                 || self.claimed.contains(&key)
             {
@@ -383,9 +383,14 @@ impl Tracer {
     }
 }
 
+/// What tells one held move to CLOSE from another: its CPU, socket and time.
+fn held_key(c: &StateChange) -> (u32, u64, u64) {
+    (c.header.cpu, c.header.sk, c.header.ts_ns)
+}
+
 /// Whether `c` is a held move to CLOSE already handed over from the map (and forgets it).
 fn was_claimed(claimed: &mut Vec<(u32, u64, u64)>, c: &StateChange) -> bool {
-    let key = (c.header.cpu, c.header.sk, c.header.ts_ns);
+    let key = held_key(c);
     let before = claimed.len();
     claimed.retain(|k| *k != key);
     claimed.len() != before
