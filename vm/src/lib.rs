@@ -18,6 +18,7 @@ pub mod sock;
 pub mod storm;
 
 pub use scenarios::{ALL, run};
+pub use sock::loopback_up;
 
 /// CLOCK_MONOTONIC in nanoseconds: the clock of `bpf_ktime_get_ns()`, so of tcperr's `ts_ns`.
 pub fn monotonic_ns() -> u64 {
@@ -26,7 +27,6 @@ pub fn monotonic_ns() -> u64 {
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
     t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }
-pub use sock::loopback_up;
 
 /// One side of a scenario: a thread whose comm is `name`.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -63,7 +63,7 @@ pub fn detach_filter(s: &impl AsRawFd) -> io::Result<()> {
 }
 
 /// Waits (without reading) until `events` is signalled on `s`; returns the revents.
-pub fn wait_for(s: &TcpStream, events: i16, timeout: Duration) -> io::Result<i16> {
+pub fn wait_for(s: &impl AsRawFd, events: i16, timeout: Duration) -> io::Result<i16> {
     let mut p = libc::pollfd { fd: s.as_raw_fd(), events, revents: 0 };
     // SAFETY: one valid pollfd.
     let rc = unsafe { libc::poll(&mut p, 1, timeout.as_millis() as i32) };
@@ -134,11 +134,7 @@ pub fn connect_bound(
                 )));
             }
         }
-        let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLOUT, revents: 0 };
-        // SAFETY: one valid pollfd.
-        if unsafe { libc::poll(&mut p, 1, 5000) } != 1 {
-            return Err(io::Error::other("the connection attempt did not end within 5 s"));
-        }
+        wait_for(&fd, libc::POLLOUT, Duration::from_secs(5))?;
         let mut err: libc::c_int = 0;
         let mut elen = size_of::<libc::c_int>() as libc::socklen_t;
         // SAFETY: valid fd; SO_ERROR writes an int of elen bytes.
