@@ -41,6 +41,11 @@ pub struct KernelLayout {
     /// Offset of `vfs_inode.i_ino` from the start of the `struct socket` inside `struct
     /// socket_alloc`.
     pub socket_ino: u32,
+    /// `socket.file`, `file.f_inode`, `inode.i_ino`: the same inode number by loads a BTF-typed
+    /// program may make (`socket_ino` lies past `struct socket`, where none may go).
+    pub socket_file: u32,
+    pub file_inode: u32,
+    pub inode_ino: u32,
 
     // --- raw tracepoint arguments ---
     /// Index of `tcp_send_reset`'s `reason` argument (`enum sk_rst_reason`, Linux 6.10+), else
@@ -80,6 +85,9 @@ impl KernelLayout {
         skb_network_header: ABSENT,
         skb_transport_header: ABSENT,
         socket_ino: ABSENT,
+        socket_file: ABSENT,
+        file_inode: ABSENT,
+        inode_ino: ABSENT,
         send_reset_reason_arg: ABSENT,
         tp_synack_skaddr: ABSENT,
         tp_synack_req: ABSENT,

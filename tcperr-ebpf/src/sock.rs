@@ -51,6 +51,13 @@ pub trait SockMem: Sized {
     fn field<T: Default + Copy>(&self, sk: u64, off: u32) -> T;
     /// A field of `sk` read on its own, without [`Self::of`].
     fn load<T: Default + Copy>(sk: u64, off: u32) -> T;
+
+    /// The inode number of `sk`'s socket (0: none), from the inode that follows `struct
+    /// socket` in its `struct socket_alloc`.
+    #[inline(always)]
+    fn ino(sk: u64) -> u64 {
+        read(Self::load::<u64>(sk, layout!(sk_socket)), layout!(socket_ino))
+    }
 }
 
 /// Loads through a BTF-typed socket pointer ([`direct`]).
@@ -70,6 +77,21 @@ impl SockMem for Direct {
     #[inline(always)]
     fn load<T: Default + Copy>(sk: u64, off: u32) -> T {
         direct(sk, off)
+    }
+
+    /// The same inode reached by loads alone (socket → file → inode): no helper call. A socket
+    /// without a file (the kernel's own) is read as [`SockMem::ino`] does.
+    #[inline(always)]
+    fn ino(sk: u64) -> u64 {
+        let socket: u64 = direct(sk, layout!(sk_socket));
+        if socket == 0 {
+            return 0;
+        }
+        let file: u64 = direct(socket, layout!(socket_file));
+        if file == 0 {
+            return read(socket, layout!(socket_ino));
+        }
+        direct(direct::<u64>(file, layout!(file_inode)), layout!(inode_ino))
     }
 }
 
@@ -145,8 +167,7 @@ pub fn v6(words: [u64; 2]) -> [u8; 16] {
 }
 
 /// Identity, 4-tuple and state of `sk`: with [`Head`], one copy of the `sock_common` head, then
-/// the inode behind `sk_socket` (two more reads); with [`Direct`], loads and one read (the inode
-/// lies past `struct socket`, where no BTF-typed load may go). A TIME_WAIT or NEW_SYN_RECV
+/// the inode behind `sk_socket` (two more reads); with [`Direct`], loads only. A TIME_WAIT or NEW_SYN_RECV
 /// "socket" is a smaller structure that shares only `struct sock_common`: nothing past it is
 /// read.
 #[inline(always)]
@@ -176,12 +197,7 @@ pub fn sock_info_of<M: SockMem>(sk: u64, may_have_port: bool) -> SockInfo {
         let r: u32 = head.field(sk, layout!(sk_daddr));
         (v6([l as u64, 0]), v6([r as u64, 0]))
     };
-    let ino = if full {
-        let socket: u64 = M::load(sk, layout!(sk_socket));
-        read(socket, layout!(socket_ino))
-    } else {
-        0
-    };
+    let ino = if full { M::ino(sk) } else { 0 };
     // (a literal of every field: `SockInfo::ZERO` first became a call to a byte-wise memset)
     SockInfo {
         cookie: head.field(sk, layout!(sk_cookie)),

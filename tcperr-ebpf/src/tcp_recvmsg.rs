@@ -11,7 +11,11 @@ use aya_ebpf::{
     programs::{FExitContext, ProbeContext, RetProbeContext},
 };
 
-use crate::{layout::layout, sock_recv_length::recv_result};
+use crate::{
+    layout::layout,
+    sock::{Direct, Head},
+    sock_recv_length::recv_result,
+};
 
 #[fexit(function = "tcp_recvmsg")]
 pub fn fexit_tcp_recvmsg(ctx: FExitContext) -> i32 {
@@ -20,7 +24,7 @@ pub fn fexit_tcp_recvmsg(ctx: FExitContext) -> i32 {
         return 0;
     }
     let flags = flags_arg(ctx.arg::<u64>(3), ctx.arg::<u64>(4));
-    recv_result(ctx.arg::<u64>(0), ret, flags as u32);
+    recv_result::<Direct>(ctx.arg(0), ret, flags as u32);
     0
 }
 
@@ -64,7 +68,7 @@ pub fn kretprobe_tcp_recvmsg(ctx: RetProbeContext) -> u32 {
     if ret <= 0 {
         // SAFETY: the value is copied out before the entry is removed.
         if let Some(r) = unsafe { RECEIVING.get(&tid) }.copied() {
-            recv_result(r.sk, ret, r.flags as u32);
+            recv_result::<Head>(r.sk, ret, r.flags as u32);
         }
     }
     let _ = RECEIVING.remove(&tid);

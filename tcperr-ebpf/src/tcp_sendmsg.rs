@@ -10,7 +10,10 @@ use aya_ebpf::{
     programs::{FExitContext, ProbeContext, RetProbeContext},
 };
 
-use crate::sock_send_length::send_result;
+use crate::{
+    sock::{Direct, Head},
+    sock_send_length::send_result,
+};
 
 #[fexit(function = "tcp_sendmsg")]
 pub fn fexit_tcp_sendmsg(ctx: FExitContext) -> i32 {
@@ -18,7 +21,7 @@ pub fn fexit_tcp_sendmsg(ctx: FExitContext) -> i32 {
     if ret >= 0 {
         return 0;
     }
-    send_result(ctx.arg::<u64>(0), ret);
+    send_result::<Direct>(ctx.arg(0), ret);
     0
 }
 
@@ -41,7 +44,7 @@ pub fn kretprobe_tcp_sendmsg(ctx: RetProbeContext) -> u32 {
     if ret < 0 {
         // SAFETY: the value is copied out before the entry is removed.
         if let Some(sk) = unsafe { SENDING.get(&tid) }.copied() {
-            send_result(sk, ret);
+            send_result::<Head>(sk, ret);
         }
     }
     let _ = SENDING.remove(&tid);

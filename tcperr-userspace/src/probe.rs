@@ -131,7 +131,7 @@ pub struct Hook {
 }
 
 impl Hook {
-    const fn new(program: &'static str, attach: Attach) -> Self {
+    pub(crate) const fn new(program: &'static str, attach: Attach) -> Self {
         Self { program, ret_program: None, attach }
     }
 }
@@ -196,16 +196,23 @@ fn sock_layout(btf: &Btf, l: &mut KernelLayout) -> Result<()> {
     if let Ok((byte, mask)) = btf.bit_member("inet_request_sock", "acked") {
         (l.req_acked_byte, l.req_acked_mask) = (byte, u32::from(mask));
     }
+    let i_ino = member("inode", "i_ino", 8);
     l.socket_ino = match (
         btf.member_offset("socket_alloc", "socket"),
         btf.member_offset("socket_alloc", "vfs_inode"),
-        member("inode", "i_ino", 8),
+        &i_ino,
     ) {
         (Ok((sock, _)), Ok((inode, _)), Ok(ino)) => (inode + ino)
             .checked_sub(sock)
             .ok_or_else(|| anyhow!("socket_alloc: inode before socket"))?,
         _ => ABSENT,
     };
+    // (all three or none: the programs take the chain only when it is whole)
+    if let (Ok(file), Ok(inode), Ok(ino)) =
+        (member("socket", "file", 8), member("file", "f_inode", 8), i_ino)
+    {
+        (l.socket_file, l.file_inode, l.inode_ino) = (file, inode, ino);
+    }
     Ok(())
 }
 
@@ -331,11 +338,10 @@ pub fn plan(tracefs: &Path, btf: &Btf) -> Result<Plan> {
                         "kretprobe_tcp_sendmsg",
                     ),
                 ),
-                candidate(
-                    Family::TracePoint,
-                    raw_sock_tp(btf, "sock_send_length", 2, "sock_send_length"),
-                ),
-            ],
+            ]
+            .into_iter()
+            .chain(sock_tp(btf, "sock_send_length", 2, "sock_send_length", "raw_sock_send_length"))
+            .collect(),
             Source::RecvResult => vec![
                 candidate(Family::FExit, fexit(btf, "tcp_recvmsg", "fexit_tcp_recvmsg")),
                 candidate(
@@ -347,11 +353,10 @@ pub fn plan(tracefs: &Path, btf: &Btf) -> Result<Plan> {
                         "kretprobe_tcp_recvmsg",
                     ),
                 ),
-                candidate(
-                    Family::TracePoint,
-                    raw_sock_tp(btf, "sock_recv_length", 2, "sock_recv_length"),
-                ),
-            ],
+            ]
+            .into_iter()
+            .chain(sock_tp(btf, "sock_recv_length", 2, "sock_recv_length", "raw_sock_recv_length"))
+            .collect(),
             Source::StateChange => sock_tp(
                 btf,
                 "inet_sock_set_state",

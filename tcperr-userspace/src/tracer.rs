@@ -42,14 +42,13 @@ pub const OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "
 /// stay attached while the returned object lives.
 pub fn attach_floor() -> Result<Ebpf, String> {
     let mut ebpf = EbpfLoader::new().load(OBJECT).map_err(|e| e.to_string())?;
-    for (program, tp) in [
+    let mut btf = None;
+    for (program, name) in [
         ("floor_sock_send_length", "sock_send_length"),
         ("floor_sock_recv_length", "sock_recv_length"),
     ] {
-        let p: &mut RawTracePoint =
-            program_of(&mut ebpf, program)?.try_into().map_err(|e| format!("{e}"))?;
-        p.load().map_err(|e| format!("load {program}: {e}"))?;
-        p.attach(tp).map_err(|e| format!("attach {program}: {e}"))?;
+        let hook = Hook::new(program, Attach::BtfTracePoint { name });
+        attach(&mut ebpf, &mut btf, &hook).map_err(|e| format!("{program}: {e}"))?;
     }
     Ok(ebpf)
 }

@@ -313,6 +313,49 @@ fn an_abort_without_an_rst_still_records_its_move_to_close() {
     );
 }
 
+/// Each record about a socket a process holds names the socket's inode as that process sees it
+/// (the key to its owner in /proc), whether the programs reach it by loads through BTF-typed
+/// pointers or, in the raw-tracepoint fallbacks, by copies.
+#[test]
+fn records_name_the_inode_of_the_socket_the_process_holds() {
+    use std::os::unix::{fs::MetadataExt, io::AsRawFd};
+    for config in [Config::default(), Config { raw_tracepoints_only: true, ..Config::default() }] {
+        let mut tracer = Tracer::start(&config).unwrap_or_else(|e| panic!("cannot start: {e}"));
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let mut client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let ino = std::fs::metadata(format!("/proc/self/fd/{}", client.as_raw_fd()))
+            .expect("stat the socket")
+            .ino();
+        let (server, _) = listener.accept().expect("accept");
+        sock::set_linger_zero(&server).expect("linger");
+        drop(server);
+        client.set_read_timeout(Some(Duration::from_millis(200))).expect("timeout");
+        assert!(client.read(&mut [0u8; 1]).is_err(), "the read fails: connection reset");
+        std::thread::sleep(Duration::from_millis(50));
+        let mut records = Vec::new();
+        while tracer.wait(Duration::from_millis(100)) {
+            tracer.drain_records(|r| records.push(r.unwrap_or_else(|e| panic!("{e}"))));
+        }
+        // (the client's socket is the one whose read failed)
+        let sk = records
+            .iter()
+            .find(|ev| matches!(ev, Event::RecvError(_)))
+            .map(|ev| ev.header().sk)
+            .expect("a recv_error record");
+        let seen: Vec<(&str, u64)> = records
+            .iter()
+            .filter(|ev| ev.header().sk == sk)
+            .map(|ev| (ev.kind_name(), ev.sock().ino))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![("state_change", ino), ("rst_received", ino), ("recv_error", ino)],
+            "raw tracepoints only: {}",
+            config.raw_tracepoints_only
+        );
+    }
+}
+
 #[test]
 fn a_move_to_close_whose_rst_never_came_is_handed_over_once() {
     // The programs hold an abort's move to CLOSE for the RST that should carry it. If the kernel
