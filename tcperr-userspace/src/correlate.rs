@@ -133,11 +133,9 @@ impl Correlator {
         let h = *ev.header();
         let mut sock = *ev.sock();
         let ctx_tid = Some(h.pid_tgid as u32);
-        let ctx = Owner {
-            pid: (h.pid_tgid >> 32) as u32,
-            tid: Some(h.pid_tgid as u32),
-            comm: Comm::from_kernel(&h.comm),
-        };
+        let ctx_pid = (h.pid_tgid >> 32) as u32;
+        // (built only where the task is taken as the owner: not for softirq's records)
+        let ctx = || Owner { pid: ctx_pid, tid: ctx_tid, comm: Comm::from_kernel(&h.comm) };
         if self.socks.len() >= self.cap && !self.socks.contains_key(&h.sk) {
             self.evict();
         }
@@ -177,6 +175,7 @@ impl Correlator {
                     fill_tuple(&mut entry.tuple, &mut sock);
                 }
                 if Self::in_owner_context(ev) {
+                    let ctx = ctx();
                     entry.owner = Some(ctx);
                     (Some(ctx), OwnerSource::Context)
                 } else if let Some(o) = &entry.owner {
@@ -196,11 +195,12 @@ impl Correlator {
                         self.procs.lookup(sock.ino)
                     };
                     match found {
-                        Some(o) if !(in_close && o.pid == ctx.pid) => {
+                        Some(o) if !(in_close && o.pid == ctx_pid) => {
                             entry.owner = Some(o);
                             (Some(o), OwnerSource::Proc)
                         }
                         _ if in_close => {
+                            let ctx = ctx();
                             entry.owner = Some(ctx);
                             (Some(ctx), OwnerSource::Closing)
                         }
