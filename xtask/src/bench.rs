@@ -554,9 +554,10 @@ fn run_all(o: &Options, s: &Sizes, bin: &Path, have_bpftrace: bool) -> Result<St
     // 4. Userspace ceiling.
     eprintln!("==> bench: userspace ceiling ({} synthetic events)", s.synthetic_events);
     let (decode_rate, json_rate) = synthetic(s.synthetic_events);
+    let storm_rate = storm_replay(s.synthetic_events / EVENTS_PER_CONNECTION as usize);
     let _ = writeln!(
         md,
-        "\n## 4. Userspace ceiling (synthetic stream, no kernel)\n\n| stage | events/s |\n| --- | --- |\n| decode + correlate | {decode_rate:.0} |\n| decode + correlate + JSON | {json_rate:.0} |"
+        "\n## 4. Userspace ceiling (synthetic stream, no kernel)\n\n| stage | events/s |\n| --- | --- |\n| decode + correlate | {decode_rate:.0} |\n| decode + correlate + JSON | {json_rate:.0} |\n| an RST storm's records as `tcperr trace --json` takes them (summary, storm folding) | {storm_rate:.0} |"
     );
 
     // 5. Start-up.
@@ -823,6 +824,121 @@ fn synthetic(n: usize) -> (f64, f64) {
         n as f64 / t.elapsed().as_secs_f64()
     };
     (run(false), run(true))
+}
+
+/// Events/s through what `tcperr trace --json` does with each record of an RST storm: decode,
+/// the RST's folded move to CLOSE, correlation, the summary, storm folding, and JSON for what is
+/// printed. The records are shaped as §3's generators make them: per connection the client's
+/// connect, its RST received (no task: softirq), the server's RST carrying its abort's move to
+/// CLOSE, and the client's failed read; two generator threads, 4,096 recycled sockets a side.
+fn storm_replay(conns: usize) -> f64 {
+    use tcperr_common::{
+        ABSENT, EventHeader, EventKind, RecvError, RstReceived, RstSent, SockInfo, StateChange,
+        tcp::state,
+    };
+    use tcperr_userspace::{
+        correlate::Correlator,
+        decode::{Event, decode, encode},
+        fold::Fold,
+        output,
+        summary::Summary,
+    };
+    let mut records = Vec::with_capacity(conns * 4);
+    let mut ts_ns = 1_000_000_000u64;
+    for c in 0..conns as u64 {
+        let thread = c % 2;
+        let comm = if thread == 0 {
+            *b"storm0\0\0\0\0\0\0\0\0\0\0"
+        } else {
+            *b"storm1\0\0\0\0\0\0\0\0\0\0"
+        };
+        let task = (7000 << 32) | (7001 + thread);
+        let mut header = |kind: EventKind, sk: u64, tasked: bool| {
+            ts_ns += 1_000;
+            EventHeader {
+                kind: kind as u32,
+                cpu: thread as u32,
+                ts_ns,
+                pid_tgid: if tasked { task } else { 0 },
+                comm: if tasked { comm } else { [0; 16] },
+                sk,
+            }
+        };
+        let (client_sk, server_sk) = (
+            0xffff_8881_0000_0000 + (c % 4096) * 0x940,
+            0xffff_8882_0000_0000 + (c % 4096) * 0x940,
+        );
+        let (client_port, server_port) = (32768 + (c % 28_000) as u16, 40_000 + thread as u16);
+        let mut client = SockInfo::ZERO;
+        client.family = 2;
+        client.laddr[..4].copy_from_slice(&[127, 0, 0, 1]);
+        client.raddr[..4].copy_from_slice(&[127, 0, 0, 1]);
+        client.ino = 2_000_000 + 2 * c;
+        client.lport = client_port;
+        client.rport = server_port;
+        let mut server =
+            SockInfo { ino: client.ino + 1, lport: server_port, rport: client_port, ..client };
+        let connecting = SockInfo { lport: 0, state: state::CLOSE, ..client };
+        records.push(encode(&StateChange {
+            header: header(EventKind::StateChange, client_sk, true),
+            sock: connecting,
+            oldstate: state::CLOSE,
+            newstate: state::SYN_SENT,
+            _pad0: 0,
+            _pad1: 0,
+        }));
+        client.state = state::ESTABLISHED;
+        records.push(encode(&RstReceived {
+            header: header(EventKind::RstReceived, client_sk, false),
+            sock: client,
+            errno: 104,
+            _pad: 0,
+        }));
+        server.state = state::CLOSE;
+        records.push(encode(&RstSent {
+            header: header(EventKind::RstSent, server_sk, true),
+            sock: server,
+            reason: ABSENT,
+            closed_from: state::ESTABLISHED,
+            _pad0: 0,
+            _pad1: 0,
+        }));
+        client.state = state::CLOSE;
+        records.push(encode(&RecvError {
+            header: header(EventKind::RecvError, client_sk, true),
+            sock: client,
+            errno: 104,
+            flags: 0,
+        }));
+    }
+    let mut correlator = Correlator::new(BTreeMap::new(), false);
+    let (mut summary, mut fold) = (Summary::default(), Fold::default());
+    let mut sink = std::io::sink();
+    let mut events = 0u64;
+    let t = Instant::now();
+    for (i, r) in records.iter().enumerate() {
+        let Ok(ev) = decode(r) else { continue };
+        let close = match &ev {
+            Event::RstSent(rst) => rst.folded_close().map(Event::StateChange),
+            _ => None,
+        };
+        for ev in close.into_iter().chain([ev]) {
+            events += 1;
+            let admit = |b: &tcperr_userspace::report::Brief| {
+                summary.add(b);
+                fold.admit(b)
+            };
+            if let Some(report) = correlator.observe_if(&ev, admit) {
+                let _ = output::write(&mut sink, output::Format::Json, &report);
+            }
+        }
+        if i % 10_000 == 0 {
+            for r in fold.take(ts_ns) {
+                let _ = output::write_repeated(&mut sink, output::Format::Json, &r);
+            }
+        }
+    }
+    events as f64 / t.elapsed().as_secs_f64()
 }
 
 /// `cargo xtask soak [--minutes N]`: tcperr under the RST storm for N minutes (default 10),
