@@ -46,6 +46,8 @@ pub struct KernelLayout {
     pub socket_file: u32,
     pub file_inode: u32,
     pub inode_ino: u32,
+    /// `task_struct.comm`: the task's name, loaded where the task pointer is BTF-typed.
+    pub task_comm: u32,
 
     // --- raw tracepoint arguments ---
     /// Index of `tcp_send_reset`'s `reason` argument (`enum sk_rst_reason`, Linux 6.10+), else
@@ -88,6 +90,7 @@ impl KernelLayout {
         socket_file: ABSENT,
         file_inode: ABSENT,
         inode_ino: ABSENT,
+        task_comm: ABSENT,
         send_reset_reason_arg: ABSENT,
         tp_synack_skaddr: ABSENT,
         tp_synack_req: ABSENT,

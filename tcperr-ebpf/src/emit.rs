@@ -13,6 +13,8 @@ use aya_ebpf::{
 };
 use tcperr_common::{EventHeader, StateChange, WAKEUP_BATCH_NS, event::Event};
 
+use crate::sock::SockMem;
+
 /// Default size; userspace may change it before load (`--ringbuf-size`).
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
@@ -82,9 +84,10 @@ pub fn take_rst(sk: u64) -> bool {
     }
 }
 
-/// The current task's name, read into 8-byte words (aya's wrapper copies it byte by byte).
+/// The current task's name by `bpf_get_current_comm`, into 8-byte words (aya's wrapper copies
+/// it byte by byte). [`crate::sock::Direct`] loads it instead where it can.
 #[inline(always)]
-fn current_comm() -> [u8; 16] {
+pub fn current_comm() -> [u8; 16] {
     let mut words = MaybeUninit::<[u64; 2]>::uninit();
     // SAFETY: the helper fills all 16 bytes (NUL-padded, or zeroes on failure); any bit pattern
     // is a valid [u8; 16].
@@ -94,10 +97,15 @@ fn current_comm() -> [u8; 16] {
     }
 }
 
-/// The header for a record of kind `E` about socket `sk`, stamped with the current task.
+/// The header for a record of kind `E` about socket `sk`, stamped with the current task (its
+/// name read as `M` reads kernel memory).
 #[inline(always)]
-pub fn header<E: Event>(sk: u64) -> EventHeader {
-    EventHeader { pid_tgid: bpf_get_current_pid_tgid(), comm: current_comm(), ..untasked::<E>(sk) }
+pub fn header<E: Event, M: SockMem>(sk: u64) -> EventHeader {
+    EventHeader {
+        pid_tgid: bpf_get_current_pid_tgid(),
+        comm: M::current_comm(),
+        ..untasked::<E>(sk)
+    }
 }
 
 /// As [`header`] without the task, for records raised in softirq whose task is whichever one

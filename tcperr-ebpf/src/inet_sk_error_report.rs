@@ -40,6 +40,6 @@ fn socket_error<M: SockMem>(sk: u64) -> i32 {
         return 0; // a wake-up without an error (sk_err already collected)
     }
     let sock = sock_info::<M>(sk);
-    emit(&SocketError { header: header::<SocketError>(sk), sock, errno, _pad: 0 });
+    emit(&SocketError { header: header::<SocketError, M>(sk), sock, errno, _pad: 0 });
     0
 }

@@ -42,7 +42,7 @@ fn state_change<M: SockMem>(sk: u64, old: u8, new: u8) -> i32 {
     let mut sock = sock_info_of::<M>(sk, new != state::SYN_SENT);
     sock.state = old;
     let change = StateChange {
-        header: header::<StateChange>(sk),
+        header: header::<StateChange, M>(sk),
         sock,
         oldstate: old,
         newstate: new,

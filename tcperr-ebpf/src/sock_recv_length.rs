@@ -55,9 +55,9 @@ pub fn recv_result<M: SockMem>(sk: u64, ret: i32, flags: u32) {
     };
     let Some(sock) = tcp_sock_info::<M>(sk) else { return };
     if errno != 0 {
-        emit(&RecvError { header: header::<RecvError>(sk), sock, errno, flags });
+        emit(&RecvError { header: header::<RecvError, M>(sk), sock, errno, flags });
     } else if is_eof_state(sock.state) {
-        emit(&RecvEof { header: header::<RecvEof>(sk), sock, flags, _pad: 0 });
+        emit(&RecvEof { header: header::<RecvEof, M>(sk), sock, flags, _pad: 0 });
     }
 }
 

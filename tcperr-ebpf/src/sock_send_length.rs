@@ -45,5 +45,5 @@ pub fn raw_sock_send_length(ctx: RawTracePointContext) -> i32 {
 pub fn send_result<M: SockMem>(sk: u64, ret: i32) {
     let Some(errno) = reportable_errno(ret) else { return };
     let Some(sock) = tcp_sock_info::<M>(sk) else { return };
-    emit(&SendError { header: header::<SendError>(sk), sock, errno, _pad: 0 });
+    emit(&SendError { header: header::<SendError, M>(sk), sock, errno, _pad: 0 });
 }

@@ -30,7 +30,7 @@ pub fn tcp_retransmit_synack(ctx: TracePointContext) -> u32 {
 pub fn overflow(sk: u64, mut sock: tcperr_common::SockInfo, action: u32) -> AcceptQueueFull {
     sock.state = tcperr_common::tcp::state::LISTEN;
     AcceptQueueFull {
-        header: header::<AcceptQueueFull>(sk),
+        header: header::<AcceptQueueFull, Head>(sk),
         sock,
         backlog: read(sk, layout!(sk_max_ack_backlog)),
         queued: read(sk, layout!(sk_ack_backlog)),

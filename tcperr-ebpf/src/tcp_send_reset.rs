@@ -24,7 +24,7 @@ pub fn tcp_send_reset(ctx: RawTracePointContext) -> i32 {
     let reason =
         if layout!(send_reset_reason_arg) == 2 { ctx.arg::<u64>(2) as u32 } else { ABSENT };
     if sk == 0 {
-        emit(&rst_sent(header::<RstSent>(sk), segment_tuple(skb), reason, 0));
+        emit(&rst_sent(header::<RstSent, Head>(sk), segment_tuple(skb), reason, 0));
         return 0;
     }
     if let Some(close) = take_held_close(sk) {
@@ -46,7 +46,7 @@ pub fn tcp_send_reset(ctx: RawTracePointContext) -> i32 {
         emit(&overflow(sk, segment_tuple(skb), AcceptQueueFull::RESET));
         return 0;
     }
-    let header = header::<RstSent>(sk);
+    let header = header::<RstSent, Head>(sk);
     note_rst(sk, header.ts_ns, false);
     emit(&rst_sent(header, sock, reason, 0));
     0

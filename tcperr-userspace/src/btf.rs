@@ -277,6 +277,13 @@ impl Btf {
                 Some(t.size_or_type)
             }
             Kind::Ptr => Some(8),
+            Kind::Array => {
+                // struct btf_array { type, index_type, nelems }
+                let body = t.rec.body as usize;
+                let (elem, n) =
+                    (u32_at(&self.data, body).ok()?, u32_at(&self.data, body + 8).ok()?);
+                self.size_of(elem)?.checked_mul(n)
+            }
             _ => None,
         }
     }
@@ -344,9 +351,10 @@ impl Btf {
 mod tests {
     use super::*;
 
-    /// Builds a BTF blob: `struct outer { int a; union { struct inner { short x; char y; } i; }; }`.
+    /// Builds a BTF blob: `struct outer { int a; union { struct inner { short x; char y; } i; }; }`
+    /// and `struct task { char comm[16]; }`.
     fn blob() -> Vec<u8> {
-        let strings = b"\0int\0outer\0a\0inner\0x\0y\0i\0short\0char\0".to_vec();
+        let strings = b"\0int\0outer\0a\0inner\0x\0y\0i\0short\0char\0task\0comm\0".to_vec();
         let s = |name: &str| -> u32 {
             let pat = format!("\0{name}\0");
             strings.windows(pat.len()).position(|w| w == pat.as_bytes()).unwrap() as u32 + 1
@@ -360,6 +368,8 @@ mod tests {
         push(&[s("inner"), (4 << 24) | 2, 4, s("x"), 2, 0, s("y"), 3, 16]); // 4: struct inner
         push(&[0, (5 << 24) | 1, 4, s("i"), 4, 0]); // 5: anonymous union
         push(&[s("outer"), (4 << 24) | 2, 8, s("a"), 1, 0, 0, 5, 32]); // 6: struct outer
+        push(&[0, 3 << 24, 0, 3, 1, 16]); // 7: char[16]
+        push(&[s("task"), (4 << 24) | 1, 16, s("comm"), 7, 0]); // 8: struct task
         let mut b = Vec::new();
         for w in [0xeb9f_u16.to_le_bytes(), [1, 0]] {
             b.extend_from_slice(&w);
@@ -378,6 +388,13 @@ mod tests {
         assert_eq!(btf.member_offset("outer", "a").unwrap().0, 0);
         assert_eq!(btf.member_offset("outer", "i.y").unwrap().0, 6);
         assert!(btf.member_offset("outer", "i.z").is_err());
+    }
+
+    #[test]
+    fn an_array_is_its_element_size_times_its_length() {
+        let btf = Btf::parse(&blob()).unwrap();
+        let (off, comm) = btf.member_offset("task", "comm").unwrap();
+        assert_eq!((off, btf.size_of(comm)), (0, Some(16)));
     }
 
     #[test]

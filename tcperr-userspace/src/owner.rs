@@ -35,9 +35,12 @@ impl Comm {
         let (ones, tops) = (u128::from_le_bytes([0x01; 16]), u128::from_le_bytes([0x80; 16]));
         let zeros = word.wrapping_sub(ones) & !word & tops;
         let len = if zeros == 0 { 16 } else { zeros.trailing_zeros() as usize / 8 };
-        let mut bytes = *raw;
+        // Zeroes past the name: a name loaded from the task (not by bpf_get_current_comm) keeps
+        // whatever a longer earlier name left there, and equal names must compare equal.
+        let kept = if len == 16 { word } else { word & ((1u128 << (len * 8)) - 1) };
+        let mut bytes = kept.to_le_bytes();
         // (task names are ASCII but for the rare exception: one test of all 16 bytes first)
-        let ascii = word & tops == 0;
+        let ascii = kept & tops == 0;
         if !ascii && std::str::from_utf8(&bytes[..len]).is_err() {
             bytes[..len].iter_mut().filter(|b| !b.is_ascii()).for_each(|b| *b = b'?');
         }
@@ -211,6 +214,12 @@ mod tests {
                 assert_eq!(Comm::from_kernel(&r).len as usize, first_nul, "{r:x?}");
             }
         }
+    }
+
+    #[test]
+    fn names_equal_up_to_their_nul_are_equal() {
+        // A task renamed from a longer name keeps the old bytes past the new NUL.
+        assert_eq!(Comm::from_kernel(b"ab\0gername\0\0\0\0\0\0"), Comm::from_kernel(&raw(b"ab")));
     }
 
     #[test]

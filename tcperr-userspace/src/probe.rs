@@ -207,6 +207,11 @@ fn sock_layout(btf: &Btf, l: &mut KernelLayout) -> Result<()> {
             .ok_or_else(|| anyhow!("socket_alloc: inode before socket"))?,
         _ => ABSENT,
     };
+    // Loaded through bpf_get_current_task_btf() (5.11+): where the kernel lacks that helper (its
+    // BTF has no such function), the programs keep bpf_get_current_comm().
+    if btf.func_params("bpf_get_current_task_btf").is_some() {
+        l.task_comm = optional("task_struct", "comm", 16);
+    }
     // (all three or none: the programs take the chain only when it is whole)
     if let (Ok(file), Ok(inode), Ok(ino)) =
         (member("socket", "file", 8), member("file", "f_inode", 8), i_ino)
