@@ -27,15 +27,17 @@ static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 /// kernel does next within the same call chain repeats it and is not sent: the error report
 /// (`tcp_reset()`, `tcp_disconnect()`) and, after an RST received, the move to CLOSE
 /// (`tcp_reset()` → `tcp_done()`; userspace reads the end from the RST). Records fewer per reset
-/// matter in RST storms. The time bound keeps a recycled `struct sock` from matching a stale
-/// entry.
+/// matter in RST storms. A recycled `struct sock` must not match a stale entry: a socket that
+/// starts anew forgets it ([`forget_rst_of`]), and an entry only holds for the jiffy it was
+/// noted in and the next (the repeats come microseconds later, in the same call; jiffies, because
+/// a clock read costs ~80 ns here and was three a connection in RST storms).
 #[map]
 static LAST_RST: PerCpuArray<LastRst> = PerCpuArray::with_max_entries(1, 0);
 
 #[derive(Clone, Copy)]
 pub struct LastRst {
     sk: u64,
-    ts_ns: u64,
+    jiffies: u64,
     received: bool,
 }
 
@@ -43,20 +45,32 @@ impl LastRst {
     /// Whether this RST was about `sk`, a moment ago.
     #[inline(always)]
     fn is_about(&self, sk: u64) -> bool {
-        // SAFETY: bpf_ktime_get_ns has no arguments.
-        self.sk == sk && unsafe { bpf_ktime_get_ns() }.wrapping_sub(self.ts_ns) < SAME_RESET_NS
+        // SAFETY: bpf_jiffies64 has no arguments.
+        self.sk == sk && unsafe { generated::bpf_jiffies64() }.wrapping_sub(self.jiffies) <= 1
     }
 }
 
-/// How soon after the RST its error report comes (same softirq or syscall: microseconds).
-const SAME_RESET_NS: u64 = 1_000_000;
-
-/// Notes an RST about `sk` at `ts_ns` (its record's time: one clock read per record).
+/// Notes an RST about `sk`.
 #[inline(always)]
-pub fn note_rst(sk: u64, ts_ns: u64, received: bool) {
+pub fn note_rst(sk: u64, received: bool) {
     if let Some(slot) = LAST_RST.get_ptr_mut(0) {
-        // SAFETY: per-CPU slot, only this CPU writes it while the program runs.
-        unsafe { *slot = LastRst { sk, ts_ns, received } };
+        // SAFETY: per-CPU slot, only this CPU writes it while the program runs; bpf_jiffies64
+        // has no arguments.
+        unsafe { *slot = LastRst { sk, jiffies: generated::bpf_jiffies64(), received } };
+    }
+}
+
+/// Forgets an RST noted about `sk` on this CPU: the socket starts anew (connect, listen, a
+/// listener's new child), so it is not the one that was reset.
+#[inline(always)]
+pub fn forget_rst_of(sk: u64) {
+    if let Some(slot) = LAST_RST.get_ptr_mut(0) {
+        // SAFETY: as above.
+        unsafe {
+            if (*slot).sk == sk {
+                (*slot).sk = 0;
+            }
+        }
     }
 }
 

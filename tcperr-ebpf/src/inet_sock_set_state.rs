@@ -13,7 +13,7 @@ use tcperr_common::{
 };
 
 use crate::{
-    emit::{emit, header, hold_close, just_reset},
+    emit::{emit, forget_rst_of, header, hold_close, just_reset},
     layout::layout,
     sock::{Direct, Head, SockMem, sock_info_of},
 };
@@ -30,6 +30,9 @@ pub fn raw_inet_sock_set_state(ctx: RawTracePointContext) -> i32 {
 
 #[inline(always)]
 fn state_change<M: SockMem>(sk: u64, old: u8, new: u8) -> i32 {
+    if matches!(new, state::SYN_SENT | state::SYN_RECV | state::LISTEN) {
+        forget_rst_of(sk); // a new socket, maybe at a reset one's address
+    }
     if !is_reported_transition(old, new) {
         return 0;
     }

@@ -29,7 +29,7 @@ fn rst_received<M: SockMem>(sk: u64) -> i32 {
     // Untasked: tcp_reset() runs in softirq, or for the socket's backlog in whichever task
     // releases it; the socket's owner comes from its other records.
     let header = untasked::<RstReceived>(sk);
-    note_rst(sk, header.ts_ns, true);
+    note_rst(sk, true);
     emit(&RstReceived { header, sock, errno: errno_for_rst_in_state(sock.state), _pad: 0 });
     0
 }

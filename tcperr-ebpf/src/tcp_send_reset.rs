@@ -30,7 +30,7 @@ pub fn tcp_send_reset(ctx: RawTracePointContext) -> i32 {
     if let Some(close) = take_held_close(sk) {
         // An abort: its move to CLOSE, held back a moment ago in this call, is carried by this
         // record and already holds all of it (same task, same socket, same 4-tuple): no reads.
-        note_rst(sk, close.header.ts_ns, false);
+        note_rst(sk, false);
         emit(&rst_sent(
             EventHeader { kind: RstSent::KIND as u32, ..close.header },
             SockInfo { state: state::CLOSE, ..close.sock },
@@ -47,7 +47,7 @@ pub fn tcp_send_reset(ctx: RawTracePointContext) -> i32 {
         return 0;
     }
     let header = header::<RstSent, Head>(sk);
-    note_rst(sk, header.ts_ns, false);
+    note_rst(sk, false);
     emit(&rst_sent(header, sock, reason, 0));
     0
 }
