@@ -48,6 +48,9 @@ pub struct KernelLayout {
     pub inode_ino: u32,
     /// `task_struct.comm`: the task's name, loaded where the task pointer is BTF-typed.
     pub task_comm: u32,
+    /// `tcp_sock`'s `inet_sport`, loaded through `bpf_skc_to_tcp_sock()` where the socket
+    /// pointer is BTF-typed (`sk_sport` lies past `struct sock`, where no such load may go).
+    pub tcp_sock_sport: u32,
 
     // --- raw tracepoint arguments ---
     /// Index of `tcp_send_reset`'s `reason` argument (`enum sk_rst_reason`, Linux 6.10+), else
@@ -91,6 +94,7 @@ impl KernelLayout {
         file_inode: ABSENT,
         inode_ino: ABSENT,
         task_comm: ABSENT,
+        tcp_sock_sport: ABSENT,
         send_reset_reason_arg: ABSENT,
         tp_synack_skaddr: ABSENT,
         tp_synack_req: ABSENT,

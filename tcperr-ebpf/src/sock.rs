@@ -64,6 +64,12 @@ pub trait SockMem: Sized {
     fn current_comm() -> [u8; 16] {
         crate::emit::current_comm()
     }
+
+    /// `inet_sport` of `sk` (network order), past `struct sock` in `struct inet_sock`.
+    #[inline(always)]
+    fn sport(sk: u64) -> u16 {
+        read(sk, layout!(sk_sport))
+    }
 }
 
 /// Loads through a BTF-typed socket pointer ([`direct`]).
@@ -114,6 +120,18 @@ impl SockMem for Direct {
         let words: [u64; 2] = [direct(task, off), direct(task, off + 8)];
         // SAFETY: same size, any bit pattern is valid.
         unsafe { core::mem::transmute::<[u64; 2], [u8; 16]>(words) }
+    }
+
+    /// A load through the socket as a `tcp_sock` (a helper that checks it is one, and no copy).
+    #[inline(always)]
+    fn sport(sk: u64) -> u16 {
+        let off = layout!(tcp_sock_sport);
+        if off == ABSENT {
+            return read(sk, layout!(sk_sport));
+        }
+        // SAFETY: the helper takes the BTF-typed socket and returns it as a tcp_sock, or NULL.
+        let tp = unsafe { generated::bpf_skc_to_tcp_sock(sk as *mut c_void) } as u64;
+        if tp == 0 { 0 } else { direct(tp, off) }
     }
 }
 
@@ -209,7 +227,7 @@ pub fn sock_info_of<M: SockMem>(sk: u64, may_have_port: bool) -> SockInfo {
     if lport == 0 && full && may_have_port {
         // skc_num is cleared when the socket leaves the hash tables (CLOSE); inet_sport is not.
         // (`inet_sock`, past `struct sock`: beyond what a BTF-typed load of a sock may reach)
-        lport = u16::from_be(read(sk, layout!(sk_sport)));
+        lport = u16::from_be(M::sport(sk));
     }
     let (laddr, raddr) = if family == AF_INET6 {
         (v6(head.field(sk, layout!(sk_v6_rcv_saddr))), v6(head.field(sk, layout!(sk_v6_daddr))))

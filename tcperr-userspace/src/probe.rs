@@ -212,6 +212,10 @@ fn sock_layout(btf: &Btf, l: &mut KernelLayout) -> Result<()> {
     if btf.func_params("bpf_get_current_task_btf").is_some() {
         l.task_comm = optional("task_struct", "comm", 16);
     }
+    // Likewise bpf_skc_to_tcp_sock() (5.9+), else inet_sport is probe-read.
+    if btf.func_params("bpf_skc_to_tcp_sock").is_some() {
+        l.tcp_sock_sport = optional("tcp_sock", "inet_conn.icsk_inet.inet_sport", 2);
+    }
     // (all three or none: the programs take the chain only when it is whole)
     if let (Ok(file), Ok(inode), Ok(ino)) =
         (member("socket", "file", 8), member("file", "f_inode", 8), i_ino)
