@@ -322,7 +322,9 @@ fn records_name_the_inode_of_the_socket_the_process_holds() {
     for config in [Config::default(), Config { raw_tracepoints_only: true, ..Config::default() }] {
         let mut tracer = Tracer::start(&config).unwrap_or_else(|e| panic!("cannot start: {e}"));
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let server_port = listener.local_addr().expect("addr").port();
         let mut client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let client_port = client.local_addr().expect("addr").port();
         let ino = std::fs::metadata(format!("/proc/self/fd/{}", client.as_raw_fd()))
             .expect("stat the socket")
             .ino();
@@ -336,13 +338,24 @@ fn records_name_the_inode_of_the_socket_the_process_holds() {
         while tracer.wait(Duration::from_millis(100)) {
             tracer.drain_records(|r| records.push(r.unwrap_or_else(|e| panic!("{e}"))));
         }
-        // (the client's socket is the one whose read failed)
-        let sk = records
+        // The client's failed read, then its socket's records from its connect on (tests run
+        // side by side: other sockets, also earlier ones at the same address, are in the ring).
+        let read = records
             .iter()
-            .find(|ev| matches!(ev, Event::RecvError(_)))
-            .map(|ev| ev.header().sk)
-            .expect("a recv_error record");
-        let seen: Vec<(&str, u64)> = records
+            .position(|ev| {
+                matches!(ev, Event::RecvError(_))
+                    && (ev.sock().lport, ev.sock().rport) == (client_port, server_port)
+            })
+            .expect("the client's recv_error record");
+        let sk = records[read].header().sk;
+        let connect = records[..read]
+            .iter()
+            .rposition(|ev| {
+                ev.header().sk == sk
+                    && matches!(ev, Event::StateChange(c) if c.newstate == state::SYN_SENT)
+            })
+            .expect("the client's connect record");
+        let seen: Vec<(&str, u64)> = records[connect..=read]
             .iter()
             .filter(|ev| ev.header().sk == sk)
             .map(|ev| (ev.kind_name(), ev.sock().ino))
