@@ -30,7 +30,7 @@ static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 /// matter in RST storms. A recycled `struct sock` must not match a stale entry: a socket that
 /// starts anew forgets it ([`forget_rst_of`]), and an entry only holds for the jiffy it was
 /// noted in and the next (the repeats come microseconds later, in the same call; jiffies, because
-/// a clock read costs ~80 ns here and was three a connection in RST storms).
+/// a clock read costs ~40 ns here and was three a connection in RST storms).
 #[map]
 static LAST_RST: PerCpuArray<LastRst> = PerCpuArray::with_max_entries(1, 0);
 

@@ -41,9 +41,10 @@ pub fn direct<T: Default + Copy>(base: u64, off: u32) -> T {
     unsafe { core::ptr::read_volatile((base + off as u64) as *const T) }
 }
 
-/// How a program reads a `struct sock`: [`Head`] (a copy by `bpf_probe_read_kernel`, for raw
-/// tracepoints, whose arguments are plain numbers to the verifier) or [`Direct`] (loads through
-/// a BTF-typed pointer, for `tp_btf`).
+/// How a program reads a `struct sock` and what hangs off it, and the current task's name:
+/// [`Head`] (copies by `bpf_probe_read_kernel` and helpers, for raw tracepoints and kprobes,
+/// whose arguments are plain numbers to the verifier) or [`Direct`] (loads through BTF-typed
+/// pointers, for `tp_btf` and fexit).
 pub trait SockMem: Sized {
     /// Prepares reading `sk`.
     fn of(sk: u64) -> Self;
@@ -106,8 +107,8 @@ impl SockMem for Direct {
         direct(direct::<u64>(file, layout!(file_inode)), layout!(inode_ino))
     }
 
-    /// Two loads from the task (BTF-typed): `bpf_get_current_comm` copied it with a string
-    /// function, which cost ~80 ns a record in RST storms. The bytes after the name's NUL are
+    /// Two loads from the task (BTF-typed): `bpf_get_current_comm` copies it with a string
+    /// function, which cost 50-80 ns a record in RST storms. The bytes after the name's NUL are
     /// whatever the kernel left there (userspace reads up to the NUL).
     #[inline(always)]
     fn current_comm() -> [u8; 16] {
@@ -207,9 +208,9 @@ pub fn v6(words: [u64; 2]) -> [u8; 16] {
 }
 
 /// Identity, 4-tuple and state of `sk`: with [`Head`], one copy of the `sock_common` head, then
-/// the inode behind `sk_socket` (two more reads); with [`Direct`], loads only. A TIME_WAIT or NEW_SYN_RECV
-/// "socket" is a smaller structure that shares only `struct sock_common`: nothing past it is
-/// read.
+/// the inode behind `sk_socket` (two more reads); with [`Direct`], loads only. A TIME_WAIT or
+/// NEW_SYN_RECV "socket" is a smaller structure that shares only `struct sock_common`: nothing
+/// past it is read.
 #[inline(always)]
 pub fn sock_info<M: SockMem>(sk: u64) -> SockInfo {
     sock_info_of::<M>(sk, true)
@@ -226,7 +227,6 @@ pub fn sock_info_of<M: SockMem>(sk: u64, may_have_port: bool) -> SockInfo {
     let mut lport: u16 = head.field(sk, layout!(sk_num));
     if lport == 0 && full && may_have_port {
         // skc_num is cleared when the socket leaves the hash tables (CLOSE); inet_sport is not.
-        // (`inet_sock`, past `struct sock`: beyond what a BTF-typed load of a sock may reach)
         lport = u16::from_be(M::sport(sk));
     }
     let (laddr, raddr) = if family == AF_INET6 {

@@ -742,13 +742,20 @@ fn tcperr_clock_ticks() -> f64 {
     if t > 0 { t as f64 } else { 100.0 }
 }
 
+/// An IPv4 socket on 127.0.0.1 talking to 127.0.0.1, for the synthetic streams.
+fn loopback_sock(lport: u16, rport: u16, ino: u64) -> tcperr_common::SockInfo {
+    use tcperr_common::{SockInfo, tcp::AF_INET};
+    let mut sock = SockInfo { family: AF_INET, lport, rport, ino, ..SockInfo::ZERO };
+    sock.laddr[..4].copy_from_slice(&[127, 0, 0, 1]);
+    sock.raddr[..4].copy_from_slice(&[127, 0, 0, 1]);
+    sock
+}
+
 /// Events/s through decode → correlate, and through decode → correlate → JSON (to a sink), on a
 /// synthetic stream shaped like the storm: per connection a connect, an RST received, a failed
 /// read and the close, over 4,096 recycled sockets.
 fn synthetic(n: usize) -> (f64, f64) {
-    use tcperr_common::{
-        EventHeader, EventKind, RecvError, RstReceived, SockInfo, StateChange, tcp::state,
-    };
+    use tcperr_common::{EventHeader, EventKind, RecvError, RstReceived, StateChange, tcp::state};
     use tcperr_userspace::{
         correlate::Correlator,
         decode::{decode, encode},
@@ -757,13 +764,7 @@ fn synthetic(n: usize) -> (f64, f64) {
     let mut records = Vec::with_capacity(n);
     for i in 0..n {
         let conn = (i / 4) as u64;
-        let mut sock = SockInfo::ZERO;
-        sock.family = 2;
-        sock.lport = 30000 + (conn % 20000) as u16;
-        sock.rport = 8080;
-        sock.laddr[..4].copy_from_slice(&[127, 0, 0, 1]);
-        sock.raddr[..4].copy_from_slice(&[127, 0, 0, 1]);
-        sock.ino = 1_000_000 + conn;
+        let mut sock = loopback_sock(30000 + (conn % 20000) as u16, 8080, 1_000_000 + conn);
         let header = |kind: EventKind| EventHeader {
             kind: kind as u32,
             cpu: 0,
@@ -869,15 +870,8 @@ fn storm_replay(conns: usize) -> f64 {
             0xffff_8882_0000_0000 + (c % 4096) * 0x940,
         );
         let (client_port, server_port) = (32768 + (c % 28_000) as u16, 40_000 + thread as u16);
-        let mut client = SockInfo::ZERO;
-        client.family = 2;
-        client.laddr[..4].copy_from_slice(&[127, 0, 0, 1]);
-        client.raddr[..4].copy_from_slice(&[127, 0, 0, 1]);
-        client.ino = 2_000_000 + 2 * c;
-        client.lport = client_port;
-        client.rport = server_port;
-        let mut server =
-            SockInfo { ino: client.ino + 1, lport: server_port, rport: client_port, ..client };
+        let mut client = loopback_sock(client_port, server_port, 2_000_000 + 2 * c);
+        let mut server = loopback_sock(server_port, client_port, client.ino + 1);
         let connecting = SockInfo { lport: 0, state: state::CLOSE, ..client };
         records.push(encode(&StateChange {
             header: header(EventKind::StateChange, client_sk, true),
