@@ -276,9 +276,9 @@ pub fn bench(o: &Options) -> Result<bool, String> {
     } else {
         Sizes {
             pingpong_rounds: 60_000,
-            throughput_rounds: 9,
+            throughput_rounds: 15,
             throughput_secs: 1.5,
-            storm_rounds: 8,
+            storm_rounds: 10,
             storm_secs: 3.0,
             synthetic_events: 1_000_000,
         }
