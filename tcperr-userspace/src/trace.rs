@@ -57,8 +57,9 @@ impl AsRawFd for Fd {
     }
 }
 
-/// Where each record goes: correlation, filter, summary, output.
-struct Sink<'a> {
+/// Where each record goes: correlation, filter, summary, output. (Public for the benchmark's
+/// replay of an RST storm, which measures this very path.)
+pub struct Sink<'a> {
     correlator: &'a mut Correlator,
     opts: &'a Options,
     summary: &'a mut Summary,
@@ -67,8 +68,20 @@ struct Sink<'a> {
     write_err: &'a mut Option<io::Error>,
 }
 
-impl Sink<'_> {
-    fn handle(&mut self, ev: Result<Event, DecodeError>, out: &mut impl Write) {
+impl<'a> Sink<'a> {
+    pub fn new(
+        correlator: &'a mut Correlator,
+        opts: &'a Options,
+        summary: &'a mut Summary,
+        stats: &'a mut Stats,
+        write_err: &'a mut Option<io::Error>,
+    ) -> Self {
+        Self { correlator, opts, summary, fold: Fold::default(), stats, write_err }
+    }
+
+    /// Takes one event (as [`Tracer::drain`] hands them over) through correlation, the filter,
+    /// the summary and storm folding, and writes its report if it is printed.
+    pub fn handle(&mut self, ev: Result<Event, DecodeError>, out: &mut impl Write) {
         self.stats.records += 1;
         let ev = match ev {
             Ok(ev) => ev,
@@ -97,7 +110,7 @@ impl Sink<'_> {
     }
 
     /// Prints a `repeated` line for each story folded since the last call.
-    fn flush_folded(&mut self, out: &mut impl Write) {
+    pub fn flush_folded(&mut self, out: &mut impl Write) {
         for r in self.fold.take(monotonic_ns()) {
             self.stats.folded += r.count;
             if self.write_err.is_none()
@@ -136,14 +149,7 @@ pub async fn run(opts: Options) -> Result<Stats, Error> {
     }
     let mut stats = Stats::default();
     let mut write_err = None;
-    let mut sink = Sink {
-        correlator: &mut correlator,
-        opts: &opts,
-        summary: &mut summary,
-        fold: Fold::default(),
-        stats: &mut stats,
-        write_err: &mut write_err,
-    };
+    let mut sink = Sink::new(&mut correlator, &opts, &mut summary, &mut stats, &mut write_err);
     // The kernel wakes us for the first record of a burst and then at most once per
     // WAKEUP_BATCH_NS per CPU; records written in between are collected by a re-read that long
     // after every read that found something (armed only while records are coming).

@@ -297,14 +297,15 @@ impl Tracer {
     pub fn drain(&mut self, mut f: impl FnMut(Result<Event, DecodeError>)) -> usize {
         let mut claimed = std::mem::take(&mut self.claimed);
         let n = self.drain_records(|record| match record {
-            Ok(Event::RstSent(rst)) => {
-                if let Some(close) = rst.folded_close() {
-                    f(Ok(Event::StateChange(close)));
-                }
-                f(Ok(Event::RstSent(rst)));
-            }
             Ok(Event::StateChange(c)) if was_claimed(&mut claimed, &c) => {}
-            ev => f(ev),
+            Ok(ev) => {
+                let (close, ev) = ev.with_folded_close();
+                if let Some(close) = close {
+                    f(Ok(close));
+                }
+                f(Ok(ev));
+            }
+            Err(e) => f(Err(e)),
         });
         self.claimed = claimed;
         if self.last_sweep.elapsed() >= SWEEP_EVERY {

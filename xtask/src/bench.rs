@@ -827,9 +827,9 @@ fn synthetic(n: usize) -> (f64, f64) {
     (run(false), run(true))
 }
 
-/// Events/s through what `tcperr trace --json` does with each record of an RST storm: decode,
-/// the RST's folded move to CLOSE, correlation, the summary, storm folding, and JSON for what is
-/// printed. The records are shaped as §3's generators make them: per connection the client's
+/// Events/s through what `tcperr trace --json` does with each record of an RST storm, with its
+/// own code (`trace::Sink`): decode, the RST's folded move to CLOSE, correlation, the summary,
+/// storm folding, and JSON for what is printed. The records are shaped as §3's generators make them: per connection the client's
 /// connect, its RST received (no task: softirq), the server's RST carrying its abort's move to
 /// CLOSE, and the client's failed read; two generator threads, 4,096 recycled sockets a side.
 fn storm_replay(conns: usize) -> f64 {
@@ -839,13 +839,16 @@ fn storm_replay(conns: usize) -> f64 {
     };
     use tcperr_userspace::{
         correlate::Correlator,
-        decode::{Event, decode, encode},
-        fold::Fold,
-        output,
+        decode::{decode, encode},
+        filter::Filter,
+        output::Format,
         summary::Summary,
+        trace::{Options, Sink, Stats},
+        tracer::{Config, monotonic_ns},
     };
     let mut records = Vec::with_capacity(conns * 4);
-    let mut ts_ns = 1_000_000_000u64;
+    // (times from now on, as the kernel's would be: folding forgets stories idle by the clock)
+    let mut ts_ns = monotonic_ns();
     for c in 0..conns as u64 {
         let thread = c % 2;
         let comm = if thread == 0 {
@@ -905,33 +908,35 @@ fn storm_replay(conns: usize) -> f64 {
             flags: 0,
         }));
     }
+    let opts = Options {
+        format: Format::Json,
+        filter: Filter::default(),
+        all: false,
+        every: false,
+        summary_only: false,
+        config: Config::default(),
+    };
     let mut correlator = Correlator::new(BTreeMap::new(), false);
-    let (mut summary, mut fold) = (Summary::default(), Fold::default());
-    let mut sink = std::io::sink();
+    let (mut summary, mut stats, mut write_err) = (Summary::default(), Stats::default(), None);
+    let mut sink = Sink::new(&mut correlator, &opts, &mut summary, &mut stats, &mut write_err);
+    let mut out = std::io::sink();
     let mut events = 0u64;
     let t = Instant::now();
-    for (i, r) in records.iter().enumerate() {
-        let Ok(ev) = decode(r) else { continue };
-        let close = match &ev {
-            Event::RstSent(rst) => rst.folded_close().map(Event::StateChange),
-            _ => None,
+    for r in &records {
+        // (as `Tracer::drain` hands the records over)
+        let (close, ev) = match decode(r) {
+            Ok(ev) => ev.with_folded_close(),
+            Err(e) => {
+                sink.handle(Err(e), &mut out);
+                continue;
+            }
         };
         for ev in close.into_iter().chain([ev]) {
             events += 1;
-            let admit = |b: &tcperr_userspace::report::Brief| {
-                summary.add(b);
-                fold.admit(b)
-            };
-            if let Some(report) = correlator.observe_if(&ev, admit) {
-                let _ = output::write(&mut sink, output::Format::Json, &report);
-            }
-        }
-        if i % 10_000 == 0 {
-            for r in fold.take(ts_ns) {
-                let _ = output::write_repeated(&mut sink, output::Format::Json, &r);
-            }
+            sink.handle(Ok(ev), &mut out);
         }
     }
+    sink.flush_folded(&mut out);
     events as f64 / t.elapsed().as_secs_f64()
 }
 
