@@ -338,6 +338,20 @@ impl Btf {
             .then(|| proto.members().map(|m| m.name.to_owned()).collect())
     }
 
+    /// The names and values of `enum <name>` (32-bit enums; values as the kernel's unsigned
+    /// fields hold them), or None if BTF has no such enum.
+    pub fn enum_values(&self, name: &str) -> Option<Vec<(u64, &str)>> {
+        let t = self.get(self.find(name, Kind::Enum)?)?;
+        // struct btf_enum { name_off, val }
+        (0..usize::from(t.rec.vlen))
+            .map(|i| {
+                let at = t.rec.body as usize + i * 8;
+                let name = self.string(u32_at(&self.data, at).ok()?);
+                Some((u64::from(u32_at(&self.data, at + 4).ok()?), name))
+            })
+            .collect()
+    }
+
     /// Whether a resolved type is a pointer to `struct <name>` (through qualifiers).
     pub fn is_ptr_to_struct(&self, t: &Type<'_>, name: &str) -> bool {
         t.kind == Kind::Ptr
@@ -351,10 +365,12 @@ impl Btf {
 mod tests {
     use super::*;
 
-    /// Builds a BTF blob: `struct outer { int a; union { struct inner { short x; char y; } i; }; }`
-    /// and `struct task { char comm[16]; }`.
+    /// Builds a BTF blob: `struct outer { int a; union { struct inner { short x; char y; } i; }; }`,
+    /// `struct task { char comm[16]; }` and `enum colour { RED, BLUE = 7 }`.
     fn blob() -> Vec<u8> {
-        let strings = b"\0int\0outer\0a\0inner\0x\0y\0i\0short\0char\0task\0comm\0".to_vec();
+        let strings =
+            b"\0int\0outer\0a\0inner\0x\0y\0i\0short\0char\0task\0comm\0colour\0RED\0BLUE\0"
+                .to_vec();
         let s = |name: &str| -> u32 {
             let pat = format!("\0{name}\0");
             strings.windows(pat.len()).position(|w| w == pat.as_bytes()).unwrap() as u32 + 1
@@ -370,6 +386,7 @@ mod tests {
         push(&[s("outer"), (4 << 24) | 2, 8, s("a"), 1, 0, 0, 5, 32]); // 6: struct outer
         push(&[0, 3 << 24, 0, 3, 1, 16]); // 7: char[16]
         push(&[s("task"), (4 << 24) | 1, 16, s("comm"), 7, 0]); // 8: struct task
+        push(&[s("colour"), (6 << 24) | 2, 4, s("RED"), 0, s("BLUE"), 7]); // 9: enum colour
         let mut b = Vec::new();
         for w in [0xeb9f_u16.to_le_bytes(), [1, 0]] {
             b.extend_from_slice(&w);
@@ -395,6 +412,13 @@ mod tests {
         let btf = Btf::parse(&blob()).unwrap();
         let (off, comm) = btf.member_offset("task", "comm").unwrap();
         assert_eq!((off, btf.size_of(comm)), (0, Some(16)));
+    }
+
+    #[test]
+    fn enum_values_are_read_in_order_with_their_names() {
+        let btf = Btf::parse(&blob()).unwrap();
+        assert_eq!(btf.enum_values("colour"), Some(vec![(0, "RED"), (7, "BLUE")]));
+        assert_eq!(btf.enum_values("task"), None);
     }
 
     #[test]

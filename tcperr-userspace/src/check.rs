@@ -33,10 +33,16 @@ pub fn run(config: &Config, out: &mut impl Write) -> Result<(), StartError> {
         if tracer.plan.rst_reasons.is_empty() {
             "not reported by this kernel (tcperr infers them)".to_owned()
         } else {
-            format!("{} names from tcp_send_reset's format", tracer.plan.rst_reasons.len())
+            format!("{} names (enum sk_rst_reason in kernel BTF)", tracer.plan.rst_reasons.len())
         }
     )
     .map_err(io)?;
+    let tracefs = match &tracer.plan.tracefs {
+        None => "not needed by the chosen hooks".to_owned(),
+        Some(Ok(root)) => root.display().to_string(),
+        Some(Err(e)) => format!("unavailable: {e}"),
+    };
+    writeln!(out, "tracefs:     {tracefs}").map_err(io)?;
     writeln!(out, "hooks:").map_err(io)?;
     for s in &tracer.selected {
         match s.hook {

@@ -7,7 +7,7 @@ use tcperr_common::{ABSENT, KernelLayout};
 
 use crate::{
     btf::{Btf, Kind},
-    tracefs::{self, Format},
+    tracefs::{self, Format, Tracefs},
 };
 
 /// The event sources tcperr traces; each names the event kind(s) it produces.
@@ -160,8 +160,21 @@ fn candidate(family: Family, hook: Result<Hook, String>) -> Candidate {
 pub struct Plan {
     pub layout: KernelLayout,
     pub choices: Vec<Choice>,
-    /// `enum sk_rst_reason` names from `tcp_send_reset`'s format, if the kernel reports reasons.
+    /// `enum sk_rst_reason`'s names from kernel BTF, if `tcp_send_reset` reports reasons.
     pub rst_reasons: std::collections::BTreeMap<u64, String>,
+    /// tcperr found or mounted tracefs here, or could not (why); None: no hook needed it.
+    pub tracefs: Option<Result<std::path::PathBuf, String>>,
+}
+
+/// The names of `enum sk_rst_reason` as `tcp_send_reset` prints them: without the enum's
+/// `SK_RST_REASON_` prefix (the tracepoint's `__print_symbolic` table is built from the same
+/// list of names, `DEFINE_RST_REASON` in include/net/rstreason.h).
+fn rst_reason_names(btf: &Btf) -> std::collections::BTreeMap<u64, String> {
+    let values = btf.enum_values("sk_rst_reason").unwrap_or_default();
+    values
+        .into_iter()
+        .map(|(v, name)| (v, name.strip_prefix("SK_RST_REASON_").unwrap_or(name).to_owned()))
+        .collect()
 }
 
 /// Struct offsets every hook needs (a kernel without them cannot be traced).
@@ -284,28 +297,41 @@ fn send_reset_tp(btf: &Btf) -> Result<u32, String> {
     Ok(if params.len() == 3 { 2 } else { ABSENT })
 }
 
+/// `tcp_retransmit_synack` as a raw tracepoint, if its prototype is
+/// `(const struct sock *, const struct request_sock *)`.
+fn retransmit_synack_tp(btf: &Btf) -> Result<Hook, String> {
+    let name = "tcp_retransmit_synack";
+    let params = btf.tracepoint_params(name).map_err(|e| e.to_string())?;
+    let ok = params.len() == 2
+        && btf.is_ptr_to_struct(&params[0], "sock")
+        && btf.is_ptr_to_struct(&params[1], "request_sock");
+    if !ok {
+        return Err(format!("{name}: prototype is not (struct sock *, struct request_sock *)"));
+    }
+    Ok(Hook::new(name, Attach::RawTracePoint { name }))
+}
+
 /// fexit on `function` if BTF describes it (loading can still fail: then the next candidate).
 fn fexit(btf: &Btf, function: &'static str, program: &'static str) -> Result<Hook, String> {
     btf.func_params(function).ok_or_else(|| format!("fexit: {function} not in kernel BTF"))?;
     Ok(Hook::new(program, Attach::FExit { function }))
 }
 
-/// A kprobe/kretprobe pair on `function` if the kernel has kprobes.
+/// A kprobe/kretprobe pair on `function` if the kernel has kprobes. Every kernel tcperr can
+/// trace (5.8+) creates kprobes through the kprobe PMU (4.17+), without tracefs.
 fn kprobe_pair(
-    tracefs: &Path,
     function: &'static str,
     program: &'static str,
     ret_program: &'static str,
 ) -> Result<Hook, String> {
-    let pmu = Path::new("/sys/bus/event_source/devices/kprobe").exists();
-    if !pmu && !tracefs.join("kprobe_events").exists() {
-        return Err("kprobe: kernel built without kprobes".into());
+    if !Path::new("/sys/bus/event_source/devices/kprobe").exists() {
+        return Err("kprobe: kernel built without kprobes (no kprobe PMU)".into());
     }
     Ok(Hook { program, ret_program: Some(ret_program), attach: Attach::KProbePair { function } })
 }
 
-/// Probes the kernel at `tracefs` (mount point) and with `btf`.
-pub fn plan(tracefs: &Path, btf: &Btf) -> Result<Plan> {
+/// Probes the kernel with `btf`, and with `tracefs` for the hooks that need it.
+pub fn plan(tracefs: &Tracefs, btf: &Btf) -> Result<Plan> {
     let mut layout = KernelLayout::UNSET;
     sock_layout(btf, &mut layout).context("reading struct sock from kernel BTF")?;
     layout.recvmsg_flags_arg = btf
@@ -313,7 +339,7 @@ pub fn plan(tracefs: &Path, btf: &Btf) -> Result<Plan> {
         .and_then(|p| p.iter().position(|n| n == "flags"))
         .map_or(ABSENT, |i| i as u32);
     let format = |cat: &str, name: &str| -> Result<Format, String> {
-        tracefs::read_format(tracefs, cat, name)
+        tracefs::read_format(tracefs.root()?, cat, name)
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("tracepoint {cat}:{name} not in this kernel"))
     };
@@ -328,10 +354,8 @@ pub fn plan(tracefs: &Path, btf: &Btf) -> Result<Plan> {
                 Family::TracePoint,
                 send_reset_tp(btf).map(|reason_arg| {
                     layout.send_reset_reason_arg = reason_arg;
-                    // The reason's names, from the record's `__print_symbolic` (the
-                    // record itself is not read).
-                    if let Ok(f) = format("tcp", "tcp_send_reset") {
-                        rst_reasons = f.symbols("reason");
+                    if reason_arg != ABSENT {
+                        rst_reasons = rst_reason_names(btf);
                     }
                     Hook::new("tcp_send_reset", Attach::RawTracePoint { name: "tcp_send_reset" })
                 }),
@@ -340,12 +364,7 @@ pub fn plan(tracefs: &Path, btf: &Btf) -> Result<Plan> {
                 candidate(Family::FExit, fexit(btf, "tcp_sendmsg", "fexit_tcp_sendmsg")),
                 candidate(
                     Family::KProbe,
-                    kprobe_pair(
-                        tracefs,
-                        "tcp_sendmsg",
-                        "kprobe_tcp_sendmsg",
-                        "kretprobe_tcp_sendmsg",
-                    ),
+                    kprobe_pair("tcp_sendmsg", "kprobe_tcp_sendmsg", "kretprobe_tcp_sendmsg"),
                 ),
             ]
             .into_iter()
@@ -355,12 +374,7 @@ pub fn plan(tracefs: &Path, btf: &Btf) -> Result<Plan> {
                 candidate(Family::FExit, fexit(btf, "tcp_recvmsg", "fexit_tcp_recvmsg")),
                 candidate(
                     Family::KProbe,
-                    kprobe_pair(
-                        tracefs,
-                        "tcp_recvmsg",
-                        "kprobe_tcp_recvmsg",
-                        "kretprobe_tcp_recvmsg",
-                    ),
+                    kprobe_pair("tcp_recvmsg", "kprobe_tcp_recvmsg", "kretprobe_tcp_recvmsg"),
                 ),
             ]
             .into_iter()
@@ -376,18 +390,21 @@ pub fn plan(tracefs: &Path, btf: &Btf) -> Result<Plan> {
             Source::AcceptQueueFull => {
                 vec![candidate(
                     Family::TracePoint,
-                    format("tcp", "tcp_retransmit_synack").and_then(|f| {
-                        let tp = "tcp_retransmit_synack";
-                        if layout.req_acked_byte == ABSENT {
-                            return Err("inet_request_sock.acked not in kernel BTF".into());
-                        }
-                        layout.tp_synack_skaddr = field(&f, tp, "skaddr", 8)?;
-                        layout.tp_synack_req = field(&f, tp, "req", 8)?;
-                        Ok(Hook::new(
-                            "tcp_retransmit_synack",
-                            Attach::TracePoint { category: "tcp", name: "tcp_retransmit_synack" },
-                        ))
-                    }),
+                    if layout.req_acked_byte == ABSENT {
+                        Err("inet_request_sock.acked not in kernel BTF".into())
+                    } else {
+                        retransmit_synack_tp(btf).or_else(|raw| {
+                            // Only a kernel whose BTF lacks the raw prototype reads tracefs.
+                            let tp = "tcp_retransmit_synack";
+                            let f = format("tcp", tp).map_err(|e| format!("{raw}; {e}"))?;
+                            layout.tp_synack_skaddr = field(&f, tp, "skaddr", 8)?;
+                            layout.tp_synack_req = field(&f, tp, "req", 8)?;
+                            Ok(Hook::new(
+                                "tp_tcp_retransmit_synack",
+                                Attach::TracePoint { category: "tcp", name: tp },
+                            ))
+                        })
+                    },
                 )]
             }
             Source::SocketError => sock_tp(
@@ -400,5 +417,5 @@ pub fn plan(tracefs: &Path, btf: &Btf) -> Result<Plan> {
         };
         choices.push(Choice { source, candidates });
     }
-    Ok(Plan { layout, choices, rst_reasons })
+    Ok(Plan { layout, choices, rst_reasons, tracefs: tracefs.outcome() })
 }

@@ -86,12 +86,24 @@ impl Format {
     }
 }
 
+/// Where tracefs is mounted, if anywhere (a mount point with `events/` in it).
+pub fn find() -> Option<PathBuf> {
+    MOUNT_POINTS.iter().map(Path::new).find(|p| p.join("events").is_dir()).map(Path::to_owned)
+}
+
+/// How long to look again for a tracefs that another process is mounting at the same moment.
+const MOUNT_RACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The tracefs mount point, mounting tracefs at /sys/kernel/tracing if nothing is mounted.
-pub fn mount_point() -> Result<PathBuf, String> {
-    if let Some(p) = MOUNT_POINTS.iter().map(Path::new).find(|p| p.join("events").is_dir()) {
-        return Ok(p.to_owned());
+///
+/// Another process may mount it at the same moment (a second tcperr, a bpftrace): the kernel
+/// refuses the second mount of tracefs on the same mount point with EBUSY, which means the
+/// first one's is there. So after a failed mount tcperr looks again, and takes whichever
+/// mount it finds.
+pub fn find_or_mount() -> Result<PathBuf, String> {
+    if let Some(p) = find() {
+        return Ok(p);
     }
-    let target = Path::new(MOUNT_POINTS[0]);
     // SAFETY: constant NUL-terminated strings; mount(2) does not keep the pointers.
     let rc = unsafe {
         libc::mount(
@@ -102,13 +114,42 @@ pub fn mount_point() -> Result<PathBuf, String> {
             std::ptr::null(),
         )
     };
-    if rc == 0 && target.join("events").is_dir() {
-        return Ok(target.to_owned());
+    let err = std::io::Error::last_os_error();
+    let since = std::time::Instant::now();
+    loop {
+        if let Some(p) = find() {
+            return Ok(p);
+        }
+        // Only EBUSY says someone else's mount is on its way; anything else will not change.
+        if rc == 0 || err.raw_os_error() != Some(libc::EBUSY) || since.elapsed() > MOUNT_RACE {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
     Err(format!(
         "tracefs is not mounted and mounting it failed ({}); run: mount -t tracefs tracefs /sys/kernel/tracing",
-        std::io::Error::last_os_error()
+        if rc == 0 { "mounted, but it has no events/".to_owned() } else { err.to_string() }
     ))
+}
+
+/// tracefs, found or mounted on first use and not before: only sources whose hooks are classic
+/// tracepoints (or kprobes on a kernel without the kprobe PMU) need it. BTF and raw tracepoints
+/// attach without it, and their record layouts come from BTF.
+#[derive(Debug, Default)]
+pub struct Tracefs {
+    root: std::cell::OnceCell<Result<PathBuf, String>>,
+}
+
+impl Tracefs {
+    /// The mount point (finding or mounting it on the first call).
+    pub fn root(&self) -> Result<&Path, String> {
+        self.root.get_or_init(find_or_mount).as_deref().map_err(Clone::clone)
+    }
+
+    /// What became of tracefs: None if nothing needed it.
+    pub fn outcome(&self) -> Option<Result<PathBuf, String>> {
+        self.root.get().cloned()
+    }
 }
 
 /// The format of tracepoint `category/name`, or None if the kernel does not have it.

@@ -155,16 +155,16 @@ pub fn check_privileges() -> Result<(), StartError> {
     )))
 }
 
-/// Probes the running kernel: tracefs (mounting it if needed), BTF, then a hook per source.
+/// Probes the running kernel: BTF, then a hook per source (tracefs, mounted if needed, only
+/// for the hooks that need it).
 pub fn probe_kernel() -> Result<Plan, StartError> {
-    let root = tracefs::mount_point().map_err(fail)?;
     if !std::path::Path::new("/sys/kernel/btf/vmlinux").exists() {
         return Err(fail(
             "this kernel has no BTF (/sys/kernel/btf/vmlinux is missing): tcperr needs a kernel built with CONFIG_DEBUG_INFO_BTF=y",
         ));
     }
     let btf = Btf::from_sys_fs().map_err(|e| fail(format!("reading kernel BTF: {e:#}")))?;
-    probe::plan(&root, &btf).map_err(|e| fail(format!("{e:#}")))
+    probe::plan(&tracefs::Tracefs::default(), &btf).map_err(|e| fail(format!("{e:#}")))
 }
 
 impl Tracer {

@@ -134,3 +134,14 @@ fn under_a_30_second_rst_storm_tcperr_keeps_up_its_memory_is_bounded_and_counts_
         storm.connections
     );
 }
+
+#[test]
+fn rst_reason_names_from_btf_are_the_names_tcp_send_reset_prints() {
+    let plan = tcperr_userspace::tracer::probe_kernel().expect("probe the kernel");
+    let root = tcperr_userspace::tracefs::find_or_mount().expect("tracefs");
+    let format = tcperr_userspace::tracefs::read_format(&root, "tcp", "tcp_send_reset")
+        .expect("read the format")
+        .expect("tcp_send_reset is in every kernel tcperr traces");
+    // Empty on both sides where the kernel reports no reasons (before 6.10).
+    assert_eq!(plan.rst_reasons, format.symbols("reason"));
+}

@@ -117,12 +117,27 @@ pub fn stop(mut t: Traced) -> Result<Stopped, String> {
 }
 
 /// Whether the running kernel's `tcp:tcp_send_reset` reports RSTs without a socket and their
-/// reason (Linux 6.10+): the same probe tcperr makes, read from the tracepoint's format.
+/// reason (Linux 6.10+), read from the tracepoint's format: an oracle of the tests' own,
+/// independent of tcperr's probe (which reads BTF). Mounts tracefs at /sys/kernel/tracing if
+/// nothing has (the tests' own set-up: tcperr itself does not need it); panics if it cannot.
 pub fn kernel_reports_rst_reason() -> bool {
-    ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"].iter().any(|root| {
-        std::fs::read_to_string(format!("{root}/events/tcp/tcp_send_reset/format"))
-            .is_ok_and(|f| f.contains(" reason;"))
-    })
+    const ROOTS: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
+    let mounted = || ROOTS.iter().find(|r| Path::new(r).join("events").is_dir());
+    if mounted().is_none() {
+        // SAFETY: constant NUL-terminated strings. (EBUSY: someone mounted it meanwhile.)
+        unsafe {
+            libc::mount(
+                c"tracefs".as_ptr(),
+                c"/sys/kernel/tracing".as_ptr(),
+                c"tracefs".as_ptr(),
+                0,
+                std::ptr::null(),
+            )
+        };
+    }
+    let root = mounted().expect("tracefs is not mounted and mounting it failed");
+    std::fs::read_to_string(format!("{root}/events/tcp/tcp_send_reset/format"))
+        .is_ok_and(|f| f.contains(" reason;"))
 }
 
 /// The eBPF programs process `pid` holds (`prog_id` in /proc/PID/fdinfo).

@@ -50,7 +50,6 @@ fn main() {
     mount("sysfs", "/sys", "sysfs");
     mount("devtmpfs", "/dev", "devtmpfs");
     mount("tmpfs", "/tmp", "tmpfs");
-    mount("tracefs", "/sys/kernel/tracing", "tracefs");
     mount("bpf", "/sys/fs/bpf", "bpf");
     if let Err(e) = tcperr_scenarios::loopback_up() {
         println!("TCPERR-GUEST lo up: {e}");
@@ -59,7 +58,13 @@ fn main() {
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let scenarios = cmdline_list(&cmdline, "tcperr.scenarios=", tcperr_scenarios::ALL);
     let families = cmdline_list(&cmdline, "tcperr.families=", &["default"]);
+    // The oracle reads tracefs (mounting it); tcperr then starts without it, as on a machine
+    // that never mounted it, and finds or mounts it only for a hook that needs it.
     let rst_reason = drive::kernel_reports_rst_reason();
+    // SAFETY: a constant NUL-terminated path.
+    if unsafe { libc::umount2(c"/sys/kernel/tracing".as_ptr(), 0) } != 0 {
+        println!("TCPERR-GUEST umount tracefs: {}", std::io::Error::last_os_error());
+    }
     println!("TCPERR-GUEST kernel={} rst_reason={rst_reason}", release.trim());
     let tcperr = Path::new("/bin/tcperr");
     if let Some(secs) = cmdline.split_whitespace().find_map(|w| w.strip_prefix("tcperr.bench=")) {

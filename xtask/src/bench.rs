@@ -286,6 +286,11 @@ pub fn bench(o: &Options) -> Result<bool, String> {
     let root = workspace_root();
     let bin = build_release_tcperr()?;
     let have_bpftrace = Command::new("bpftrace").arg("--version").output().is_ok();
+    if have_bpftrace {
+        // bpftrace attaches its classic tracepoints through tracefs, which tcperr does not need.
+        tcperr_userspace::tracefs::find_or_mount()
+            .map_err(|e| format!("bpftrace needs tracefs: {e}"))?;
+    }
     let report = run_all(o, &s, &bin, have_bpftrace)?;
     print!("{report}");
     if !o.smoke {
