@@ -66,20 +66,23 @@ fn test() -> bool {
         ("format", cargo(&["fmt", "--all", "--check"])),
         ("lints", cargo(&["clippy", "--all-targets", "--", "-D", "warnings"])),
         ("eBPF lints", ebpf_clippy()),
-        ("tests", cargo(&["test", "--", "--test-threads", "2"])),
+        // Every test binary runs even when one fails (cargo's summary names each failed one).
+        ("tests", cargo(&["test", "--no-fail-fast", "--", "--test-threads", "2"])),
         ("vm", cargo(&["xtask", "vm"])),
         ("bench smoke", cargo(&["xtask", "bench", "--smoke"])),
     ];
-    let mut ok = true;
-    for (name, cmd) in steps {
-        ok &= step(name, cmd);
-    }
+    let failed: Vec<&str> =
+        steps.into_iter().filter_map(|(name, cmd)| (!step(name, cmd)).then_some(name)).collect();
     eprintln!(
         "\n==> suite {} in {:.1}s",
-        if ok { "passed" } else { "FAILED" },
+        if failed.is_empty() {
+            "passed".to_owned()
+        } else {
+            format!("FAILED ({})", failed.join(", "))
+        },
         t.elapsed().as_secs_f64()
     );
-    ok
+    failed.is_empty()
 }
 
 fn main() -> ExitCode {
@@ -150,6 +153,15 @@ mod tests {
         for file in ["tcperr-userspace/build.rs", "dev"] {
             let text = std::fs::read_to_string(root.join(file)).expect("read");
             assert!(text.contains(super::EBPF_TOOLCHAIN), "{file} pins another nightly");
+        }
+    }
+
+    #[test]
+    fn dev_makes_apt_know_the_vm_kernels() {
+        let dev = std::fs::read_to_string(super::workspace_root().join("dev")).expect("read dev");
+        let line = dev.lines().find(|l| l.starts_with("VM_KERNEL_PACKAGES=")).expect("the list");
+        for (_, meta) in super::vm::KERNELS {
+            assert!(line.contains(meta), "dev does not check {meta}: {line}");
         }
     }
 }
