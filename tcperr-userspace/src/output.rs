@@ -49,6 +49,11 @@ pub fn write_repeated(out: &mut impl Write, format: Format, r: &Repeated) -> std
     human_line(out, &r.time, (r.pid, r.comm), r.kind, &conn, "-", error, &r.explanation)
 }
 
+/// The `{"kind": "stats", ...}` line that ends `--json` output.
+pub fn write_stats(out: &mut impl Write, stats: &crate::trace::Stats) -> std::io::Result<()> {
+    json_line(out, stats)
+}
+
 fn json_line(out: &mut impl Write, value: &impl serde::Serialize) -> std::io::Result<()> {
     serde_json::to_writer(&mut *out, value)?;
     out.write_all(b"\n")

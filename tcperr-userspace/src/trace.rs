@@ -33,14 +33,36 @@ pub struct Options {
     pub config: Config,
 }
 
-#[derive(Debug, Default, PartialEq, Eq)]
+/// What one run of `tcperr trace` saw, printed at its end: as `{"kind": "stats", ...}`, the last
+/// line of `--json` output, and as a sentence on stderr.
+#[derive(Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Stats {
-    pub records: u64,
+    /// Always "stats": the JSON line's kind, beside the events' kinds.
+    pub kind: &'static str,
+    /// Events handed over by the reader (records, and moves to CLOSE taken out of them).
+    pub events_seen: u64,
     pub printed: u64,
     /// Reports counted in `repeated` lines instead of printed.
     pub folded: u64,
+    /// Records the kernel side could not write: the ring buffer was full.
     pub lost: u64,
     pub undecodable: u64,
+    /// Per-socket entries dropped to bound memory before their socket closed.
+    pub evicted: u64,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self {
+            kind: "stats",
+            events_seen: 0,
+            printed: 0,
+            folded: 0,
+            lost: 0,
+            undecodable: 0,
+            evicted: 0,
+        }
+    }
 }
 
 pub enum Error {
@@ -82,7 +104,7 @@ impl<'a> Sink<'a> {
     /// Takes one event (as [`Tracer::drain`] hands them over) through correlation, the filter,
     /// the summary and storm folding, and writes its report if it is printed.
     pub fn handle(&mut self, ev: Result<Event, DecodeError>, out: &mut impl Write) {
-        self.stats.records += 1;
+        self.stats.events_seen += 1;
         let ev = match ev {
             Ok(ev) => ev,
             Err(e) => {
@@ -214,6 +236,7 @@ pub async fn run(opts: Options) -> Result<Stats, Error> {
     sink.flush_folded(&mut out);
     let _ = out.flush();
     stats.lost = tracer.lost();
+    stats.evicted = correlator.evicted;
     drop(ready);
     drop(tracer); // detach before reporting
     if opts.summary_only {
@@ -229,14 +252,20 @@ pub async fn run(opts: Options) -> Result<Stats, Error> {
     } else {
         let _ = summary.write_table(&mut io::stderr());
     }
+    if opts.format == Format::Json
+        && let Err(e) = output::write_stats(&mut out, &stats).and_then(|()| out.flush())
+        && e.kind() != io::ErrorKind::BrokenPipe
+    {
+        return Err(Error::Io(e));
+    }
     eprintln!(
         "tcperr: {} events seen, {} printed, {} folded into repeated lines, {} lost, {} undecodable, {} socket entries evicted",
-        stats.records,
+        stats.events_seen,
         stats.printed,
         stats.folded,
         stats.lost,
         stats.undecodable,
-        correlator.evicted
+        stats.evicted
     );
     Ok(stats)
 }

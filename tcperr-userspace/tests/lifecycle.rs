@@ -117,12 +117,8 @@ fn under_a_30_second_rst_storm_tcperr_keeps_up_its_memory_is_bounded_and_counts_
         .filter(|r| r["summary"]["comm"].as_str().is_some_and(|c| c.starts_with("storm")))
         .filter_map(|r| r["summary"]["count"].as_u64())
         .sum();
-    let summary = stopped.stderr.iter().find(|l| l.contains("events seen")).expect("summary line");
-    let lost: u64 = summary
-        .split(", ")
-        .find_map(|p| p.strip_suffix(" lost"))
-        .and_then(|n| n.parse().ok())
-        .expect("lost count");
+    let lost = stopped.stat("lost").expect("the stats line's lost count");
+    let summary = stopped.stats.as_ref().map(ToString::to_string).unwrap_or_default();
     let expected = 2 * storm.connections;
     assert!(
         resets <= expected && resets + lost >= expected,

@@ -24,8 +24,19 @@ pub struct Traced {
 
 pub struct Stopped {
     pub code: i32,
+    /// The JSON lines tcperr printed, but for the stats line that ends them.
     pub events: Vec<Value>,
+    /// That `{"kind": "stats", ...}` line (events_seen, printed, folded, lost, undecodable,
+    /// evicted), if tcperr got to print it.
+    pub stats: Option<Value>,
     pub stderr: Vec<String>,
+}
+
+impl Stopped {
+    /// One count of the stats line.
+    pub fn stat(&self, name: &str) -> Option<u64> {
+        self.stats.as_ref()?[name].as_u64()
+    }
 }
 
 /// Starts `tcperr trace --json ARGS` and waits (up to `timeout`) until it says it is tracing.
@@ -105,15 +116,16 @@ pub fn stop(mut t: Traced) -> Result<Stopped, String> {
         .map_err(|_| "stdout reader panicked".to_owned())?
         .map_err(|e| format!("read stdout: {e}"))?;
     let status = t.child.wait().map_err(|e| format!("wait: {e}"))?;
-    let events = out
+    let mut events: Vec<Value> = out
         .lines()
         .map(|l| serde_json::from_str(l).map_err(|e| format!("not JSON ({e}): {l}")))
         .collect::<Result<_, _>>()?;
+    let stats = events.pop_if(|e| e["kind"] == "stats");
     let mut stderr: Vec<String> = Vec::new();
     while let Ok(line) = t.stderr_lines.recv_timeout(Duration::from_secs(5)) {
         stderr.push(line);
     }
-    Ok(Stopped { code: status.code().unwrap_or(-1), events, stderr })
+    Ok(Stopped { code: status.code().unwrap_or(-1), events, stats, stderr })
 }
 
 /// Whether the running kernel's `tcp:tcp_send_reset` reports RSTs without a socket and their

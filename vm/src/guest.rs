@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde_json::json;
+use serde_json::{Value, json};
 use tcperr_scenarios::drive;
 
 fn mount(src: &str, target: &str, fstype: &str) {
@@ -125,8 +125,8 @@ fn main() {
             };
             println!("TCPERR-RESULT {result}");
         }
-        let summary = stopped.stderr.iter().find(|l| l.contains("events seen"));
-        println!("TCPERR-GUEST family={family} {}", summary.map_or("no summary", String::as_str));
+        let stats = stopped.stats.as_ref().map_or("no stats line".to_owned(), Value::to_string);
+        println!("TCPERR-GUEST family={family} {stats}");
     }
     println!("TCPERR-GUEST done failed={failed}");
     exit_vm(if failed { 1 } else { 0 });
@@ -186,10 +186,7 @@ fn bench(tcperr: &Path, families: &[String], secs: f64) -> bool {
         let rate = storm(secs);
         let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "1");
         let stopped = drive::stop(traced);
-        let summary = stopped
-            .as_ref()
-            .ok()
-            .and_then(|s| s.stderr.iter().find(|l| l.contains("events seen")).cloned());
+        let stats = stopped.as_ref().ok().and_then(|s| s.stats.clone());
         ok &= pp.is_ok() && stopped.is_ok();
         let runs = cnt1.saturating_sub(cnt0);
         println!(
@@ -201,7 +198,7 @@ fn bench(tcperr: &Path, families: &[String], secs: f64) -> bool {
                 "runs": runs,
                 "storm_rate": rate,
                 "storm_ratio": rate / untraced,
-                "summary": summary,
+                "stats": stats,
             })
         );
     }

@@ -719,19 +719,16 @@ fn storm_once(mode: &str, bin: &Path, secs: f64) -> Result<StormRun, String> {
         std::thread::sleep(Duration::from_millis(500)); // let it drain
         run.cpu_secs = (drive::cpu_ticks(t.pid()) - cpu0) as f64 / tcperr_clock_ticks();
         let name = t.name;
-        let lines = t.stop();
-        run.lines = std::fs::read(&out_file)
-            .map(|b| b.iter().filter(|&&c| c == b'\n').count() as u64)
-            .unwrap_or(0);
+        t.stop();
+        let out = std::fs::read_to_string(&out_file).unwrap_or_default();
+        run.lines = out.lines().count() as u64;
         if name == "tcperr" {
-            let summary = lines.iter().find(|l| l.contains("events seen"));
-            let num = |suffix: &str| {
-                summary?
-                    .split(", ")
-                    .find_map(|p| p.trim_start_matches("tcperr: ").strip_suffix(suffix))
-                    .and_then(|n| n.parse::<u64>().ok())
-            };
-            run.seen_lost = num(" events seen").zip(num(" lost"));
+            // The last line of `--json` output: {"kind": "stats", ...}.
+            let stats = out.lines().next_back().and_then(|l| serde_json::from_str::<Value>(l).ok());
+            let stats = stats.filter(|s| s["kind"] == "stats");
+            let num = |name: &str| stats.as_ref()?[name].as_u64();
+            run.seen_lost = num("events_seen").zip(num("lost"));
+            run.lines -= u64::from(stats.is_some());
         }
     }
     let _ = std::fs::remove_file(&out_file);

@@ -435,18 +435,12 @@ pub fn bench_vm(verbose: bool) -> Result<bool, String> {
                 continue;
             }
             let ns = r["ns_per_run"].as_f64().unwrap_or(0.0);
-            let seen_lost = r["summary"]
-                .as_str()
-                .map(|s| {
-                    let num = |suffix: &str| {
-                        s.split(", ")
-                            .find_map(|p| p.trim_start_matches("tcperr: ").strip_suffix(suffix))
-                            .unwrap_or("?")
-                            .to_owned()
-                    };
-                    format!("{} / {}", num(" events seen"), num(" lost"))
-                })
-                .unwrap_or_default();
+            let stats = &r["stats"];
+            let seen_lost = if stats.is_object() {
+                format!("{} / {}", stats["events_seen"], stats["lost"])
+            } else {
+                String::new()
+            };
             md.push_str(&format!(
                 "| {name} | {family} | {ns:.0} | {:.2} | {:.2} | {seen_lost} |\n",
                 ns / cheapest,
