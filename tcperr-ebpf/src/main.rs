@@ -1,5 +1,6 @@
-//! tcperr's kernel side: one file per hook, each emitting one kind of record
-//! (`tcperr_common::event`) into the one ring buffer [`emit::EVENTS`].
+//! tcperr's kernel side: one file per hook, each emitting its kinds of record
+//! (`tcperr_common::event`; `tcp_send_reset` emits two) into the one ring buffer
+//! [`emit::EVENTS`].
 //!
 //! Offsets into `struct sock` and into tracepoint records are never compiled in: userspace reads
 //! them from the running kernel and sets [`layout::LAYOUT`] before load.

@@ -365,8 +365,8 @@ impl Btf {
 mod tests {
     use super::*;
 
-    /// Builds a BTF blob: `struct outer { int a; union { struct inner { short x; char y; } i; }; }`,
-    /// `struct task { char comm[16]; }` and `enum colour { RED, BLUE = 7 }`.
+    /// Builds a BTF blob: `struct outer { int a; union { struct inner { short x; char y; } i; }; }`
+    /// and `struct task { char comm[16]; }` and `enum colour { RED, BLUE = 7 }`.
     fn blob() -> Vec<u8> {
         let strings =
             b"\0int\0outer\0a\0inner\0x\0y\0i\0short\0char\0task\0comm\0colour\0RED\0BLUE\0"

@@ -1,6 +1,6 @@
-//! One line per event saying why it happened, from the kernel facts in SCENARIOS.md: the plain
-//! explanation of each event ([`explain`]) and, for the errors programs see, the story of the
-//! connection ([`story_line`]).
+//! One line per event saying why it happened, from the kernel facts in docs/kernel-facts.md:
+//! the plain explanation of each event ([`explain`]) and, for the errors programs see, the story
+//! of the connection ([`story_line`]).
 use std::collections::BTreeMap;
 
 use tcperr_common::{

@@ -1,5 +1,6 @@
 //! The per-connection story: a short timeline per socket, the other end's view when both ends
-//! are on this host, and the cause class of each error, from the kernel facts in SCENARIOS.md.
+//! are on this host, and the cause class of each error, from the kernel facts in
+//! docs/kernel-facts.md.
 use std::borrow::Cow;
 
 use serde::Serialize;

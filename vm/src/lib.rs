@@ -1,6 +1,6 @@
-//! The reproduction scenarios: real sockets on loopback making each case of SCENARIOS.md happen,
-//! each returning the events tcperr must report for it. Run natively by the integration tests
-//! and, unchanged, inside the VM.
+//! The reproduction scenarios: real sockets on loopback making each case of docs/kernel-facts.md
+//! happen, each returning the events tcperr must report for it. Run natively by the integration
+//! tests and, unchanged, inside the VM.
 //!
 //! Each scenario runs its peers as named threads ("client", "server"): the thread name is the
 //! task's comm, so attribution is checked per thread (pid, tid and comm).

@@ -8,8 +8,8 @@ use crate::tcp::state;
 pub struct RstSent {
     pub header: EventHeader,
     pub sock: SockInfo,
-    /// `enum sk_rst_reason` value where the kernel reports one (names from the tracepoint's
-    /// `format` file); [`crate::ABSENT`] where it does not.
+    /// `enum sk_rst_reason` value where the kernel reports one (names from kernel BTF);
+    /// [`crate::ABSENT`] where it does not.
     pub reason: u32,
     /// The state the socket left for CLOSE just before, in the same call (an abort: close() with
     /// `SO_LINGER {1, 0}` or unread data, `tcp_disconnect()`), or 0. That move to CLOSE is not

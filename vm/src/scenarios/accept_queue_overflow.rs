@@ -1,8 +1,8 @@
-//! SCENARIOS.md §2, the server that cannot take the connection. A listener (backlog 0) that
-//! never accepts holds one connection, so its accept queue is full when a second client's final
-//! ACK arrives. With `net.ipv4.tcp_abort_on_overflow=1` the kernel answers with RST and the
-//! client's read fails with "connection reset by peer"; with 0 (the default) it drops the ACK:
-//! the client believes it is connected, the server retransmits its SYN-ACK, nothing is reset.
+//! docs/kernel-facts.md §2, the server that cannot take the connection. A listener (backlog 0) that
+//! never accepts holds one connection, so its accept queue is full when a second client's final ACK
+//! arrives. With `net.ipv4.tcp_abort_on_overflow=1` the kernel answers with RST and the client's
+//! read fails with "connection reset by peer"; with 0 (the default) it drops the ACK: the client
+//! believes it is connected, the server retransmits its SYN-ACK, nothing is reset.
 //!
 //! To have the second client's SYN arrive while the queue still had room and its ACK after the
 //! queue filled, that client drops its own input until the first client is queued (its SYN-ACK

@@ -1,4 +1,4 @@
-//! SCENARIOS.md §1. The server reads and closes (FIN); the client, not reading, sits in
+//! docs/kernel-facts.md §1. The server reads and closes (FIN); the client, not reading, sits in
 //! CLOSE_WAIT and writes again; the server's kernel has no reader and answers RST
 //! (TCPAbortOnData); the RST lands in CLOSE_WAIT, so the kernel records EPIPE; the client's third
 //! write fails with "broken pipe".

@@ -1,5 +1,6 @@
-//! SCENARIOS.md §3. The client closes cleanly (FIN); the server's read returns 0 bytes (io.EOF in
-//! Go). No RST anywhere: tcperr reports one orderly close, attributed to the reading server.
+//! docs/kernel-facts.md §3. The client closes cleanly (FIN); the server's read returns 0 bytes
+//! (io.EOF in Go). No RST anywhere: tcperr reports one orderly close, attributed to the reading
+//! server.
 use std::{
     io::Read,
     net::{TcpListener, TcpStream},

@@ -1,8 +1,9 @@
-//! SCENARIOS.md §4. Connect to a port nobody listens on: the RST answers the SYN in SYN_SENT and
-//! connect fails with "connection refused". The client binds first so that its port stays known
-//! after the failure. `nonblocking`: the event-loop form, connect() returns EINPROGRESS and the
-//! program learns of the refusal later from `SO_ERROR`; tcperr reports it when the RST arrives,
-//! the same as for a blocking connect (collecting the error is no socket call tcperr sees).
+//! docs/kernel-facts.md §4. Connect to a port nobody listens on: the RST answers the SYN in
+//! SYN_SENT and connect fails with "connection refused". The client binds first so that its port
+//! stays known after the failure. `nonblocking`: the event-loop form, connect() returns EINPROGRESS
+//! and the program learns of the refusal later from `SO_ERROR`; tcperr reports it when the RST
+//! arrives, the same as for a blocking connect (collecting the error is no socket call tcperr
+//! sees).
 use std::{io, net::TcpListener};
 
 use super::{actor, ctx, ev, finish, join};

@@ -1,6 +1,6 @@
-//! SCENARIOS.md §2, first cause. The server sets `SO_LINGER {on, 0}` and closes: RST instead of
-//! FIN. The RST reaches the client in ESTABLISHED, the kernel records ECONNRESET, and the
-//! client's next read fails with "connection reset by peer". Also the IPv6 case.
+//! docs/kernel-facts.md §2, first cause. The server sets `SO_LINGER {on, 0}` and closes: RST
+//! instead of FIN. The RST reaches the client in ESTABLISHED, the kernel records ECONNRESET, and
+//! the client's next read fails with "connection reset by peer". Also the IPv6 case.
 use std::{
     io::{ErrorKind, Read},
     net::{TcpListener, TcpStream},

@@ -1,5 +1,5 @@
-//! SCENARIOS.md §2, second cause. The client sends a request the server never reads; the server
-//! closes with those bytes still in its receive buffer, so its kernel sends RST, not FIN
+//! docs/kernel-facts.md §2, second cause. The client sends a request the server never reads; the
+//! server closes with those bytes still in its receive buffer, so its kernel sends RST, not FIN
 //! (RFC 2525 §2.17). The client's next read fails with "connection reset by peer".
 use std::{
     io::{ErrorKind, Read, Write},

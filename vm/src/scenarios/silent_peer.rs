@@ -1,5 +1,5 @@
-//! SCENARIOS.md §4, the timeout. The peer vanishes: every segment for the server's socket is
-//! dropped before TCP sees it (a socket filter, the firewall-free equivalent of a dead host or a
+//! docs/kernel-facts.md §4, the timeout. The peer vanishes: every segment for the server's socket
+//! is dropped before TCP sees it (a socket filter, the firewall-free equivalent of a dead host or a
 //! link gone down). The client's data is never acknowledged; after its `TCP_USER_TIMEOUT` the
 //! kernel gives up with ETIMEDOUT, and the next write fails with "connection timed out".
 use std::{
