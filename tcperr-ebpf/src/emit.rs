@@ -1,17 +1,13 @@
-//! The one ring buffer and the per-CPU count of records that did not fit.
-use core::{
-    ffi::c_void,
-    hint::black_box,
-    mem::MaybeUninit,
-    sync::atomic::{Ordering, compiler_fence},
-};
+//! The one ring buffer and the per-CPU count of records that did not fit; the records' header
+//! (task, CPU, time) and when the reader is woken.
+use core::{ffi::c_void, hint::black_box, mem::MaybeUninit};
 
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns, generated},
     macros::map,
     maps::{PerCpuArray, RingBuf},
 };
-use tcperr_common::{EventHeader, StateChange, WAKEUP_BATCH_NS, event::Event};
+use tcperr_common::{EventHeader, WAKEUP_BATCH_NS, event::Event};
 
 use crate::sock::SockMem;
 
@@ -22,81 +18,6 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
 /// Index 0: records dropped because the ring buffer was full.
 #[map]
 static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
-
-/// Index 0: the socket the last RST on this CPU was about (received or sent) and when. What the
-/// kernel does next within the same call chain repeats it and is not sent: the error report
-/// (`tcp_reset()`, `tcp_disconnect()`) and, after an RST received, the move to CLOSE
-/// (`tcp_reset()` → `tcp_done()`; userspace reads the end from the RST). Records fewer per reset
-/// matter in RST storms. A recycled `struct sock` must not match a stale entry: a socket that
-/// starts anew forgets it ([`forget_rst_of`]), and an entry only holds for the jiffy it was
-/// noted in and the next (the repeats come microseconds later, in the same call; jiffies, because
-/// a clock read costs ~40 ns here and was three a connection in RST storms).
-#[map]
-static LAST_RST: PerCpuArray<LastRst> = PerCpuArray::with_max_entries(1, 0);
-
-#[derive(Clone, Copy)]
-pub struct LastRst {
-    sk: u64,
-    jiffies: u64,
-    received: bool,
-}
-
-impl LastRst {
-    /// Whether this RST was about `sk`, a moment ago.
-    #[inline(always)]
-    fn is_about(&self, sk: u64) -> bool {
-        // SAFETY: bpf_jiffies64 has no arguments.
-        self.sk == sk && unsafe { generated::bpf_jiffies64() }.wrapping_sub(self.jiffies) <= 1
-    }
-}
-
-/// Notes an RST about `sk`.
-#[inline(always)]
-pub fn note_rst(sk: u64, received: bool) {
-    if let Some(slot) = LAST_RST.get_ptr_mut(0) {
-        // SAFETY: per-CPU slot, only this CPU writes it while the program runs; bpf_jiffies64
-        // has no arguments.
-        unsafe { *slot = LastRst { sk, jiffies: generated::bpf_jiffies64(), received } };
-    }
-}
-
-/// Forgets an RST noted about `sk` on this CPU: the socket starts anew (connect, listen, a
-/// listener's new child), so it is not the one that was reset.
-#[inline(always)]
-pub fn forget_rst_of(sk: u64) {
-    if let Some(slot) = LAST_RST.get_ptr_mut(0) {
-        // SAFETY: as above.
-        unsafe {
-            if (*slot).sk == sk {
-                (*slot).sk = 0;
-            }
-        }
-    }
-}
-
-/// Whether `sk` received an RST on this CPU a moment ago (it stays noted for its error report).
-#[inline(always)]
-pub fn just_reset(sk: u64) -> bool {
-    match LAST_RST.get_ptr(0) {
-        // SAFETY: as above.
-        Some(slot) => unsafe { (*slot).received && (*slot).is_about(sk) },
-        None => false,
-    }
-}
-
-/// Whether the last RST on this CPU, a moment ago, was about `sk` (and forgets it).
-#[inline(always)]
-pub fn take_rst(sk: u64) -> bool {
-    match LAST_RST.get_ptr_mut(0) {
-        // SAFETY: as above.
-        Some(slot) => unsafe {
-            let last = *slot;
-            (*slot).sk = 0;
-            last.is_about(sk)
-        },
-        None => false,
-    }
-}
 
 /// The current task's name by `bpf_get_current_comm`, into 8-byte words (aya's wrapper copies
 /// it byte by byte). [`crate::sock::Direct`] loads it instead where it can.
@@ -172,71 +93,6 @@ fn wakeup_flags(ts_ns: u64) -> u64 {
 /// read-only, so the verifier prunes the branch it does not take).
 #[unsafe(no_mangle)]
 static DISCARD: u8 = 0;
-
-/// Index 0: a move to CLOSE held back on this CPU (see [`hold_close`]); `header.sk` 0: none.
-/// Userspace reads it too: one held for long is claimed there (see `Tracer::drain`).
-#[map]
-static HELD_CLOSE: PerCpuArray<StateChange> = PerCpuArray::with_max_entries(1, 0);
-
-/// Holds back `close`, an established socket's move to CLOSE without an error, because what
-/// makes one in a task is an abort (close() with `SO_LINGER {1, 0}` or unread data,
-/// `tcp_disconnect()`) whose RST follows in the same call and carries it
-/// ([`take_held_close`]): one record fewer per abort, the most common record of an RST storm.
-/// Records of other sockets do not release it: on loopback the peer's handling of the RST
-/// (its rst_received, its error report) runs in between, in softirq on this CPU. It is released
-/// by an error report about its socket ([`release_held_of`]: `tcp_disconnect()` ends with one,
-/// also when it sent no RST), by the next move held here, or claimed by userspace after a
-/// while (an RST the kernel could not allocate, on an otherwise quiet CPU).
-#[inline(always)]
-pub fn hold_close(close: &StateChange) {
-    release_held_of(0);
-    if let Some(slot) = HELD_CLOSE.get_ptr_mut(0) {
-        // SAFETY: per-CPU slot. The socket is written last: a program interrupting this one on
-        // this CPU (softirq) sees either no held move or a whole one.
-        unsafe {
-            core::ptr::write_volatile(&raw mut (*slot).header.sk, 0);
-            compiler_fence(Ordering::SeqCst); // (the body's plain stores stay between the two)
-            *slot = StateChange { header: EventHeader { sk: 0, ..close.header }, ..*close };
-            compiler_fence(Ordering::SeqCst);
-            core::ptr::write_volatile(&raw mut (*slot).header.sk, close.header.sk);
-        }
-    }
-}
-
-/// `sk`'s move to CLOSE if it is held back on this CPU (no longer held after this).
-#[inline(always)]
-pub fn take_held_close(sk: u64) -> Option<StateChange> {
-    if sk == 0 {
-        return None;
-    }
-    take_held(sk)
-}
-
-/// Records the move to CLOSE held back on this CPU if it is `sk`'s (any socket's: 0).
-#[inline(always)]
-pub fn release_held_of(sk: u64) {
-    if let Some(close) = take_held(sk) {
-        emit(&close);
-    }
-}
-
-/// The move to CLOSE held back on this CPU if it is `sk`'s (any socket's: 0), no longer held
-/// after this.
-#[inline(always)]
-fn take_held(sk: u64) -> Option<StateChange> {
-    let slot = HELD_CLOSE.get_ptr_mut(0)?;
-    // SAFETY: per-CPU slot, as in [`hold_close`]; copied out before it is freed for the next one.
-    unsafe {
-        let held = core::ptr::read_volatile(&raw const (*slot).header.sk);
-        if held == 0 || (sk != 0 && held != sk) {
-            return None;
-        }
-        let close = *slot;
-        compiler_fence(Ordering::SeqCst); // (the copy is taken before the slot is freed)
-        core::ptr::write_volatile(&raw mut (*slot).header.sk, 0);
-        Some(close)
-    }
-}
 
 /// Copies `event` into the ring buffer, or counts it as lost.
 #[inline(always)]

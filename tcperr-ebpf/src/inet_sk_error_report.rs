@@ -9,7 +9,9 @@ use aya_ebpf::{
 use tcperr_common::SocketError;
 
 use crate::{
-    emit::{emit, header, release_held_of, take_rst},
+    emit::{emit, header},
+    held_close::release_held_of,
+    last_rst::take_rst,
     layout::layout,
     sock::{Direct, Head, SockMem, is_tcp, sock_info},
 };

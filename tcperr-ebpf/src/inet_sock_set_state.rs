@@ -13,7 +13,9 @@ use tcperr_common::{
 };
 
 use crate::{
-    emit::{emit, forget_rst_of, header, hold_close, just_reset},
+    emit::{emit, header},
+    held_close::hold_close,
+    last_rst::{forget_rst_of, just_reset},
     layout::layout,
     sock::{Direct, Head, SockMem, sock_info_of},
 };

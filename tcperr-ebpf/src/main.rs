@@ -11,11 +11,15 @@
 #![no_std]
 #![no_main]
 
+mod call_result;
 mod emit;
 mod floor;
+mod held_close;
 mod inet_sk_error_report;
 mod inet_sock_set_state;
+mod last_rst;
 mod layout;
+mod listener;
 mod skb;
 mod sock;
 mod sock_recv_length;

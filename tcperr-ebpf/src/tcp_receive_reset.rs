@@ -9,7 +9,8 @@ use aya_ebpf::{
 use tcperr_common::{RstReceived, tcp::errno_for_rst_in_state};
 
 use crate::{
-    emit::{emit, note_rst, untasked},
+    emit::{emit, untasked},
+    last_rst::note_rst,
     sock::{Direct, Head, SockMem, sock_info},
 };
 

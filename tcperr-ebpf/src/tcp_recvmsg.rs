@@ -12,9 +12,9 @@ use aya_ebpf::{
 };
 
 use crate::{
+    call_result::recv_result,
     layout::layout,
     sock::{Direct, Head},
-    sock_recv_length::recv_result,
 };
 
 #[fexit(function = "tcp_recvmsg")]

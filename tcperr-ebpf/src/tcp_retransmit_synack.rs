@@ -13,8 +13,9 @@ use aya_ebpf::{
 use tcperr_common::{ABSENT, AcceptQueueFull};
 
 use crate::{
-    emit::{emit, header},
+    emit::emit,
     layout::layout,
+    listener::overflow,
     sock::{Head, ctx_addr, read, sock_info},
 };
 
@@ -40,24 +41,4 @@ fn synack_retransmitted(sk: u64, req: u64) {
     }
     // A request sock shares `struct sock_common` with sockets: its 4-tuple is the connection.
     emit(&overflow(sk, sock_info::<Head>(req), AcceptQueueFull::DROPPED));
-}
-
-/// An [`AcceptQueueFull`] for listener `sk` about connection `sock`.
-#[inline(always)]
-pub fn overflow(sk: u64, mut sock: tcperr_common::SockInfo, action: u32) -> AcceptQueueFull {
-    sock.state = tcperr_common::tcp::state::LISTEN;
-    AcceptQueueFull {
-        header: header::<AcceptQueueFull, Head>(sk),
-        sock,
-        backlog: read(sk, layout!(sk_max_ack_backlog)),
-        queued: read(sk, layout!(sk_ack_backlog)),
-        action,
-        _pad: 0,
-    }
-}
-
-/// Whether listener `sk`'s accept queue is full (`sk_acceptq_is_full`).
-#[inline(always)]
-pub fn accept_queue_full(sk: u64) -> bool {
-    read::<u32>(sk, layout!(sk_ack_backlog)) > read::<u32>(sk, layout!(sk_max_ack_backlog))
 }

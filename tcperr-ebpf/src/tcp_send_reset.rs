@@ -9,11 +9,13 @@ use tcperr_common::{
 };
 
 use crate::{
-    emit::{emit, header, note_rst, take_held_close},
+    emit::{emit, header},
+    held_close::take_held_close,
+    last_rst::note_rst,
     layout::layout,
+    listener::{accept_queue_full, overflow},
     skb::segment_tuple,
     sock::{Head, sock_info},
-    tcp_retransmit_synack::{accept_queue_full, overflow},
 };
 
 #[raw_tracepoint(tracepoint = "tcp_send_reset")]

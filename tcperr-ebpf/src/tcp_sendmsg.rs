@@ -11,8 +11,8 @@ use aya_ebpf::{
 };
 
 use crate::{
+    call_result::send_result,
     sock::{Direct, Head},
-    sock_send_length::send_result,
 };
 
 #[fexit(function = "tcp_sendmsg")]
