@@ -7,6 +7,7 @@
 
 pub mod event;
 pub mod layout;
+pub mod names;
 pub mod tcp;
 
 pub use event::{

@@ -3,13 +3,16 @@
 //! Exit 0 when tracing can run, 2 when it cannot (with why).
 use std::io::Write;
 
-use crate::tracer::{self, Config, StartError, Tracer};
+use crate::{
+    load::{Config, StartError, Tracer},
+    privileges,
+};
 
 pub fn run(config: &Config, out: &mut impl Write) -> Result<(), StartError> {
     let io = |e: std::io::Error| StartError(e.to_string());
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     writeln!(out, "kernel:      {}", release.trim()).map_err(io)?;
-    let privileges = tracer::check_privileges();
+    let privileges = privileges::check_privileges();
     writeln!(
         out,
         "privileges:  {}",

@@ -122,16 +122,6 @@ impl Event {
         )
     }
 
-    /// The events this record stands for, in order: an RST that carries its socket's move to
-    /// CLOSE ([`tcperr_common::RstSent::folded_close`]) is that move, then the RST; any other
-    /// record is itself.
-    pub fn with_folded_close(self) -> (Option<Event>, Event) {
-        match &self {
-            Self::RstSent(rst) => (rst.folded_close().map(Self::StateChange), self),
-            _ => (None, self),
-        }
-    }
-
     /// The errno this event reports or causes, if any.
     pub fn errno(&self) -> Option<u32> {
         let e = match self {

@@ -4,9 +4,9 @@ use clap::Parser as _;
 use tcperr_userspace::{
     cli::{Cli, Command},
     filter::Filter,
+    load::Config,
     output::Format,
     trace::{self, Error, Options},
-    tracer::Config,
 };
 
 fn main() -> ExitCode {

@@ -3,7 +3,7 @@
 use std::{fmt, path::Path};
 
 use anyhow::{Context as _, Result, anyhow, bail};
-use tcperr_common::{ABSENT, KernelLayout};
+use tcperr_common::{ABSENT, KernelLayout, names::program as P};
 
 use crate::{
     btf::{Btf, Kind},
@@ -308,7 +308,7 @@ fn retransmit_synack_tp(btf: &Btf) -> Result<Hook, String> {
     if !ok {
         return Err(format!("{name}: prototype is not (struct sock *, struct request_sock *)"));
     }
-    Ok(Hook::new(name, Attach::RawTracePoint { name }))
+    Ok(Hook::new(P::TCP_RETRANSMIT_SYNACK, Attach::RawTracePoint { name }))
 }
 
 /// fexit on `function` if BTF describes it (loading can still fail: then the next candidate).
@@ -348,7 +348,7 @@ pub fn plan(tracefs: &Tracefs, btf: &Btf) -> Result<Plan> {
     for source in Source::ALL {
         let candidates = match source {
             Source::RstReceived => {
-                sock_tp(btf, "tcp_receive_reset", 0, "tcp_receive_reset", "raw_tcp_receive_reset")
+                sock_tp(btf, "tcp_receive_reset", 0, P::TCP_RECEIVE_RESET, P::RAW_TCP_RECEIVE_RESET)
             }
             Source::RstSent => vec![candidate(
                 Family::TracePoint,
@@ -357,35 +357,47 @@ pub fn plan(tracefs: &Tracefs, btf: &Btf) -> Result<Plan> {
                     if reason_arg != ABSENT {
                         rst_reasons = rst_reason_names(btf);
                     }
-                    Hook::new("tcp_send_reset", Attach::RawTracePoint { name: "tcp_send_reset" })
+                    Hook::new(P::TCP_SEND_RESET, Attach::RawTracePoint { name: "tcp_send_reset" })
                 }),
             )],
             Source::SendError => vec![
-                candidate(Family::FExit, fexit(btf, "tcp_sendmsg", "fexit_tcp_sendmsg")),
+                candidate(Family::FExit, fexit(btf, "tcp_sendmsg", P::FEXIT_TCP_SENDMSG)),
                 candidate(
                     Family::KProbe,
-                    kprobe_pair("tcp_sendmsg", "kprobe_tcp_sendmsg", "kretprobe_tcp_sendmsg"),
+                    kprobe_pair("tcp_sendmsg", P::KPROBE_TCP_SENDMSG, P::KRETPROBE_TCP_SENDMSG),
                 ),
             ]
             .into_iter()
-            .chain(sock_tp(btf, "sock_send_length", 2, "sock_send_length", "raw_sock_send_length"))
+            .chain(sock_tp(
+                btf,
+                "sock_send_length",
+                2,
+                P::SOCK_SEND_LENGTH,
+                P::RAW_SOCK_SEND_LENGTH,
+            ))
             .collect(),
             Source::RecvResult => vec![
-                candidate(Family::FExit, fexit(btf, "tcp_recvmsg", "fexit_tcp_recvmsg")),
+                candidate(Family::FExit, fexit(btf, "tcp_recvmsg", P::FEXIT_TCP_RECVMSG)),
                 candidate(
                     Family::KProbe,
-                    kprobe_pair("tcp_recvmsg", "kprobe_tcp_recvmsg", "kretprobe_tcp_recvmsg"),
+                    kprobe_pair("tcp_recvmsg", P::KPROBE_TCP_RECVMSG, P::KRETPROBE_TCP_RECVMSG),
                 ),
             ]
             .into_iter()
-            .chain(sock_tp(btf, "sock_recv_length", 2, "sock_recv_length", "raw_sock_recv_length"))
+            .chain(sock_tp(
+                btf,
+                "sock_recv_length",
+                2,
+                P::SOCK_RECV_LENGTH,
+                P::RAW_SOCK_RECV_LENGTH,
+            ))
             .collect(),
             Source::StateChange => sock_tp(
                 btf,
                 "inet_sock_set_state",
                 2,
-                "inet_sock_set_state",
-                "raw_inet_sock_set_state",
+                P::INET_SOCK_SET_STATE,
+                P::RAW_INET_SOCK_SET_STATE,
             ),
             Source::AcceptQueueFull => {
                 vec![candidate(
@@ -400,7 +412,7 @@ pub fn plan(tracefs: &Tracefs, btf: &Btf) -> Result<Plan> {
                             layout.tp_synack_skaddr = field(&f, tp, "skaddr", 8)?;
                             layout.tp_synack_req = field(&f, tp, "req", 8)?;
                             Ok(Hook::new(
-                                "tp_tcp_retransmit_synack",
+                                P::TP_TCP_RETRANSMIT_SYNACK,
                                 Attach::TracePoint { category: "tcp", name: tp },
                             ))
                         })
@@ -411,8 +423,8 @@ pub fn plan(tracefs: &Tracefs, btf: &Btf) -> Result<Plan> {
                 btf,
                 "inet_sk_error_report",
                 0,
-                "inet_sk_error_report",
-                "raw_inet_sk_error_report",
+                P::INET_SK_ERROR_REPORT,
+                P::RAW_INET_SK_ERROR_REPORT,
             ),
         };
         choices.push(Choice { source, candidates });

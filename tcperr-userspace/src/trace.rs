@@ -12,14 +12,15 @@ use tokio::{
 };
 
 use crate::{
+    clock::monotonic_ns,
     correlate::Correlator,
     decode::{DecodeError, Event},
     filter::Filter,
     fold::Fold,
+    load::{Config, StartError, Tracer},
     output::{self, Format},
     report::Brief,
     summary::Summary,
-    tracer::{Config, StartError, Tracer, monotonic_ns},
 };
 
 pub struct Options {

@@ -133,11 +133,25 @@ fn under_a_30_second_rst_storm_tcperr_keeps_up_its_memory_is_bounded_and_counts_
 
 #[test]
 fn rst_reason_names_from_btf_are_the_names_tcp_send_reset_prints() {
-    let plan = tcperr_userspace::tracer::probe_kernel().expect("probe the kernel");
+    let plan = tcperr_userspace::load::probe_kernel().expect("probe the kernel");
     let root = tcperr_userspace::tracefs::find_or_mount().expect("tracefs");
     let format = tcperr_userspace::tracefs::read_format(&root, "tcp", "tcp_send_reset")
         .expect("read the format")
         .expect("tcp_send_reset is in every kernel tcperr traces");
     // Empty on both sides where the kernel reports no reasons (before 6.10).
     assert_eq!(plan.rst_reasons, format.symbols("reason"));
+}
+
+#[test]
+fn the_object_holds_every_named_program_and_map_and_nothing_else() {
+    use std::collections::BTreeSet;
+    use tcperr_common::names;
+    let ebpf =
+        aya::EbpfLoader::new().load(tcperr_userspace::load::OBJECT).expect("load the object");
+    let programs: BTreeSet<&str> = ebpf.programs().map(|(name, _)| name).collect();
+    assert_eq!(programs, names::program::ALL.into_iter().collect());
+    // (the globals' sections, .rodata and the like, are maps to aya too)
+    let maps: BTreeSet<&str> =
+        ebpf.maps().map(|(name, _)| name).filter(|n| !n.starts_with('.')).collect();
+    assert_eq!(maps, names::map::ALL.into_iter().collect());
 }

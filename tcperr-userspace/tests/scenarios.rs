@@ -13,7 +13,7 @@ use tcperr_scenarios::{Run, sock};
 use tcperr_userspace::{
     correlate::Correlator,
     decode::Event,
-    tracer::{Config, Tracer},
+    load::{Config, Tracer},
 };
 
 /// Runs `scenario` under a fresh tracer; returns the run and tcperr's reports of its sockets as
@@ -380,7 +380,7 @@ fn a_move_to_close_whose_rst_never_came_is_handed_over_once() {
         header: tcperr_common::EventHeader {
             kind: tcperr_common::EventKind::StateChange as u32,
             cpu: 0,
-            ts_ns: tcperr_userspace::tracer::monotonic_ns() - 1_000_000_000,
+            ts_ns: tcperr_userspace::clock::monotonic_ns() - 1_000_000_000,
             pid_tgid: 4242 << 32 | 4242,
             comm: *b"held\0\0\0\0\0\0\0\0\0\0\0\0",
             sk: 0xdead_0000,
@@ -402,7 +402,7 @@ fn a_move_to_close_whose_rst_never_came_is_handed_over_once() {
         });
         n
     };
-    std::thread::sleep(tcperr_userspace::tracer::SWEEP_EVERY);
+    std::thread::sleep(tcperr_userspace::held_close::SWEEP_EVERY);
     let mut seen = count(&mut tracer);
     assert_eq!(seen, 1, "claimed from the map");
     // An abort on CPU 0 holds its own move to CLOSE there, releasing the old one first.
@@ -423,7 +423,7 @@ fn a_move_to_close_whose_rst_never_came_is_handed_over_once() {
     .expect("abort on CPU 0");
     std::thread::sleep(Duration::from_millis(50));
     seen += count(&mut tracer);
-    std::thread::sleep(tcperr_userspace::tracer::SWEEP_EVERY);
+    std::thread::sleep(tcperr_userspace::held_close::SWEEP_EVERY);
     seen += count(&mut tracer);
     assert_eq!(seen, 1, "the held move to CLOSE is handed over exactly once");
 }

@@ -363,7 +363,7 @@ fn run_all(o: &Options, s: &Sizes, bin: &Path, have_bpftrace: bool) -> Result<St
             let mut names = hot.to_vec();
             match holder {
                 0 => {
-                    let _floor = tcperr_userspace::tracer::attach_floor()?;
+                    let _floor = tcperr_userspace::load::attach_floor()?;
                     names.push("floor_sock");
                     add(hot_path_cost(&[(std::process::id(), "")], &names, s.pingpong_rounds)?);
                 }
@@ -657,9 +657,8 @@ const EVENTS_PER_CONNECTION: u64 = 5;
 /// Runs the storm once under `mode` ("untraced", "tcperr[ ARGS]", [`DISCARDED`] or "bpftrace").
 fn storm_once(mode: &str, bin: &Path, secs: f64) -> Result<StormRun, String> {
     if mode == DISCARDED {
-        let config =
-            tcperr_userspace::tracer::Config { discard_records: true, ..Default::default() };
-        let tracer = tcperr_userspace::tracer::Tracer::start(&config).map_err(|e| e.0)?;
+        let config = tcperr_userspace::load::Config { discard_records: true, ..Default::default() };
+        let tracer = tcperr_userspace::load::Tracer::start(&config).map_err(|e| e.0)?;
         let t0 = Instant::now();
         let (st, _) = storm::run(2, Duration::from_secs_f64(secs));
         let rate = st.connections as f64 / t0.elapsed().as_secs_f64();
@@ -840,13 +839,15 @@ fn storm_replay(conns: usize) -> f64 {
         tcp::state,
     };
     use tcperr_userspace::{
+        clock::monotonic_ns,
         correlate::Correlator,
         decode::{decode, encode},
         filter::Filter,
+        held_close::unfold,
+        load::Config,
         output::Format,
         summary::Summary,
         trace::{Options, Sink, Stats},
-        tracer::{Config, monotonic_ns},
     };
     let mut records = Vec::with_capacity(conns * 4);
     // (times from now on, as the kernel's would be: folding forgets stories idle by the clock)
@@ -927,7 +928,7 @@ fn storm_replay(conns: usize) -> f64 {
     for r in &records {
         // (as `Tracer::drain` hands the records over)
         let (close, ev) = match decode(r) {
-            Ok(ev) => ev.with_folded_close(),
+            Ok(ev) => unfold(ev),
             Err(e) => {
                 sink.handle(Err(e), &mut out);
                 continue;

@@ -1,0 +1,308 @@
+//! Loading and attaching: the eBPF object embedded in the binary, configured with the running
+//! kernel's layout (from [`crate::probe`]), the first hook of each source that loads, one ring
+//! buffer. Reading it is [`crate::read`].
+use std::fmt;
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{MapData, PerCpuArray, RingBuf},
+    programs::{BtfTracePoint, FExit, KProbe, Program, RawTracePoint, TracePoint},
+};
+use tcperr_common::{StateChange, names};
+
+use crate::{
+    btf::Btf,
+    held_close::HeldClose,
+    privileges::check_privileges,
+    probe::{self, Attach, Choice, Family, Hook, Plan},
+    tracefs,
+};
+
+/// The eBPF object, built by build.rs and embedded in the binary.
+pub const OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tcperr"));
+
+/// Attaches the benchmark floor programs (`tcperr-ebpf/src/floor.rs`) on the hot hooks; they
+/// stay attached while the returned object lives.
+pub fn attach_floor() -> Result<Ebpf, String> {
+    let mut ebpf = EbpfLoader::new().load(OBJECT).map_err(|e| e.to_string())?;
+    let mut btf = None;
+    for (program, name) in [
+        (names::program::FLOOR_SOCK_SEND_LENGTH, "sock_send_length"),
+        (names::program::FLOOR_SOCK_RECV_LENGTH, "sock_recv_length"),
+    ] {
+        let hook = Hook::new(program, Attach::BtfTracePoint { name });
+        attach(&mut ebpf, &mut btf, &hook).map_err(|e| format!("{program}: {e}"))?;
+    }
+    Ok(ebpf)
+}
+
+/// Why tracing cannot start: one line for the user, always exit code 2.
+#[derive(Debug)]
+pub struct StartError(pub String);
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StartError {}
+
+pub(crate) fn fail(msg: impl Into<String>) -> StartError {
+    StartError(msg.into())
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Config {
+    /// Ring buffer size in bytes (a power of two, multiple of the page size).
+    pub ringbuf_bytes: u32,
+    /// Force one family of hooks for the socket calls' results (`--hooks`).
+    pub hooks: Option<Family>,
+    /// Benchmark reference only (`cargo xtask bench`): the programs do all their work and
+    /// drop each record instead of writing it, which isolates their own cost from the ring
+    /// buffer's and userspace's.
+    pub discard_records: bool,
+    /// Tests only: skip the `tp_btf` programs, so that their raw-tracepoint fallbacks (for a
+    /// kernel that will not load them) serve instead.
+    pub raw_tracepoints_only: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            ringbuf_bytes: 4 << 20,
+            hooks: None,
+            discard_records: false,
+            raw_tracepoints_only: false,
+        }
+    }
+}
+
+/// What serves one source on this kernel, and why the candidates before it did not.
+#[derive(Clone, Debug)]
+pub struct Selected {
+    pub source: probe::Source,
+    pub hook: Option<Hook>,
+    /// One line per candidate passed over (unavailable, not the forced family, failed to load).
+    pub passed_over: Vec<String>,
+}
+
+/// tcperr's programs, attached, and the maps userspace reads ([`crate::read`]).
+pub struct Tracer {
+    pub(crate) ring: RingBuf<MapData>,
+    pub(crate) lost: PerCpuArray<MapData, u64>,
+    pub(crate) held: HeldClose,
+    pub plan: Plan,
+    pub selected: Vec<Selected>,
+    // Keeps programs and links alive; dropping it detaches everything.
+    _ebpf: Ebpf,
+}
+
+/// Probes the running kernel: BTF, then a hook per source (tracefs, mounted if needed, only
+/// for the hooks that need it).
+pub fn probe_kernel() -> Result<Plan, StartError> {
+    if !std::path::Path::new("/sys/kernel/btf/vmlinux").exists() {
+        return Err(fail(
+            "this kernel has no BTF (/sys/kernel/btf/vmlinux is missing): tcperr needs a kernel built with CONFIG_DEBUG_INFO_BTF=y",
+        ));
+    }
+    let btf = Btf::from_sys_fs().map_err(|e| fail(format!("reading kernel BTF: {e:#}")))?;
+    probe::plan(&tracefs::Tracefs::default(), &btf).map_err(|e| fail(format!("{e:#}")))
+}
+
+impl Tracer {
+    pub fn start(config: &Config) -> Result<Self, StartError> {
+        check_privileges()?;
+        let rb = config.ringbuf_bytes;
+        if !rb.is_power_of_two() || rb < 4096 {
+            return Err(fail(format!(
+                "ring buffer size {rb} must be a power of two of at least 4096 bytes"
+            )));
+        }
+        let plan = probe_kernel()?;
+        let mut ebpf = EbpfLoader::new()
+            .override_global(names::global::LAYOUT, &plan.layout, true)
+            .override_global(names::global::DISCARD, &u8::from(config.discard_records), true)
+            .map_max_entries(names::map::EVENTS, rb)
+            .load(OBJECT)
+            .map_err(|e| {
+                fail(format!(
+                    "loading the eBPF object failed: {e} (tcperr needs Linux 5.8+ with the BPF ring buffer)"
+                ))
+            })?;
+        let mut btf = None;
+        let mut selected = Vec::new();
+        for choice in &plan.choices {
+            selected.push(select(&mut ebpf, &mut btf, choice, config)?);
+        }
+        if selected.iter().all(|s| s.hook.is_none()) {
+            let why: Vec<_> = selected
+                .iter()
+                .map(|s| format!("{}: {}", s.source.name(), s.passed_over.join("; ")))
+                .collect();
+            return Err(fail(format!(
+                "no event source can be traced on this kernel ({})",
+                why.join("; ")
+            )));
+        }
+        let take = |ebpf: &mut Ebpf, name: &str| {
+            ebpf.take_map(name)
+                .ok_or_else(|| fail(format!("map {name} missing from the eBPF object")))
+        };
+        let ring = RingBuf::try_from(take(&mut ebpf, names::map::EVENTS)?)
+            .map_err(|e| fail(e.to_string()))?;
+        let lost = PerCpuArray::try_from(take(&mut ebpf, names::map::LOST)?)
+            .map_err(|e| fail(e.to_string()))?;
+        let held = PerCpuArray::try_from(take(&mut ebpf, names::map::HELD_CLOSE)?)
+            .map_err(|e| fail(e.to_string()))?;
+        drop(btf);
+        // Kernel BTF (parsed twice: offsets, fexit) was the largest allocation by far: give the
+        // freed memory back now, or it stays in tcperr's resident set for its whole life.
+        // SAFETY: malloc_trim only releases free heap memory.
+        unsafe { libc::malloc_trim(0) };
+        Ok(Self { ring, lost, held: HeldClose::new(held), plan, selected, _ebpf: ebpf })
+    }
+
+    /// Test support: see [`HeldClose::hold_for_test`].
+    #[doc(hidden)]
+    pub fn hold_close_for_test(&mut self, cpu: usize, close: StateChange) -> Result<(), String> {
+        self.held.hold_for_test(cpu, close)
+    }
+
+    /// One entry per source: the hook that serves it on this kernel, or OFF and why.
+    pub fn hook_summary(&self) -> Vec<String> {
+        self.selected
+            .iter()
+            .map(|s| match s.hook {
+                Some(h) => format!("{} via {}", s.source.name(), h.attach),
+                None => format!("{} OFF ({})", s.source.name(), s.passed_over.join("; ")),
+            })
+            .collect()
+    }
+}
+
+/// The first candidate hook of `choice` that loads and attaches (within `--hooks`), and why the
+/// ones before it did not.
+fn select(
+    ebpf: &mut Ebpf,
+    btf: &mut Option<aya::Btf>,
+    choice: &Choice,
+    config: &Config,
+) -> Result<Selected, StartError> {
+    // (--hooks chooses between families: a source all of whose hooks are of one family is not
+    // its business)
+    let families_differ = choice.candidates.iter().any(|c| c.family != choice.candidates[0].family);
+    let forced = config.hooks.filter(|_| families_differ);
+    let mut sel = Selected { source: choice.source, hook: None, passed_over: Vec::new() };
+    for candidate in &choice.candidates {
+        if forced.is_some_and(|f| f != candidate.family) {
+            continue;
+        }
+        if config.raw_tracepoints_only
+            && matches!(candidate.hook, Ok(Hook { attach: Attach::BtfTracePoint { .. }, .. }))
+        {
+            continue;
+        }
+        let hook = match &candidate.hook {
+            Ok(h) => *h,
+            Err(why) => {
+                sel.passed_over.push(why.clone());
+                continue;
+            }
+        };
+        match attach(ebpf, btf, &hook) {
+            Ok(()) => {
+                sel.hook = Some(hook);
+                break;
+            }
+            Err(e) => {
+                // aya appends the verifier's log, empty when the kernel refused outright.
+                let e = e.trim_end().trim_end_matches(". Verifier output:");
+                sel.passed_over.push(format!("{}: {e}", hook.attach));
+            }
+        }
+    }
+    for why in &sel.passed_over {
+        log::warn!("{}: {why}", choice.source.name());
+    }
+    if let (Some(f), None) = (forced, sel.hook) {
+        return Err(fail(format!(
+            "--hooks {}: {} cannot use it on this kernel ({})",
+            f.name(),
+            choice.source.name(),
+            sel.passed_over.join("; ")
+        )));
+    }
+    Ok(sel)
+}
+
+fn program_of<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Program, String> {
+    ebpf.program_mut(name).ok_or_else(|| format!("program {name} not in object"))
+}
+
+/// Loads and attaches one hook's program(s); on failure nothing of it stays loaded.
+fn attach(ebpf: &mut Ebpf, btf: &mut Option<aya::Btf>, hook: &Hook) -> Result<(), String> {
+    let res = attach_inner(ebpf, btf, hook);
+    if res.is_err() {
+        for name in [Some(hook.program), hook.ret_program].into_iter().flatten() {
+            let _ = match ebpf.program_mut(name) {
+                Some(Program::FExit(p)) => p.unload(),
+                Some(Program::KProbe(p)) => p.unload(),
+                Some(Program::TracePoint(p)) => p.unload(),
+                Some(Program::RawTracePoint(p)) => p.unload(),
+                Some(Program::BtfTracePoint(p)) => p.unload(),
+                _ => Ok(()),
+            };
+        }
+    }
+    res
+}
+
+/// aya's parse of the kernel's BTF, made on first use (it is large: only hooks that need it).
+fn kernel_btf(btf: &mut Option<aya::Btf>) -> Result<&aya::Btf, String> {
+    if btf.is_none() {
+        *btf = Some(aya::Btf::from_sys_fs().map_err(|e| format!("kernel BTF: {e}"))?);
+    }
+    btf.as_ref().ok_or_else(|| "kernel BTF unavailable".into())
+}
+
+fn attach_inner(ebpf: &mut Ebpf, btf: &mut Option<aya::Btf>, hook: &Hook) -> Result<(), String> {
+    match hook.attach {
+        Attach::TracePoint { category, name } => {
+            let p: &mut TracePoint =
+                program_of(ebpf, hook.program)?.try_into().map_err(|e| format!("{e}"))?;
+            p.load().map_err(|e| format!("load: {e}"))?;
+            p.attach(category, name).map_err(|e| format!("attach: {e}"))?;
+        }
+        Attach::RawTracePoint { name } => {
+            let p: &mut RawTracePoint =
+                program_of(ebpf, hook.program)?.try_into().map_err(|e| format!("{e}"))?;
+            p.load().map_err(|e| format!("load: {e}"))?;
+            p.attach(name).map_err(|e| format!("attach: {e}"))?;
+        }
+        Attach::BtfTracePoint { name } => {
+            let btf = kernel_btf(btf)?;
+            let p: &mut BtfTracePoint =
+                program_of(ebpf, hook.program)?.try_into().map_err(|e| format!("{e}"))?;
+            p.load(name, btf).map_err(|e| format!("load: {e}"))?;
+            p.attach().map_err(|e| format!("attach: {e}"))?;
+        }
+        Attach::FExit { function } => {
+            let btf = kernel_btf(btf)?;
+            let p: &mut FExit =
+                program_of(ebpf, hook.program)?.try_into().map_err(|e| format!("{e}"))?;
+            p.load(function, btf).map_err(|e| format!("load: {e}"))?;
+            p.attach().map_err(|e| format!("attach: {e}"))?;
+        }
+        Attach::KProbePair { function } => {
+            let ret = hook.ret_program.ok_or("kprobe pair without a return program")?;
+            for name in [hook.program, ret] {
+                let p: &mut KProbe =
+                    program_of(ebpf, name)?.try_into().map_err(|e| format!("{e}"))?;
+                p.load().map_err(|e| format!("load: {e}"))?;
+                p.attach(function, 0).map_err(|e| format!("attach: {e}"))?;
+            }
+        }
+    }
+    Ok(())
+}
