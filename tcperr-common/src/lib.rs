@@ -5,6 +5,8 @@
 //! padded explicitly so that both sides agree on every byte.
 #![no_std]
 
+#[cfg(feature = "clock")]
+pub mod clock;
 pub mod event;
 pub mod layout;
 pub mod names;

@@ -21,6 +21,7 @@ pub mod errno {
     pub const EAGAIN: u32 = 11;
     pub const EPIPE: u32 = 32;
     pub const ECONNRESET: u32 = 104;
+    pub const ETIMEDOUT: u32 = 110;
     pub const ECONNREFUSED: u32 = 111;
     /// Kernel-internal restart codes (ERESTARTSYS .. ERESTART_RESTARTBLOCK) never reach userspace.
     pub const ERESTARTSYS: u32 = 512;

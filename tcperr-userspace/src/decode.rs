@@ -4,7 +4,7 @@ use std::{fmt, mem::size_of};
 
 use tcperr_common::{
     AcceptQueueFull, EventHeader, EventKind, RecvEof, RecvError, RstReceived, RstSent, SendError,
-    SockInfo, SocketError, StateChange,
+    SockInfo, SocketError, StateChange, tcp::errno,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,7 +130,7 @@ impl Event {
             Self::RecvError(e) => e.errno,
             Self::SocketError(e) => e.errno,
             // The reset the client reads as ECONNRESET.
-            Self::AcceptQueueFull(e) if e.action == AcceptQueueFull::RESET => 104,
+            Self::AcceptQueueFull(e) if e.action == AcceptQueueFull::RESET => errno::ECONNRESET,
             Self::RstSent(_)
             | Self::RecvEof(_)
             | Self::StateChange(_)
@@ -148,7 +148,7 @@ pub fn encode<T: tcperr_common::event::Event>(event: &T) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use tcperr_common::tcp::{errno, state};
+    use tcperr_common::tcp::state;
 
     use super::*;
 
@@ -225,8 +225,18 @@ mod tests {
                 _pad0: 0,
                 _pad1: 0,
             }),
-            encode(&SendError { header: header(EventKind::SendError), sock, errno: 32, _pad: 0 }),
-            encode(&RecvError { header: header(EventKind::RecvError), sock, errno: 104, flags: 2 }),
+            encode(&SendError {
+                header: header(EventKind::SendError),
+                sock,
+                errno: errno::EPIPE,
+                _pad: 0,
+            }),
+            encode(&RecvError {
+                header: header(EventKind::RecvError),
+                sock,
+                errno: errno::ECONNRESET,
+                flags: 2,
+            }),
             encode(&RecvEof { header: header(EventKind::RecvEof), sock, flags: 0, _pad: 0 }),
             encode(&StateChange {
                 header: header(EventKind::StateChange),
@@ -239,7 +249,7 @@ mod tests {
             encode(&SocketError {
                 header: header(EventKind::SocketError),
                 sock,
-                errno: 110,
+                errno: errno::ETIMEDOUT,
                 _pad: 0,
             }),
             encode(&AcceptQueueFull {

@@ -41,13 +41,6 @@ pub fn parse_comm(s: &str) -> Result<String, String> {
 }
 
 impl Filter {
-    pub fn is_empty(&self) -> bool {
-        self.pids.is_empty()
-            && self.comms.is_empty()
-            && self.ports.is_empty()
-            && self.errnos.is_empty()
-    }
-
     pub fn matches(&self, r: &Brief) -> bool {
         (self.pids.is_empty() || r.pid.is_some_and(|p| self.pids.contains(&p)))
             && (self.comms.is_empty()

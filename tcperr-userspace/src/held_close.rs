@@ -9,12 +9,9 @@
 use std::time::{Duration, Instant};
 
 use aya::maps::{MapData, PerCpuArray, PerCpuValues};
-use tcperr_common::{EventHeader, SockInfo, StateChange};
+use tcperr_common::{EventHeader, SockInfo, StateChange, clock::monotonic_ns};
 
-use crate::{
-    clock::monotonic_ns,
-    decode::{DecodeError, Event},
-};
+use crate::decode::{DecodeError, Event};
 
 /// How often [`HeldClose::sweep`] looks for moves to CLOSE held back too long.
 pub const SWEEP_EVERY: Duration = Duration::from_millis(500);

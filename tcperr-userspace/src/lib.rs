@@ -8,7 +8,6 @@
 pub mod btf;
 pub mod check;
 pub mod cli;
-pub mod clock;
 pub mod correlate;
 pub mod decode;
 pub mod errno;

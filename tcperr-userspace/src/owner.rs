@@ -102,17 +102,11 @@ pub struct ProcSockets {
     by_ino: FxHashMap<u64, (u32, Comm)>,
     scanned: Option<Instant>,
     min_age: Duration,
-    pub scans: u64,
 }
 
 impl Default for ProcSockets {
     fn default() -> Self {
-        Self {
-            by_ino: FxHashMap::default(),
-            scanned: None,
-            min_age: Duration::from_millis(50),
-            scans: 0,
-        }
+        Self { by_ino: FxHashMap::default(), scanned: None, min_age: Duration::from_millis(50) }
     }
 }
 
@@ -137,7 +131,6 @@ impl ProcSockets {
     }
 
     fn scan(&mut self) {
-        self.scans += 1;
         self.scanned = Some(Instant::now());
         self.by_ino.clear();
         let Ok(procs) = std::fs::read_dir("/proc") else { return };

@@ -11,8 +11,9 @@ use tokio::{
     signal::unix::{SignalKind, signal},
 };
 
+use tcperr_common::clock::monotonic_ns;
+
 use crate::{
-    clock::monotonic_ns,
     correlate::Correlator,
     decode::{DecodeError, Event},
     filter::Filter,

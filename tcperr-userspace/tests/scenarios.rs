@@ -380,7 +380,7 @@ fn a_move_to_close_whose_rst_never_came_is_handed_over_once() {
         header: tcperr_common::EventHeader {
             kind: tcperr_common::EventKind::StateChange as u32,
             cpu: 0,
-            ts_ns: tcperr_userspace::clock::monotonic_ns() - 1_000_000_000,
+            ts_ns: tcperr_common::clock::monotonic_ns() - 1_000_000_000,
             pid_tgid: 4242 << 32 | 4242,
             comm: *b"held\0\0\0\0\0\0\0\0\0\0\0\0",
             sk: 0xdead_0000,

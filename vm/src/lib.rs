@@ -20,14 +20,6 @@ pub mod storm;
 pub use scenarios::{ALL, run};
 pub use sock::loopback_up;
 
-/// CLOCK_MONOTONIC in nanoseconds: the clock of `bpf_ktime_get_ns()`, so of tcperr's `ts_ns`.
-pub fn monotonic_ns() -> u64 {
-    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: one valid timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
-    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
-}
-
 /// One side of a scenario: a thread whose comm is `name`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Actor {

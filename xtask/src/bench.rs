@@ -839,7 +839,6 @@ fn storm_replay(conns: usize) -> f64 {
         tcp::state,
     };
     use tcperr_userspace::{
-        clock::monotonic_ns,
         correlate::Correlator,
         decode::{decode, encode},
         filter::Filter,
@@ -851,7 +850,7 @@ fn storm_replay(conns: usize) -> f64 {
     };
     let mut records = Vec::with_capacity(conns * 4);
     // (times from now on, as the kernel's would be: folding forgets stories idle by the clock)
-    let mut ts_ns = monotonic_ns();
+    let mut ts_ns = tcperr_common::clock::monotonic_ns();
     for c in 0..conns as u64 {
         let thread = c % 2;
         let comm = if thread == 0 {

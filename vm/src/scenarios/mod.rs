@@ -32,7 +32,7 @@ pub const ALL: &[&str] = &[
 
 /// Runs scenario `name`; Err names the valid ones or says what the kernel did not do.
 pub fn run(name: &str) -> Result<Run, String> {
-    let started = crate::monotonic_ns();
+    let started = tcperr_common::clock::monotonic_ns();
     let mut run = match name {
         "broken_pipe" => broken_pipe::run(),
         "reset_by_abort" => reset_by_abort::run(false),
@@ -48,7 +48,7 @@ pub fn run(name: &str) -> Result<Run, String> {
         _ => Err(format!("unknown scenario {name:?}; valid: {}", ALL.join(", "))),
     }?;
     // (after the scenario's function returned: its sockets are closed, their last RSTs sent)
-    run.during_ns = (started, crate::monotonic_ns());
+    run.during_ns = (started, tcperr_common::clock::monotonic_ns());
     Ok(run)
 }
 

@@ -1,4 +1,4 @@
-//! The records' clock.
+//! The records' clock, as userspace reads it.
 
 /// CLOCK_MONOTONIC in nanoseconds: the clock of the records' `ts_ns` (`bpf_ktime_get_ns`).
 pub fn monotonic_ns() -> u64 {
