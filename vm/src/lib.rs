@@ -13,12 +13,15 @@ use serde_json::Value;
 
 pub mod drive;
 pub mod load;
+pub mod netns;
+pub mod out_of_files;
+pub mod proc_net;
 pub mod scenarios;
 pub mod sock;
 pub mod storm;
 
+pub use netns::loopback_up;
 pub use scenarios::{ALL, run};
-pub use sock::loopback_up;
 
 /// One side of a scenario: a thread whose comm is `name`.
 #[derive(Clone, Debug, PartialEq, Eq)]

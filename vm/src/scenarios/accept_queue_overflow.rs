@@ -21,13 +21,13 @@ use std::{
 };
 
 use super::{actor, ctx, ev, finish, join};
-use crate::{Actor, Run, loopback, sock};
+use crate::{Actor, Run, loopback, netns, out_of_files, proc_net, sock};
 
 /// `out_of_files`: the listener is a process whose accept() fails with EMFILE (the "too many
 /// open files" server), rather than a thread that just never accepts.
 pub fn run(abort_on_overflow: bool, out_of_files: bool) -> Result<Run, String> {
     let ns = Arc::new(
-        sock::Netns::new(&[(
+        netns::Netns::new(&[(
             "net/ipv4/tcp_abort_on_overflow",
             if abort_on_overflow { "1" } else { "0" },
         )])
@@ -39,7 +39,7 @@ pub fn run(abort_on_overflow: bool, out_of_files: bool) -> Result<Run, String> {
     let server = if out_of_files {
         let forked = std::thread::spawn(move || {
             server_ns.enter().map_err(ctx("setns"))?;
-            sock::OutOfFilesServer::start().map_err(ctx("out-of-files server"))
+            out_of_files::OutOfFilesServer::start().map_err(ctx("out-of-files server"))
         })
         .join()
         .map_err(|_| "fork thread panicked".to_owned())??;
@@ -90,7 +90,7 @@ pub fn run(abort_on_overflow: bool, out_of_files: bool) -> Result<Run, String> {
             // Wait until the server has retransmitted its SYN-ACK by timer at least twice: the
             // second time (3 s in) comes after the client's ACK was dropped, which is what tcperr
             // reports. The kernel's own count, not a guessed delay (timers slip under load).
-            sock::wait_for_synack_retransmits(port, 2, Duration::from_secs(15))
+            proc_net::wait_for_synack_retransmits(port, 2, Duration::from_secs(15))
                 .map_err(ctx("SYN-ACK retransmissions"))?;
             match sock::wait_for(&c, 0, Duration::from_millis(1)) {
                 Err(e) if e.kind() == ErrorKind::TimedOut => Ok(()),
@@ -163,7 +163,7 @@ pub fn run(abort_on_overflow: bool, out_of_files: bool) -> Result<Run, String> {
 
 enum Server {
     Thread(std::thread::JoinHandle<(Actor, Result<(), String>)>),
-    Process(sock::OutOfFilesServer),
+    Process(out_of_files::OutOfFilesServer),
 }
 
 fn set_blocking(s: &TcpStream) -> Result<(), String> {
