@@ -95,18 +95,23 @@ impl Event {
         }
     }
 
+    /// The event's kind.
+    pub fn kind(&self) -> EventKind {
+        match self {
+            Self::RstReceived(_) => EventKind::RstReceived,
+            Self::RstSent(_) => EventKind::RstSent,
+            Self::SendError(_) => EventKind::SendError,
+            Self::RecvError(_) => EventKind::RecvError,
+            Self::RecvEof(_) => EventKind::RecvEof,
+            Self::StateChange(_) => EventKind::StateChange,
+            Self::SocketError(_) => EventKind::SocketError,
+            Self::AcceptQueueFull(_) => EventKind::AcceptQueueFull,
+        }
+    }
+
     /// The event kind's name, as printed and in JSON (`kind`).
     pub fn kind_name(&self) -> &'static str {
-        match self {
-            Self::RstReceived(_) => "rst_received",
-            Self::RstSent(_) => "rst_sent",
-            Self::SendError(_) => "send_error",
-            Self::RecvError(_) => "recv_error",
-            Self::RecvEof(_) => "recv_eof",
-            Self::StateChange(_) => "state_change",
-            Self::SocketError(_) => "socket_error",
-            Self::AcceptQueueFull(_) => "accept_queue_full",
-        }
+        self.kind().name()
     }
 
     /// Whether the event is one a program meets (an error, an EOF, an RST on its socket): those

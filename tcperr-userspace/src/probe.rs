@@ -3,7 +3,7 @@
 use std::{fmt, path::Path};
 
 use anyhow::{Context as _, Result, anyhow, bail};
-use tcperr_common::{ABSENT, KernelLayout, names::program as P};
+use tcperr_common::{ABSENT, EventKind, KernelLayout, names::program as P};
 
 use crate::{
     btf::{Btf, Kind},
@@ -33,15 +33,16 @@ impl Source {
         Self::AcceptQueueFull,
     ];
 
+    /// The source's name: the kind(s) of event it produces.
     pub fn name(self) -> &'static str {
         match self {
-            Self::RstReceived => "rst_received",
-            Self::RstSent => "rst_sent",
-            Self::SendError => "send_error",
+            Self::RstReceived => EventKind::RstReceived.name(),
+            Self::RstSent => EventKind::RstSent.name(),
+            Self::SendError => EventKind::SendError.name(),
             Self::RecvResult => "recv_error/recv_eof",
-            Self::StateChange => "state_change",
-            Self::SocketError => "socket_error",
-            Self::AcceptQueueFull => "accept_queue_full",
+            Self::StateChange => EventKind::StateChange.name(),
+            Self::SocketError => EventKind::SocketError.name(),
+            Self::AcceptQueueFull => EventKind::AcceptQueueFull.name(),
         }
     }
 }

@@ -56,6 +56,20 @@ impl EventKind {
             _ => return None,
         })
     }
+
+    /// The kind's name: JSON `kind`, the human lines' EVENT column, the scenarios' expectations.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::RstReceived => "rst_received",
+            Self::RstSent => "rst_sent",
+            Self::SendError => "send_error",
+            Self::RecvError => "recv_error",
+            Self::RecvEof => "recv_eof",
+            Self::StateChange => "state_change",
+            Self::SocketError => "socket_error",
+            Self::AcceptQueueFull => "accept_queue_full",
+        }
+    }
 }
 
 /// Common prefix of every record.
