@@ -168,7 +168,8 @@ pub fn prog_ids(pid: u32) -> Vec<u32> {
     ids
 }
 
-/// Which of `ids` are still loaded in the kernel (`bpftool prog show id N`).
+/// Which of `ids` are still loaded in the kernel (`bpftool prog show id N`). Panics if bpftool
+/// cannot run (`./dev` installs it): an absent tool must not pass for "nothing loaded".
 pub fn still_loaded(ids: &[u32]) -> Vec<u32> {
     ids.iter()
         .copied()
@@ -178,7 +179,8 @@ pub fn still_loaded(ids: &[u32]) -> Vec<u32> {
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status()
-                .is_ok_and(|s| s.success())
+                .unwrap_or_else(|e| panic!("bpftool: {e} (install the Debian package bpftool)"))
+                .success()
         })
         .collect()
 }
