@@ -8,7 +8,7 @@ use std::{
 
 use tokio::{
     io::{Interest, unix::AsyncFd},
-    signal::unix::{SignalKind, signal},
+    signal::unix::{Signal, SignalKind, signal},
 };
 
 use tcperr_common::clock::monotonic_ns;
@@ -133,6 +133,30 @@ impl<'a> Sink<'a> {
         }
     }
 
+    /// Flushes the output (a failure is kept for the loop to act on).
+    pub fn flush(&mut self, out: &mut impl Write) {
+        if self.write_err.is_none()
+            && let Err(e) = out.flush()
+        {
+            *self.write_err = Some(e);
+        }
+    }
+
+    /// The once-a-second work: `repeated` lines, the flush, forgetting closed sockets, and a
+    /// warning when the kernel side lost records since the last second (`lost`: all so far).
+    fn every_second(&mut self, lost: u64, out: &mut impl Write) {
+        self.flush_folded(out);
+        self.flush(out);
+        self.correlator.expire(monotonic_ns());
+        if lost > self.stats.lost {
+            eprintln!(
+                "tcperr: LOST {} events (ring buffer full; raise --ringbuf-size)",
+                lost - self.stats.lost
+            );
+            self.stats.lost = lost;
+        }
+    }
+
     /// Prints a `repeated` line for each story folded since the last call.
     pub fn flush_folded(&mut self, out: &mut impl Write) {
         for r in self.fold.take(monotonic_ns()) {
@@ -149,20 +173,30 @@ impl<'a> Sink<'a> {
 /// The kernel's wake-up batch plus a margin for the timer's granularity.
 const REREAD_AFTER: Duration = Duration::from_nanos(tcperr_common::WAKEUP_BATCH_NS + 2_000_000);
 
+/// The signals `tcperr trace` answers: SIGINT, SIGTERM, SIGHUP stop it; SIGUSR1 prints the
+/// summary so far. Registered before tcperr says it is tracing, so that none is missed.
+struct Signals {
+    int: Signal,
+    term: Signal,
+    hup: Signal,
+    usr1: Signal,
+}
+
+impl Signals {
+    fn register() -> io::Result<Self> {
+        Ok(Self {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+            hup: signal(SignalKind::hangup())?,
+            usr1: signal(SignalKind::user_defined1())?,
+        })
+    }
+}
+
 pub async fn run(opts: Options) -> Result<Stats, Error> {
     let mut tracer = Tracer::start(&opts.config).map_err(Error::Start)?;
     let mut correlator = Correlator::new(tracer.plan.rst_reasons.clone(), opts.all);
-    // SAFETY: the ring buffer's fd stays open until `tracer` drops, after `ready` (below).
-    let ready =
-        unsafe { AsyncFd::register_with_interest(Fd(tracer.ring_fd()), Interest::READABLE) }
-            .map_err(|e| Error::Io(e.into()))?;
-    let mut sigint = signal(SignalKind::interrupt()).map_err(Error::Io)?;
-    let mut sigterm = signal(SignalKind::terminate()).map_err(Error::Io)?;
-    let mut sighup = signal(SignalKind::hangup()).map_err(Error::Io)?;
-    let mut sigusr1 = signal(SignalKind::user_defined1()).map_err(Error::Io)?;
-    let mut summary = Summary::default();
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-
+    let mut signals = Signals::register().map_err(Error::Io)?;
     eprintln!("tcperr: hooks: {}", tracer.hook_summary().join(", "));
     eprintln!("tcperr: tracing TCP errors; Ctrl-C to stop");
     let stdout = io::stdout();
@@ -171,9 +205,36 @@ pub async fn run(opts: Options) -> Result<Stats, Error> {
         writeln!(out, "{}", output::HUMAN_HEADER).map_err(Error::Io)?;
         out.flush().map_err(Error::Io)?;
     }
+    let mut summary = Summary::default();
     let mut stats = Stats::default();
     let mut write_err = None;
     let mut sink = Sink::new(&mut correlator, &opts, &mut summary, &mut stats, &mut write_err);
+    follow(&mut tracer, &mut sink, &mut signals, &mut out).await?;
+    // What is still in the ring buffer was seen by the kernel: report it before leaving.
+    tracer.drain(|ev| sink.handle(ev, &mut out));
+    sink.flush_folded(&mut out);
+    let _ = out.flush();
+    stats.lost = tracer.lost();
+    stats.evicted = correlator.evicted;
+    drop(tracer); // detach before reporting
+    finish(&opts, &summary, &stats, &mut out)?;
+    Ok(stats)
+}
+
+/// Reads, correlates and prints until a signal stops tracing or the reader of the output is
+/// gone; the ring buffer is left with what arrived after that.
+async fn follow(
+    tracer: &mut Tracer,
+    sink: &mut Sink<'_>,
+    signals: &mut Signals,
+    out: &mut impl Write,
+) -> Result<(), Error> {
+    // SAFETY: the ring buffer's fd stays open until `tracer` drops, after `ready` (dropped when
+    // this returns).
+    let ready =
+        unsafe { AsyncFd::register_with_interest(Fd(tracer.ring_fd()), Interest::READABLE) }
+            .map_err(|e| Error::Io(e.into()))?;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
     // The kernel wakes us for the first record of a burst and then at most once per
     // WAKEUP_BATCH_NS per CPU; records written in between are collected by a re-read that long
     // after every read that found something (armed only while records are coming).
@@ -185,46 +246,31 @@ pub async fn run(opts: Options) -> Result<Stats, Error> {
         tokio::select! {
             guard = ready.readable() => {
                 let mut guard = guard.map_err(Error::Io)?;
-                found = Some(tracer.drain(|ev| sink.handle(ev, &mut out)));
+                found = Some(tracer.drain(|ev| sink.handle(ev, out)));
                 guard.clear_ready();
             }
             () = &mut reread, if reread_armed => {
                 reread_armed = false;
-                found = Some(tracer.drain(|ev| sink.handle(ev, &mut out)));
+                found = Some(tracer.drain(|ev| sink.handle(ev, out)));
             }
             _ = tick.tick() => {
                 // (also the idle reader's look for moves to CLOSE held back too long)
-                found = Some(tracer.drain(|ev| sink.handle(ev, &mut out)));
-                sink.flush_folded(&mut out);
-                if sink.write_err.is_none()
-                    && let Err(e) = out.flush()
-                {
-                    *sink.write_err = Some(e);
-                }
-                sink.correlator.expire(monotonic_ns());
-                let lost = tracer.lost();
-                if lost > sink.stats.lost {
-                    eprintln!("tcperr: LOST {} events (ring buffer full; raise --ringbuf-size)", lost - sink.stats.lost);
-                    sink.stats.lost = lost;
-                }
+                found = Some(tracer.drain(|ev| sink.handle(ev, out)));
+                sink.every_second(tracer.lost(), out);
             }
-            _ = sigusr1.recv() => {
+            _ = signals.usr1.recv() => {
                 let _ = sink.summary.write_table(&mut io::stderr());
             }
-            _ = sigint.recv() => break,
-            _ = sigterm.recv() => break,
-            _ = sighup.recv() => break,
+            _ = signals.int.recv() => break,
+            _ = signals.term.recv() => break,
+            _ = signals.hup.recv() => break,
         }
         if let Some(n) = found {
             if n > 0 {
                 reread.as_mut().reset(tokio::time::Instant::now() + REREAD_AFTER);
                 reread_armed = true;
             }
-            if sink.write_err.is_none()
-                && let Err(e) = out.flush()
-            {
-                *sink.write_err = Some(e);
-            }
+            sink.flush(out);
         }
         if let Some(e) = sink.write_err.take() {
             if e.kind() == io::ErrorKind::BrokenPipe {
@@ -233,18 +279,21 @@ pub async fn run(opts: Options) -> Result<Stats, Error> {
             return Err(Error::Io(e));
         }
     }
-    // What is still in the ring buffer was seen by the kernel: report it before leaving.
-    tracer.drain(|ev| sink.handle(ev, &mut out));
-    sink.flush_folded(&mut out);
-    let _ = out.flush();
-    stats.lost = tracer.lost();
-    stats.evicted = correlator.evicted;
-    drop(ready);
-    drop(tracer); // detach before reporting
+    Ok(())
+}
+
+/// The end of a run: the summary (the output itself with `--summary-only`, else on stderr), the
+/// stats line that ends `--json`, and the counts as a sentence on stderr.
+fn finish(
+    opts: &Options,
+    summary: &Summary,
+    stats: &Stats,
+    out: &mut impl Write,
+) -> Result<(), Error> {
     if opts.summary_only {
         let res = match opts.format {
-            Format::Json => summary.write_json(&mut out),
-            Format::Human => summary.write_table(&mut out),
+            Format::Json => summary.write_json(out),
+            Format::Human => summary.write_table(out),
         };
         if let Err(e) = res.and_then(|()| out.flush())
             && e.kind() != io::ErrorKind::BrokenPipe
@@ -255,7 +304,7 @@ pub async fn run(opts: Options) -> Result<Stats, Error> {
         let _ = summary.write_table(&mut io::stderr());
     }
     if opts.format == Format::Json
-        && let Err(e) = output::write_stats(&mut out, &stats).and_then(|()| out.flush())
+        && let Err(e) = output::write_stats(out, stats).and_then(|()| out.flush())
         && e.kind() != io::ErrorKind::BrokenPipe
     {
         return Err(Error::Io(e));
@@ -269,5 +318,5 @@ pub async fn run(opts: Options) -> Result<Stats, Error> {
         stats.undecodable,
         stats.evicted
     );
-    Ok(stats)
+    Ok(())
 }
