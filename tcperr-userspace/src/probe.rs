@@ -339,96 +339,120 @@ pub fn plan(tracefs: &Tracefs, btf: &Btf) -> Result<Plan> {
         .func_params("tcp_recvmsg")
         .and_then(|p| p.iter().position(|n| n == "flags"))
         .map_or(ABSENT, |i| i as u32);
-    let format = |cat: &str, name: &str| -> Result<Format, String> {
-        tracefs::read_format(tracefs.root()?, cat, name)
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("tracepoint {cat}:{name} not in this kernel"))
-    };
     let mut rst_reasons = Default::default();
-    let mut choices = Vec::new();
-    for source in Source::ALL {
-        let candidates = match source {
-            Source::RstReceived => {
-                sock_tp(btf, "tcp_receive_reset", 0, P::TCP_RECEIVE_RESET, P::RAW_TCP_RECEIVE_RESET)
-            }
-            Source::RstSent => vec![candidate(
-                Family::TracePoint,
-                send_reset_tp(btf).map(|reason_arg| {
-                    layout.send_reset_reason_arg = reason_arg;
-                    if reason_arg != ABSENT {
-                        rst_reasons = rst_reason_names(btf);
-                    }
-                    Hook::new(P::TCP_SEND_RESET, Attach::RawTracePoint { name: "tcp_send_reset" })
-                }),
-            )],
-            Source::SendError => vec![
-                candidate(Family::FExit, fexit(btf, "tcp_sendmsg", P::FEXIT_TCP_SENDMSG)),
-                candidate(
-                    Family::KProbe,
-                    kprobe_pair("tcp_sendmsg", P::KPROBE_TCP_SENDMSG, P::KRETPROBE_TCP_SENDMSG),
+    let choices = Source::ALL
+        .into_iter()
+        .map(|source| {
+            let candidates = match source {
+                Source::RstReceived => sock_tp(
+                    btf,
+                    "tcp_receive_reset",
+                    0,
+                    P::TCP_RECEIVE_RESET,
+                    P::RAW_TCP_RECEIVE_RESET,
                 ),
-            ]
-            .into_iter()
-            .chain(sock_tp(
-                btf,
-                "sock_send_length",
-                2,
-                P::SOCK_SEND_LENGTH,
-                P::RAW_SOCK_SEND_LENGTH,
-            ))
-            .collect(),
-            Source::RecvResult => vec![
-                candidate(Family::FExit, fexit(btf, "tcp_recvmsg", P::FEXIT_TCP_RECVMSG)),
-                candidate(
-                    Family::KProbe,
-                    kprobe_pair("tcp_recvmsg", P::KPROBE_TCP_RECVMSG, P::KRETPROBE_TCP_RECVMSG),
+                Source::RstSent => rst_sent(btf, &mut layout, &mut rst_reasons),
+                Source::SendError => socket_call(btf, Call::Send),
+                Source::RecvResult => socket_call(btf, Call::Recv),
+                Source::StateChange => sock_tp(
+                    btf,
+                    "inet_sock_set_state",
+                    2,
+                    P::INET_SOCK_SET_STATE,
+                    P::RAW_INET_SOCK_SET_STATE,
                 ),
-            ]
-            .into_iter()
-            .chain(sock_tp(
-                btf,
-                "sock_recv_length",
-                2,
-                P::SOCK_RECV_LENGTH,
-                P::RAW_SOCK_RECV_LENGTH,
-            ))
-            .collect(),
-            Source::StateChange => sock_tp(
-                btf,
-                "inet_sock_set_state",
-                2,
-                P::INET_SOCK_SET_STATE,
-                P::RAW_INET_SOCK_SET_STATE,
-            ),
-            Source::AcceptQueueFull => {
-                vec![candidate(
-                    Family::TracePoint,
-                    if layout.req_acked_byte == ABSENT {
-                        Err("inet_request_sock.acked not in kernel BTF".into())
-                    } else {
-                        retransmit_synack_tp(btf).or_else(|raw| {
-                            // Only a kernel whose BTF lacks the raw prototype reads tracefs.
-                            let tp = "tcp_retransmit_synack";
-                            let f = format("tcp", tp).map_err(|e| format!("{raw}; {e}"))?;
-                            layout.tp_synack_skaddr = field(&f, tp, "skaddr", 8)?;
-                            layout.tp_synack_req = field(&f, tp, "req", 8)?;
-                            Ok(Hook::new(
-                                P::TP_TCP_RETRANSMIT_SYNACK,
-                                Attach::TracePoint { category: "tcp", name: tp },
-                            ))
-                        })
-                    },
-                )]
-            }
-            Source::SocketError => sock_tp(
-                btf,
-                "inet_sk_error_report",
-                0,
-                P::INET_SK_ERROR_REPORT,
-                P::RAW_INET_SK_ERROR_REPORT,
-            ),
-        };
-        choices.push(Choice { source, candidates });
-    }
+                Source::AcceptQueueFull => accept_queue_full(btf, tracefs, &mut layout),
+                Source::SocketError => sock_tp(
+                    btf,
+                    "inet_sk_error_report",
+                    0,
+                    P::INET_SK_ERROR_REPORT,
+                    P::RAW_INET_SK_ERROR_REPORT,
+                ),
+            };
+            Choice { source, candidates }
+        })
+        .collect();
     Ok(Plan { layout, choices, rst_reasons, tracefs: tracefs.outcome() })
+}
+
+/// `rst_sent`: the raw tracepoint `tcp_send_reset`, with its reason argument and the reasons'
+/// names where the kernel has them.
+fn rst_sent(
+    btf: &Btf,
+    layout: &mut KernelLayout,
+    rst_reasons: &mut std::collections::BTreeMap<u64, String>,
+) -> Vec<Candidate> {
+    vec![candidate(
+        Family::TracePoint,
+        send_reset_tp(btf).map(|reason_arg| {
+            layout.send_reset_reason_arg = reason_arg;
+            if reason_arg != ABSENT {
+                *rst_reasons = rst_reason_names(btf);
+            }
+            Hook::new(P::TCP_SEND_RESET, Attach::RawTracePoint { name: "tcp_send_reset" })
+        }),
+    )]
+}
+
+/// The socket calls whose results tcperr traces.
+#[derive(Clone, Copy)]
+enum Call {
+    Send,
+    Recv,
+}
+
+/// `send_error` or `recv_error/recv_eof`, in the order tcperr prefers the families: fexit on
+/// `tcp_{send,recv}msg`, a kprobe pair there, the `sock_{send,recv}_length` tracepoints (6.3+).
+fn socket_call(btf: &Btf, call: Call) -> Vec<Candidate> {
+    let (function, fexit_program, kprobe, kretprobe, tp, tp_program, raw_program) = match call {
+        Call::Send => (
+            "tcp_sendmsg",
+            P::FEXIT_TCP_SENDMSG,
+            P::KPROBE_TCP_SENDMSG,
+            P::KRETPROBE_TCP_SENDMSG,
+            "sock_send_length",
+            P::SOCK_SEND_LENGTH,
+            P::RAW_SOCK_SEND_LENGTH,
+        ),
+        Call::Recv => (
+            "tcp_recvmsg",
+            P::FEXIT_TCP_RECVMSG,
+            P::KPROBE_TCP_RECVMSG,
+            P::KRETPROBE_TCP_RECVMSG,
+            "sock_recv_length",
+            P::SOCK_RECV_LENGTH,
+            P::RAW_SOCK_RECV_LENGTH,
+        ),
+    };
+    let mut candidates = vec![
+        candidate(Family::FExit, fexit(btf, function, fexit_program)),
+        candidate(Family::KProbe, kprobe_pair(function, kprobe, kretprobe)),
+    ];
+    candidates.extend(sock_tp(btf, tp, 2, tp_program, raw_program));
+    candidates
+}
+
+/// `accept_queue_full` (dropped): `tcp_retransmit_synack` as a raw tracepoint, or where BTF
+/// lacks its prototype the classic tracepoint, whose field offsets come from tracefs.
+fn accept_queue_full(btf: &Btf, tracefs: &Tracefs, layout: &mut KernelLayout) -> Vec<Candidate> {
+    let hook = if layout.req_acked_byte == ABSENT {
+        Err("inet_request_sock.acked not in kernel BTF".into())
+    } else {
+        retransmit_synack_tp(btf).or_else(|raw| {
+            let tp = "tcp_retransmit_synack";
+            let f = tracefs
+                .root()
+                .and_then(|root| tracefs::read_format(root, "tcp", tp).map_err(|e| e.to_string()))
+                .and_then(|f| f.ok_or_else(|| format!("tracepoint tcp:{tp} not in this kernel")))
+                .map_err(|e| format!("{raw}; {e}"))?;
+            layout.tp_synack_skaddr = field(&f, tp, "skaddr", 8)?;
+            layout.tp_synack_req = field(&f, tp, "req", 8)?;
+            Ok(Hook::new(
+                P::TP_TCP_RETRANSMIT_SYNACK,
+                Attach::TracePoint { category: "tcp", name: tp },
+            ))
+        })
+    };
+    vec![candidate(Family::TracePoint, hook)]
 }
