@@ -75,61 +75,68 @@ fn main() {
     }
     let mut failed = false;
     for family in &families {
-        let args: Vec<&str> = if family == "default" { vec![] } else { vec!["--hooks", family] };
-        let t0 = Instant::now();
-        let traced = match drive::start(tcperr, &args, Duration::from_secs(120)) {
-            Ok(t) => t,
-            Err((code, stderr)) => {
-                // Exit 2: this kernel cannot trace with that family; anything else is a failure.
-                let unavailable = code == Some(2) && family != "default";
-                failed |= !unavailable;
-                println!(
-                    "TCPERR-RESULT {}",
-                    json!({"family": family, "status": if unavailable { "unavailable" } else { "start-failed" }, "exit": code, "stderr": stderr})
-                );
-                continue;
-            }
-        };
-        let start_secs = t0.elapsed().as_secs_f64();
-        let hooks = traced.hooks.clone();
-        let mut runs = Vec::new();
-        for name in &scenarios {
-            let t = Instant::now();
-            runs.push((name.clone(), tcperr_scenarios::run(name), t.elapsed().as_secs_f64()));
-        }
-        let stopped = match drive::stop(traced) {
-            Ok(s) => s,
-            Err(e) => {
-                failed = true;
-                println!(
-                    "TCPERR-RESULT {}",
-                    json!({"family": family, "status": "stop-failed", "error": e})
-                );
-                continue;
-            }
-        };
-        for (name, run, secs) in runs {
-            let result = match run {
-                Ok(run) => {
-                    let got = run.observed_lines(&stopped.events);
-                    let expected = run.expected_lines(rst_reason);
-                    let pass = got == expected && stopped.code == 0;
-                    failed |= !pass;
-                    json!({"family": family, "hooks": hooks, "scenario": name, "status": if pass { "pass" } else { "fail" },
-                           "got": got, "expected": expected, "secs": secs, "tcperr_start_secs": start_secs})
-                }
-                Err(e) => {
-                    failed = true;
-                    json!({"family": family, "scenario": name, "status": "fail", "error": e, "secs": secs})
-                }
-            };
-            println!("TCPERR-RESULT {result}");
-        }
-        let stats = stopped.stats.as_ref().map_or("no stats line".to_owned(), Value::to_string);
-        println!("TCPERR-GUEST family={family} {stats}");
+        failed |= !run_family(tcperr, family, &scenarios, rst_reason);
     }
     println!("TCPERR-GUEST done failed={failed}");
     exit_vm(if failed { 1 } else { 0 });
+}
+
+/// Runs every scenario under one `tcperr trace` with hook family `family` and prints a
+/// `TCPERR-RESULT` line per scenario; returns whether all passed (a family this kernel cannot
+/// serve, exit 2, is not a failure).
+fn run_family(tcperr: &Path, family: &str, scenarios: &[String], rst_reason: bool) -> bool {
+    let args: Vec<&str> = if family == "default" { vec![] } else { vec!["--hooks", family] };
+    let t0 = Instant::now();
+    let traced = match drive::start(tcperr, &args, Duration::from_secs(120)) {
+        Ok(t) => t,
+        Err((code, stderr)) => {
+            // Exit 2: this kernel cannot trace with that family; anything else is a failure.
+            let unavailable = code == Some(2) && family != "default";
+            println!(
+                "TCPERR-RESULT {}",
+                json!({"family": family, "status": if unavailable { "unavailable" } else { "start-failed" }, "exit": code, "stderr": stderr})
+            );
+            return unavailable;
+        }
+    };
+    let start_secs = t0.elapsed().as_secs_f64();
+    let hooks = traced.hooks.clone();
+    let mut runs = Vec::new();
+    for name in scenarios {
+        let t = Instant::now();
+        runs.push((name.clone(), tcperr_scenarios::run(name), t.elapsed().as_secs_f64()));
+    }
+    let stopped = match drive::stop(traced) {
+        Ok(s) => s,
+        Err(e) => {
+            println!(
+                "TCPERR-RESULT {}",
+                json!({"family": family, "status": "stop-failed", "error": e})
+            );
+            return false;
+        }
+    };
+    let mut ok = true;
+    for (name, run, secs) in runs {
+        let result = match run {
+            Ok(run) => {
+                let got = run.observed_lines(&stopped.events);
+                let expected = run.expected_lines(rst_reason);
+                let pass = got == expected && stopped.code == 0;
+                ok &= pass;
+                json!({"family": family, "hooks": hooks, "scenario": name, "status": if pass { "pass" } else { "fail" },
+                       "got": got, "expected": expected, "secs": secs, "tcperr_start_secs": start_secs})
+            }
+            Err(e) => {
+                ok = false;
+                json!({"family": family, "scenario": name, "status": "fail", "error": e, "secs": secs})
+            }
+        };
+        println!("TCPERR-RESULT {result}");
+    }
+    let stats = stopped.stats.as_ref().map_or("no stats line".to_owned(), Value::to_string);
+    println!("TCPERR-GUEST family={family} {stats}");
+    ok
 }
 
 /// CPU time a process's eBPF programs spent and how often they ran (`run_time_ns`, `run_cnt` of
