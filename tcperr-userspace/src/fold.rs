@@ -121,7 +121,7 @@ fn repeated(count: u64, first_ns: u64, b: &Brief) -> Repeated {
     let raddr = addr(b.family, &b.raddr).to_string();
     let errno = b.errno_code.map(|n| if n == 0 { errno::EOF.to_owned() } else { errno::name(n) });
     let who = match (b.pid, b.comm) {
-        (Some(pid), Some(comm)) => format!("pid {pid} ({})", crate::output::escape(comm.as_str())),
+        (Some(pid), Some(comm)) => format!("pid {pid} ({})", comm.escaped()),
         _ => "an unknown process".to_owned(),
     };
     let secs = b.ts_ns.saturating_sub(first_ns) as f64 / 1e9;

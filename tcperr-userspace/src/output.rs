@@ -73,7 +73,7 @@ fn human_line(
 ) -> std::io::Result<()> {
     let time = time.get(11..26).unwrap_or(time);
     let pid = pid.map_or_else(|| "-".to_owned(), |p| p.to_string());
-    let comm = comm.map_or_else(|| "?".to_owned(), |c| escape(c.as_str()));
+    let comm = comm.map_or_else(|| "?".to_owned(), |c| c.escaped());
     writeln!(
         out,
         "{time} {pid:<7} {comm:<15} {kind:<13} {conn:<44} {state:<12} {error}: {explanation}"

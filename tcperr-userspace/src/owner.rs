@@ -62,6 +62,12 @@ impl Comm {
         // Valid UTF-8 by construction (both constructors).
         std::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or("?")
     }
+
+    /// The name with control characters escaped, for human lines: a hostile task name cannot
+    /// forge output.
+    pub fn escaped(&self) -> String {
+        self.as_str().chars().flat_map(char::escape_default).collect()
+    }
 }
 
 impl std::fmt::Display for Comm {
