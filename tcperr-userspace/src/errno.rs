@@ -43,14 +43,23 @@ const TABLE: &[(u32, &str, &str)] = &[
 /// The name for `--errno` filters and JSON that stands for a 0-byte read after the peer's FIN.
 pub const EOF: &str = "EOF";
 
+/// The errno's name (`EPIPE`), `EOF` for 0 (a 0-byte read after the peer's FIN), `E<n>` for
+/// one TCP sockets do not report.
 pub fn name(errno: u32) -> String {
+    if errno == 0 {
+        return EOF.to_owned();
+    }
     TABLE
         .iter()
         .find(|(n, ..)| *n == errno)
         .map_or_else(|| format!("E{errno}"), |(_, name, _)| (*name).to_owned())
 }
 
+/// The words programs print for the errno (`broken pipe`), `EOF` for 0.
 pub fn words(errno: u32) -> String {
+    if errno == 0 {
+        return EOF.to_owned();
+    }
     TABLE
         .iter()
         .find(|(n, ..)| *n == errno)
@@ -88,6 +97,8 @@ mod tests {
         assert_eq!(words(104), "connection reset by peer");
         assert_eq!(words(111), "connection refused");
         assert_eq!(name(4000), "E4000");
+        assert_eq!((name(0).as_str(), words(0).as_str()), ("EOF", "EOF"));
+        assert_eq!(parse(&name(0)), Ok(0));
     }
 
     #[test]

@@ -119,7 +119,7 @@ impl Fold {
 
 fn repeated(count: u64, first_ns: u64, b: &Brief) -> Repeated {
     let raddr = addr(b.family, &b.raddr).to_string();
-    let errno = b.errno_code.map(|n| if n == 0 { errno::EOF.to_owned() } else { errno::name(n) });
+    let errno = b.errno_code.map(errno::name);
     let who = match (b.pid, b.comm) {
         (Some(pid), Some(comm)) => format!("pid {pid} ({})", comm.escaped()),
         _ => "an unknown process".to_owned(),

@@ -65,7 +65,7 @@ impl Summary {
             .map(|(&(errno, pid, comm, (family, raddr, port)), t)| {
                 let host = addr(family, &raddr).to_string();
                 Row {
-                    errno: if errno == 0 { errno::EOF.to_owned() } else { errno::name(errno) },
+                    errno: errno::name(errno),
                     pid,
                     comm: comm.map(|c| c.to_string()),
                     peer: if port != 0 { join_host_port(&host, port) } else { host },
