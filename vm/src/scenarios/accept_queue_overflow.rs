@@ -33,30 +33,8 @@ pub fn run(abort_on_overflow: bool, out_of_files: bool) -> Result<Run, String> {
         )])
         .map_err(ctx("network namespace"))?,
     );
-    let (addr_tx, addr_rx) = mpsc::channel::<SocketAddr>();
     let (done_tx, done_rx) = mpsc::channel::<()>();
-    let server_ns = ns.clone();
-    let server = if out_of_files {
-        let forked = std::thread::spawn(move || {
-            server_ns.enter().map_err(ctx("setns"))?;
-            out_of_files::OutOfFilesServer::start().map_err(ctx("out-of-files server"))
-        })
-        .join()
-        .map_err(|_| "fork thread panicked".to_owned())??;
-        addr_tx.send(forked.addr).map_err(ctx("signal"))?;
-        Server::Process(forked)
-    } else {
-        Server::Thread(actor("server", move || {
-            server_ns.enter().map_err(ctx("setns"))?;
-            let listener = TcpListener::bind(loopback(false)).map_err(ctx("bind"))?;
-            sock::relisten(&listener, 0).map_err(ctx("listen"))?;
-            let addr = listener.local_addr().map_err(ctx("local_addr"))?;
-            addr_tx.send(addr).map_err(ctx("signal"))?;
-            done_rx.recv().map_err(ctx("wait"))?; // never accepts
-            Ok(())
-        }))
-    };
-    let addr = addr_rx.recv().map_err(ctx("listener address"))?;
+    let (server, addr) = start_server(ns.clone(), out_of_files, done_rx)?;
     let (queued_tx, queued_rx) = mpsc::channel::<()>();
     let (filler_done_tx, filler_done_rx) = mpsc::channel::<()>();
     let filler_ns = ns.clone();
@@ -79,26 +57,7 @@ pub fn run(abort_on_overflow: bool, out_of_files: bool) -> Result<Run, String> {
         std::thread::sleep(Duration::from_millis(200)); // the filler is queued by now
         sock::detach_filter(&c).map_err(ctx("SO_DETACH_FILTER"))?;
         sock::wait_for(&c, libc::POLLOUT, Duration::from_secs(10)).map_err(ctx("handshake"))?;
-        let outcome = if abort_on_overflow {
-            sock::wait_for(&c, 0, Duration::from_secs(5)).map_err(ctx("wait for RST"))?;
-            set_blocking(&c)?;
-            match (&c).read(&mut [0u8; 8]) {
-                Err(e) if e.kind() == ErrorKind::ConnectionReset => Ok(()),
-                other => Err(format!("read returned {other:?}, expected connection reset")),
-            }
-        } else {
-            // Wait until the server has retransmitted its SYN-ACK by timer at least twice: the
-            // second time (3 s in) comes after the client's ACK was dropped, which is what tcperr
-            // reports. The kernel's own count, not a guessed delay (timers slip under load).
-            proc_net::wait_for_synack_retransmits(port, 2, Duration::from_secs(15))
-                .map_err(ctx("SYN-ACK retransmissions"))?;
-            match sock::wait_for(&c, 0, Duration::from_millis(1)) {
-                Err(e) if e.kind() == ErrorKind::TimedOut => Ok(()),
-                other => {
-                    Err(format!("dropped handshake: the client saw {other:?}, expected nothing"))
-                }
-            }
-        };
+        let outcome = client_outcome(&c, port, abort_on_overflow);
         sock::set_linger_zero(&c).map_err(ctx("SO_LINGER"))?;
         drop(c);
         outcome.map(|()| port)
@@ -111,10 +70,78 @@ pub fn run(abort_on_overflow: bool, out_of_files: bool) -> Result<Run, String> {
         Server::Thread(t) => join(t)?.0,
         Server::Process(p) => Actor { name: "server", pid: p.pid, tid: p.pid },
     };
+    Ok(finish(
+        if abort_on_overflow {
+            "accept_queue_overflow_reset"
+        } else {
+            "accept_queue_overflow_drop"
+        },
+        addr,
+        [client_port, filler_port],
+        vec![client, filler, server],
+        expected(abort_on_overflow, out_of_files),
+    ))
+}
+
+/// The listener, in namespace `ns`, with a backlog of 0, never accepting: a thread that stops
+/// when `done` says so, or the out-of-files process. Returns it and its address.
+fn start_server(
+    ns: Arc<netns::Netns>,
+    out_of_files: bool,
+    done: mpsc::Receiver<()>,
+) -> Result<(Server, SocketAddr), String> {
+    if out_of_files {
+        let forked = std::thread::spawn(move || {
+            ns.enter().map_err(ctx("setns"))?;
+            out_of_files::OutOfFilesServer::start().map_err(ctx("out-of-files server"))
+        })
+        .join()
+        .map_err(|_| "fork thread panicked".to_owned())??;
+        let addr = forked.addr;
+        return Ok((Server::Process(forked), addr));
+    }
+    let (addr_tx, addr_rx) = mpsc::channel::<SocketAddr>();
+    let server = Server::Thread(actor("server", move || {
+        ns.enter().map_err(ctx("setns"))?;
+        let listener = TcpListener::bind(loopback(false)).map_err(ctx("bind"))?;
+        sock::relisten(&listener, 0).map_err(ctx("listen"))?;
+        let addr = listener.local_addr().map_err(ctx("local_addr"))?;
+        addr_tx.send(addr).map_err(ctx("signal"))?;
+        done.recv().map_err(ctx("wait"))?; // never accepts
+        Ok(())
+    }));
+    let addr = addr_rx.recv().map_err(ctx("listener address"))?;
+    Ok((server, addr))
+}
+
+/// What the client, connected from `port` while the queue was full, must see: a reset when the
+/// listener aborts on overflow, else nothing at all while the server retransmits its SYN-ACK.
+fn client_outcome(c: &TcpStream, port: u16, abort_on_overflow: bool) -> Result<(), String> {
+    if abort_on_overflow {
+        sock::wait_for(c, 0, Duration::from_secs(5)).map_err(ctx("wait for RST"))?;
+        set_blocking(c)?;
+        return match (&*c).read(&mut [0u8; 8]) {
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => Ok(()),
+            other => Err(format!("read returned {other:?}, expected connection reset")),
+        };
+    }
+    // Wait until the server has retransmitted its SYN-ACK by timer at least twice: the second
+    // time (3 s in) comes after the client's ACK was dropped, which is what tcperr reports. The
+    // kernel's own count, not a guessed delay (timers slip under load).
+    proc_net::wait_for_synack_retransmits(port, 2, Duration::from_secs(15))
+        .map_err(ctx("SYN-ACK retransmissions"))?;
+    match sock::wait_for(c, 0, Duration::from_millis(1)) {
+        Err(e) if e.kind() == ErrorKind::TimedOut => Ok(()),
+        other => Err(format!("dropped handshake: the client saw {other:?}, expected nothing")),
+    }
+}
+
+/// The events tcperr must report.
+fn expected(abort_on_overflow: bool, out_of_files: bool) -> Vec<crate::Expected> {
     let overflow_cause =
         if out_of_files { "listener_out_of_files" } else { "accept_queue_overflow" };
-    let expected = if abort_on_overflow {
-        vec![
+    if abort_on_overflow {
+        return vec![
             ev(
                 "accept_queue_full",
                 "server",
@@ -140,25 +167,13 @@ pub fn run(abort_on_overflow: bool, out_of_files: bool) -> Result<Run, String> {
                 "accept_queue_overflow",
             ),
             ev("rst_sent", "filler", "client->server", "CLOSE", "-", "aborted"),
-        ]
-    } else {
-        vec![
-            ev("accept_queue_full", "server", "server->client", "LISTEN", "-", overflow_cause),
-            ev("rst_sent", "client", "client->server", "CLOSE", "-", "aborted"),
-            ev("rst_sent", "filler", "client->server", "CLOSE", "-", "aborted"),
-        ]
-    };
-    Ok(finish(
-        if abort_on_overflow {
-            "accept_queue_overflow_reset"
-        } else {
-            "accept_queue_overflow_drop"
-        },
-        addr,
-        [client_port, filler_port],
-        vec![client, filler, server],
-        expected,
-    ))
+        ];
+    }
+    vec![
+        ev("accept_queue_full", "server", "server->client", "LISTEN", "-", overflow_cause),
+        ev("rst_sent", "client", "client->server", "CLOSE", "-", "aborted"),
+        ev("rst_sent", "filler", "client->server", "CLOSE", "-", "aborted"),
+    ]
 }
 
 enum Server {
