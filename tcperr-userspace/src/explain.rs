@@ -164,3 +164,66 @@ pub fn story_line(
         _ => return None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use tcperr_common::{EventHeader, RstSent, SockInfo};
+
+    use super::*;
+
+    #[test]
+    fn each_kernel_rst_reason_has_its_words() {
+        let names: BTreeMap<u64, String> = [
+            "TCP_ABORT_ON_LINGER",
+            "TCP_ABORT_ON_CLOSE",
+            "TCP_ABORT_ON_DATA",
+            "NO_SOCKET",
+            "TCP_STATE",
+            "TCP_TIMEWAIT_SOCKET",
+            "TCP_DISCONNECT_WITH_DATA",
+            "NOT_SPECIFIED",
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (i as u64, (*n).to_owned()))
+        .collect();
+        let sent = |reason| {
+            let header =
+                EventHeader { kind: 0, cpu: 0, ts_ns: 0, pid_tgid: 0, comm: [0; 16], sk: 0 };
+            let ev = Event::RstSent(RstSent {
+                header,
+                sock: SockInfo::ZERO,
+                reason,
+                closed_from: 0,
+                _pad0: 0,
+                _pad1: 0,
+            });
+            explain(&ev, "10.0.0.2:80", &names)
+        };
+        let cases = [
+            (0, "close() with SO_LINGER {on, 0}: an abort instead of FIN"),
+            (1, "closed with unread data in the receive buffer: the kernel resets instead of FIN"),
+            (2, "data arrived after this side had closed: the kernel resets the sender"),
+            (
+                3,
+                "a segment arrived for which this host has no socket (no listener, or a connection it forgot)",
+            ),
+            (
+                4,
+                "the connection was aborted in a state that requires RST: close() with SO_LINGER {on, 0}, or a disconnect",
+            ),
+            (5, "a segment hit a TIME_WAIT socket"),
+            // Reasons without words of their own, and reasons the kernel has no name for.
+            (6, "kernel reason TCP_DISCONNECT_WITH_DATA"),
+            (7, "kernel reason NOT_SPECIFIED"),
+            (ABSENT, "the kernel gives no reason on this version"),
+        ];
+        for (reason, why) in cases {
+            assert_eq!(
+                sent(reason),
+                format!("this host sent RST to 10.0.0.2:80: {why}"),
+                "{reason}"
+            );
+        }
+    }
+}
