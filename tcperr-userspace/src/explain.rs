@@ -1,7 +1,7 @@
 //! One line per event saying why it happened, from the kernel facts in docs/kernel-facts.md:
 //! the plain explanation of each event ([`explain`]) and, for the errors programs see, the story
 //! of the connection ([`story_line`]).
-use std::collections::BTreeMap;
+use std::{borrow::Cow, collections::BTreeMap};
 
 use tcperr_common::{
     ABSENT, AcceptQueueFull,
@@ -13,7 +13,7 @@ use crate::{
     errno::words,
     owner::Owner,
     report::state_name,
-    story::{Cause, Item, Step},
+    story::{Cause, Item, RstReason, Step},
 };
 
 pub fn explain(ev: &Event, peer: &str, rst_reasons: &BTreeMap<u64, String>) -> String {
@@ -35,19 +35,11 @@ pub fn explain(ev: &Event, peer: &str, rst_reasons: &BTreeMap<u64, String>) -> S
             ),
         },
         Event::RstSent(e) => {
-            let why = match reason_name(e.reason, rst_reasons) {
-                Some("TCP_ABORT_ON_LINGER") => "close() with SO_LINGER {on, 0}: an abort instead of FIN".to_owned(),
-                Some("TCP_ABORT_ON_CLOSE") => {
-                    "closed with unread data in the receive buffer: the kernel resets instead of FIN".to_owned()
-                }
-                Some("TCP_ABORT_ON_DATA") => {
-                    "data arrived after this side had closed: the kernel resets the sender".to_owned()
-                }
-                Some("NO_SOCKET") => "a segment arrived for which this host has no socket (no listener, or a connection it forgot)".to_owned(),
-                Some("TCP_STATE") => "the connection was aborted in a state that requires RST: close() with SO_LINGER {on, 0}, or a disconnect".to_owned(),
-                Some("TCP_TIMEWAIT_SOCKET") => "a segment hit a TIME_WAIT socket".to_owned(),
-                Some(other) => format!("kernel reason {other}"),
-                None => "the kernel gives no reason on this version".to_owned(),
+            let why: Cow<str> = match reason_name(e.reason, rst_reasons) {
+                Some(name) => RstReason::from_name(name)
+                    .and_then(rst_reason_words)
+                    .map_or_else(|| format!("kernel reason {name}").into(), Cow::Borrowed),
+                None => "the kernel gives no reason on this version".into(),
             };
             format!("this host sent RST to {peer}: {why}")
         }
@@ -81,6 +73,27 @@ pub fn explain(ev: &Event, peer: &str, rst_reasons: &BTreeMap<u64, String>) -> S
         ),
         Event::StateChange(e) => format!("{} → {}", state_name(e.oldstate), state_name(e.newstate)),
     }
+}
+
+/// What the kernel's reason for an RST this host sent means, where it has words of its own.
+fn rst_reason_words(reason: RstReason) -> Option<&'static str> {
+    Some(match reason {
+        RstReason::AbortOnLinger => "close() with SO_LINGER {on, 0}: an abort instead of FIN",
+        RstReason::AbortOnClose => {
+            "closed with unread data in the receive buffer: the kernel resets instead of FIN"
+        }
+        RstReason::AbortOnData => {
+            "data arrived after this side had closed: the kernel resets the sender"
+        }
+        RstReason::NoSocket => {
+            "a segment arrived for which this host has no socket (no listener, or a connection it forgot)"
+        }
+        RstReason::TcpState => {
+            "the connection was aborted in a state that requires RST: close() with SO_LINGER {on, 0}, or a disconnect"
+        }
+        RstReason::TimewaitSocket => "a segment hit a TIME_WAIT socket",
+        RstReason::DisconnectWithData => return None,
+    })
 }
 
 pub fn reason_name(reason: u32, names: &BTreeMap<u64, String>) -> Option<&str> {

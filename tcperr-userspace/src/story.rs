@@ -142,19 +142,63 @@ impl Cause {
     }
 }
 
+/// The kernel's reasons for an RST (`enum sk_rst_reason`, named as BTF names them) that say
+/// why: the one place their names are matched, for the cause ([`rst_sent_cause`]) and the words
+/// ([`crate::explain::explain`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RstReason {
+    /// `TCP_ABORT_ON_LINGER`: close() with SO_LINGER {on, 0}.
+    AbortOnLinger,
+    /// `TCP_ABORT_ON_CLOSE`: closed with unread data.
+    AbortOnClose,
+    /// `TCP_ABORT_ON_DATA`: data arrived after this side had closed.
+    AbortOnData,
+    /// `NO_SOCKET`: no socket for the segment.
+    NoSocket,
+    /// `TCP_STATE`: aborted in a state that requires RST.
+    TcpState,
+    /// `TCP_TIMEWAIT_SOCKET`: a segment hit a TIME_WAIT socket.
+    TimewaitSocket,
+    /// `TCP_DISCONNECT_WITH_DATA`: a disconnect with data unread.
+    DisconnectWithData,
+}
+
+impl RstReason {
+    /// The reason the kernel names `name`, if it is one that says why.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "TCP_ABORT_ON_LINGER" => Self::AbortOnLinger,
+            "TCP_ABORT_ON_CLOSE" => Self::AbortOnClose,
+            "TCP_ABORT_ON_DATA" => Self::AbortOnData,
+            "NO_SOCKET" => Self::NoSocket,
+            "TCP_STATE" => Self::TcpState,
+            "TCP_TIMEWAIT_SOCKET" => Self::TimewaitSocket,
+            "TCP_DISCONNECT_WITH_DATA" => Self::DisconnectWithData,
+            _ => return None,
+        })
+    }
+
+    /// Why this host sent an RST for this reason.
+    pub fn cause(self) -> Cause {
+        match self {
+            Self::TcpState | Self::AbortOnLinger | Self::DisconnectWithData => Cause::Aborted,
+            Self::AbortOnClose => Cause::ClosedWithUnreadData,
+            Self::AbortOnData => Cause::DataAfterClose,
+            Self::NoSocket => Cause::NoSocket,
+            Self::TimewaitSocket => Cause::TimeWait,
+        }
+    }
+}
+
 /// Why this host sent an RST: from the kernel's reason where it gives one, else from what the
 /// socket was doing (`in_close`: sent from the owner's close(); `aborted_on_data`: the kernel
 /// had just aborted the closed socket because data arrived).
 pub fn rst_sent_cause(reason: Option<&str>, in_close: bool, aborted_on_data: bool) -> Cause {
-    match reason {
-        Some("TCP_STATE" | "TCP_ABORT_ON_LINGER" | "TCP_DISCONNECT_WITH_DATA") => Cause::Aborted,
-        Some("TCP_ABORT_ON_CLOSE") => Cause::ClosedWithUnreadData,
-        Some("TCP_ABORT_ON_DATA") => Cause::DataAfterClose,
-        Some("NO_SOCKET") => Cause::NoSocket,
-        Some("TCP_TIMEWAIT_SOCKET") => Cause::TimeWait,
-        _ if aborted_on_data => Cause::DataAfterClose,
-        _ if in_close => Cause::Aborted,
-        _ => Cause::Unknown,
+    match reason.and_then(RstReason::from_name) {
+        Some(r) => r.cause(),
+        None if aborted_on_data => Cause::DataAfterClose,
+        None if in_close => Cause::Aborted,
+        None => Cause::Unknown,
     }
 }
 
@@ -234,6 +278,28 @@ mod tests {
         assert_eq!(rst_sent_cause(None, true, false), Cause::Aborted);
         assert_eq!(rst_sent_cause(None, false, true), Cause::DataAfterClose);
         assert_eq!(rst_sent_cause(None, false, false), Cause::Unknown);
+    }
+
+    #[test]
+    fn each_kernel_rst_reason_names_its_cause_whatever_the_context() {
+        let cases = [
+            ("TCP_ABORT_ON_LINGER", Cause::Aborted),
+            ("TCP_STATE", Cause::Aborted),
+            ("TCP_DISCONNECT_WITH_DATA", Cause::Aborted),
+            ("TCP_ABORT_ON_CLOSE", Cause::ClosedWithUnreadData),
+            ("TCP_ABORT_ON_DATA", Cause::DataAfterClose),
+            ("NO_SOCKET", Cause::NoSocket),
+            ("TCP_TIMEWAIT_SOCKET", Cause::TimeWait),
+        ];
+        for (name, cause) in cases {
+            for (in_close, aborted_on_data) in [(false, false), (true, false), (false, true)] {
+                assert_eq!(rst_sent_cause(Some(name), in_close, aborted_on_data), cause, "{name}");
+            }
+        }
+        // A reason that does not say why: the context decides, as with none.
+        assert_eq!(rst_sent_cause(Some("NOT_SPECIFIED"), true, false), Cause::Aborted);
+        assert_eq!(rst_sent_cause(Some("NOT_SPECIFIED"), false, true), Cause::DataAfterClose);
+        assert_eq!(rst_sent_cause(Some("NOT_SPECIFIED"), false, false), Cause::Unknown);
     }
 
     #[test]
