@@ -13,7 +13,7 @@ use tcperr_common::{
 use crate::{
     decode::Event,
     errno,
-    explain::{explain, reason_name, story_line},
+    explain::{explain, listener_out_of_files, reason_name, story_line},
     owner::{Comm, Owner, OwnerSource, ProcSockets, fd_usage},
     report::{AcceptQueue, Brief, Report, endpoints, join_host_port, state_name, wall_time},
     story::{self, Cause, Item, PeerRst, Step, Tuple, mirror, tuple},
@@ -404,10 +404,7 @@ impl Correlator {
                 if let (Some((open, max)), Some(o)) = (usage, &owner)
                     && open >= max
                 {
-                    explanation.push_str(&format!(
-                        "; process {} ({}) has {open} open files, its limit: its accept() fails with EMFILE (\"too many open files\"), so the queue never drains",
-                        o.pid, o.comm
-                    ));
+                    explanation.push_str(&listener_out_of_files(o, open));
                 }
                 Some(AcceptQueue {
                     backlog: e.backlog,

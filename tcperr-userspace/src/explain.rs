@@ -96,6 +96,15 @@ fn rst_reason_words(reason: RstReason) -> Option<&'static str> {
     })
 }
 
+/// Why an overflowing listener's queue never drains when its process (`owner`) has used up its
+/// `open` files: appended to the overflow's explanation.
+pub fn listener_out_of_files(owner: &Owner, open: u64) -> String {
+    format!(
+        "; process {} ({}) has {open} open files, its limit: its accept() fails with EMFILE (\"too many open files\"), so the queue never drains",
+        owner.pid, owner.comm
+    )
+}
+
 pub fn reason_name(reason: u32, names: &BTreeMap<u64, String>) -> Option<&str> {
     if reason == ABSENT {
         return None;
@@ -238,5 +247,14 @@ mod tests {
                 "{reason}"
             );
         }
+    }
+
+    #[test]
+    fn a_listener_out_of_files_is_named_with_its_count() {
+        let owner = Owner { pid: 42, tid: None, comm: crate::owner::Comm::new("nginx") };
+        assert_eq!(
+            listener_out_of_files(&owner, 1024),
+            "; process 42 (nginx) has 1024 open files, its limit: its accept() fails with EMFILE (\"too many open files\"), so the queue never drains"
+        );
     }
 }
