@@ -1,72 +1,36 @@
 //! Per-socket state: who owns each socket (pid attribution of softirq events) and what happened
 //! to it last, turning decoded events into [`Report`]s. Memory is bounded: sockets leave a grace
 //! period after they reach CLOSE, and a hard cap evicts the least recently seen (counted).
+//!
+//! The stages of [`Correlator::observe_if`] take modules of their own: the socket's entry,
+//! started over if the `struct sock` is another socket now (`entry`), and its owner
+//! (`attribution`).
+mod attribution;
+mod entry;
+
 use std::collections::BTreeMap;
 
 use rustc_hash::FxHashMap;
 
 use tcperr_common::{
-    AcceptQueueFull, SockInfo,
-    tcp::{errno::ECONNRESET, is_owner_context_transition, state},
+    AcceptQueueFull,
+    tcp::{errno::ECONNRESET, state},
 };
 
+use self::entry::{SockEntry, ends_socket};
 use crate::{
     decode::Event,
     errno,
     explain::{explain, listener_out_of_files, reason_name, story_line},
-    owner::{Comm, Owner, OwnerSource, ProcSockets, fd_usage},
+    owner::{OwnerSource, ProcSockets, fd_usage},
     report::{AcceptQueue, Brief, Report, endpoints, join_host_port, state_name, wall_time},
-    story::{self, Cause, Item, PeerRst, Step, Tuple, mirror, tuple},
+    story::{self, Cause, PeerRst, Step, Tuple, mirror, tuple},
 };
-
-/// Remembers a complete 4-tuple, and completes one whose local port the kernel already cleared
-/// (it does as a socket closes).
-fn fill_tuple(known: &mut Option<SockInfo>, sock: &mut SockInfo) {
-    if sock.lport != 0 && sock.rport != 0 {
-        *known = Some(*sock);
-    } else if sock.lport == 0
-        && let Some(k) = known
-    {
-        (sock.family, sock.laddr, sock.lport, sock.raddr, sock.rport) =
-            (k.family, k.laddr, k.lport, k.raddr, k.rport);
-    }
-}
 
 /// How long a socket's entry outlives its CLOSE (late events: the RST sent after an abort, a
 /// read of the dead socket).
 const GRACE_NS: u64 = 5_000_000_000;
 pub const DEFAULT_CAP: usize = 65_536;
-
-#[derive(Default)]
-struct SockEntry {
-    owner: Option<Owner>,
-    /// errno of the last RST received: the socket_error that repeats it is not reported again.
-    rst_errno: Option<u32>,
-    /// This side reset the connection: the error the kernel then sets on it is our own abort.
-    rst_sent: bool,
-    /// The last complete 4-tuple seen: the kernel zeroes ports as a socket closes.
-    tuple: Option<SockInfo>,
-    /// The 4-tuple under which `by_tuple` finds this socket (set once per connection: in RST
-    /// storms re-inserting it for every event was the tracer's largest cost).
-    indexed: Option<Tuple>,
-    /// Listeners: client connections (address, port) already reported as overflowing.
-    overflowed: Vec<([u8; 16], u16)>,
-    closed_ns: Option<u64>,
-    seen_ns: u64,
-    /// The socket's inode once seen: a different one at the same address is a new socket.
-    ino: u64,
-    /// The other end's account of resetting this connection, when that end is on this host
-    /// and this socket was known as it reset.
-    peer_rst: Option<PeerRst>,
-    /// The state the last RST arrived in.
-    rst_state: Option<u8>,
-    /// The kernel aborted the socket after its owner had closed it, because data arrived
-    /// (an RST on the orphan, or, on kernels that skip that, its move from FIN_WAIT to CLOSE).
-    aborted_on_data: bool,
-    /// The socket reached CLOSE inside its owner's close() (an abort).
-    closed_in_close: bool,
-    timeline: Vec<Item>,
-}
 
 pub struct Correlator {
     socks: FxHashMap<u64, SockEntry>,
@@ -80,12 +44,6 @@ pub struct Correlator {
     /// Report every event, state changes and repeats included.
     all: bool,
     pub evicted: u64,
-}
-
-/// An RST received in any state but CLOSE ends the socket there and then (`tcp_reset()` →
-/// `tcp_done()`); the eBPF side does not send that move to CLOSE separately.
-fn ends_socket(ev: &Event) -> bool {
-    matches!(ev, Event::RstReceived(e) if e.sock.state != state::CLOSE)
 }
 
 impl Correlator {
@@ -112,15 +70,6 @@ impl Correlator {
         self.socks.len() + self.by_tuple.len() + self.rst_by_tuple.len()
     }
 
-    /// Whether the event runs in the socket owner's own context.
-    fn in_owner_context(ev: &Event) -> bool {
-        match ev {
-            Event::SendError(_) | Event::RecvError(_) | Event::RecvEof(_) => true,
-            Event::StateChange(e) => is_owner_context_transition(e.oldstate, e.newstate),
-            _ => false,
-        }
-    }
-
     /// Updates the socket's state with `ev` and returns its report, or None when the event is
     /// context only (state changes, an error report repeating an RST, an RST on an orphan).
     pub fn observe(&mut self, ev: &Event) -> Option<Report> {
@@ -133,84 +82,15 @@ impl Correlator {
         let h = *ev.header();
         let mut sock = *ev.sock();
         let ctx_tid = Some(h.pid_tgid as u32);
-        let ctx_pid = (h.pid_tgid >> 32) as u32;
-        // (built only where the task is taken as the owner: not for softirq's records)
-        let ctx = || Owner { pid: ctx_pid, tid: ctx_tid, comm: Comm::from_kernel(&h.comm) };
-        if self.socks.len() >= self.cap && !self.socks.contains_key(&h.sk) {
-            self.evict();
-        }
-        let entry = if h.sk != 0 { Some(self.socks.entry(h.sk).or_default()) } else { None };
-
-        // Attribution.
-        let (owner, source) = match entry {
-            Some(entry) => {
-                let connecting =
-                    matches!(ev, Event::StateChange(e) if e.newstate == state::SYN_SENT);
-                if connecting || (sock.ino != 0 && entry.ino != 0 && sock.ino != entry.ino) {
-                    // The struct sock was freed and reused by another socket: its old
-                    // connection no longer leads here (and the tuple map stays as small as the
-                    // set of live sockets, where a storm's churn would grow it by the second).
-                    if let Some(t) = entry.indexed
-                        && self.by_tuple.get(&t) == Some(&h.sk)
-                    {
-                        self.by_tuple.remove(&t);
-                    }
-                    // (the timeline's buffer is kept: struct socks are reused by the thousand
-                    // per second in RST storms, and its allocation was a tracer cost of its own)
-                    let mut timeline = std::mem::take(&mut entry.timeline);
-                    timeline.clear();
-                    *entry = SockEntry { timeline, ..SockEntry::default() };
-                }
-                if sock.ino != 0 {
-                    entry.ino = sock.ino;
-                }
-                entry.seen_ns = h.ts_ns;
-                if matches!(ev, Event::StateChange(e) if e.newstate == state::CLOSE)
-                    || ends_socket(ev)
-                {
-                    entry.closed_ns = Some(h.ts_ns);
-                }
-                if !matches!(ev, Event::AcceptQueueFull(_)) {
-                    // (an overflow's tuple is the client's connection, not the listener's)
-                    fill_tuple(&mut entry.tuple, &mut sock);
-                }
-                if Self::in_owner_context(ev) {
-                    let ctx = ctx();
-                    entry.owner = Some(ctx);
-                    (Some(ctx), OwnerSource::Context)
-                } else if let Some(o) = &entry.owner {
-                    (Some(*o), OwnerSource::Socket)
-                } else {
-                    // Events that can run inside the owner's close() (an abort's RST, the move
-                    // to CLOSE): the socket still has its file (ino) but the fd is gone or
-                    // going, so the closing task is the owner, to the thread, unless /proc
-                    // says another process holds the socket.
-                    let in_close =
-                        sock.ino != 0 && matches!(ev, Event::RstSent(_) | Event::StateChange(_));
-                    // Inside close() the fd is gone: what /proc last showed is enough, a fresh
-                    // scan could only miss (and costs most in RST storms).
-                    let found = if in_close {
-                        self.procs.lookup_cached(sock.ino)
-                    } else {
-                        self.procs.lookup(sock.ino)
-                    };
-                    match found {
-                        Some(o) if !(in_close && o.pid == ctx_pid) => {
-                            entry.owner = Some(o);
-                            (Some(o), OwnerSource::Proc)
-                        }
-                        _ if in_close => {
-                            let ctx = ctx();
-                            entry.owner = Some(ctx);
-                            (Some(ctx), OwnerSource::Closing)
-                        }
-                        _ => (None, OwnerSource::Unknown),
-                    }
-                }
+        self.make_room(h.sk);
+        let (owner, source) = match (h.sk != 0).then(|| self.socks.entry(h.sk).or_default()) {
+            Some(e) => {
+                e.reset_if_reused(ev, h.sk, sock.ino, &mut self.by_tuple);
+                e.note(ev, h.ts_ns, &mut sock);
+                attribution::attribute(e, &mut self.procs, ev, &h, sock.ino)
             }
             None => (None, OwnerSource::Unknown),
         };
-
         // The story: the socket's timeline, the other end's view, the cause; and suppression
         // of context-only events.
         let conn = tuple(&sock);
@@ -447,6 +327,13 @@ impl Correlator {
         })
     }
 
+    /// Makes room for socket `sk` at the cap (evicting) unless it is already held.
+    fn make_room(&mut self, sk: u64) {
+        if self.socks.len() >= self.cap && !self.socks.contains_key(&sk) {
+            self.evict();
+        }
+    }
+
     /// Drops sockets closed longer than the grace period before `now_ns`, the other ends'
     /// accounts of resets as old, and tuple entries whose socket is gone or has moved on to
     /// another connection (a recycled `struct sock`).
@@ -503,9 +390,12 @@ impl Correlator {
 
 #[cfg(test)]
 mod tests {
-    use tcperr_common::{EventHeader, EventKind, RstReceived, SendError, SocketError, StateChange};
+    use tcperr_common::{
+        EventHeader, EventKind, RstReceived, SendError, SockInfo, SocketError, StateChange,
+    };
 
     use super::*;
+    use crate::owner::Comm;
 
     fn header(kind: EventKind, ts: u64, pid: u32, comm: &[u8]) -> EventHeader {
         let mut c = [0u8; 16];
