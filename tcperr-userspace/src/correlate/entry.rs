@@ -4,6 +4,7 @@ use rustc_hash::FxHashMap;
 
 use tcperr_common::{SockInfo, tcp::state};
 
+use super::Seen;
 use crate::{
     decode::Event,
     owner::Owner,
@@ -102,6 +103,17 @@ impl SockEntry {
         if !matches!(ev, Event::AcceptQueueFull(_)) {
             // (an overflow's tuple is the client's connection, not the listener's)
             fill_tuple(&mut self.tuple, sock);
+        }
+    }
+
+    /// Files the socket in `by_tuple` under its connection, once per connection (not an
+    /// overflow's: that tuple is the client's).
+    pub(super) fn index_tuple(&mut self, s: &Seen, by_tuple: &mut FxHashMap<Tuple, u64>) {
+        if let (Some(t), false) = (s.conn, matches!(s.ev, Event::AcceptQueueFull(_)))
+            && self.indexed != Some(t)
+        {
+            by_tuple.insert(t, s.h.sk);
+            self.indexed = Some(t);
         }
     }
 }

@@ -3,28 +3,27 @@
 //! period after they reach CLOSE, and a hard cap evicts the least recently seen (counted).
 //!
 //! The stages of [`Correlator::observe_if`] take modules of their own: the socket's entry,
-//! started over if the `struct sock` is another socket now (`entry`), and its owner
-//! (`attribution`).
+//! started over if the `struct sock` is another socket now (`entry`); its owner
+//! (`attribution`); its step in the socket's story, whether it is reported and why it happened
+//! (`step`).
 mod attribution;
 mod entry;
+mod step;
 
 use std::collections::BTreeMap;
 
 use rustc_hash::FxHashMap;
 
-use tcperr_common::{
-    AcceptQueueFull,
-    tcp::{errno::ECONNRESET, state},
-};
+use tcperr_common::{AcceptQueueFull, EventHeader, SockInfo};
 
-use self::entry::{SockEntry, ends_socket};
+use self::{entry::SockEntry, step::Verdict};
 use crate::{
     decode::Event,
     errno,
     explain::{explain, listener_out_of_files, reason_name, story_line},
-    owner::{OwnerSource, ProcSockets, fd_usage},
+    owner::{Owner, OwnerSource, ProcSockets},
     report::{AcceptQueue, Brief, Report, endpoints, join_host_port, state_name, wall_time},
-    story::{self, Cause, PeerRst, Step, Tuple, mirror, tuple},
+    story::{self, Cause, PeerRst, Tuple, mirror, tuple},
 };
 
 /// How long a socket's entry outlives its CLOSE (late events: the RST sent after an abort, a
@@ -44,6 +43,29 @@ pub struct Correlator {
     /// Report every event, state changes and repeats included.
     all: bool,
     pub evicted: u64,
+}
+
+/// An event as attributed: what the stages after attribution read of it.
+struct Seen<'a> {
+    ev: &'a Event,
+    h: EventHeader,
+    /// The event's socket, its 4-tuple completed from what its entry knew.
+    sock: SockInfo,
+    conn: Option<Tuple>,
+    owner: Option<Owner>,
+    source: OwnerSource,
+}
+
+/// The other end's account of a reset of connection `conn`, if it is on this host: kept on the
+/// socket's `entry`, else by the connection's tuple.
+fn peer_rst_of(
+    entry: Option<&SockEntry>,
+    conn: Option<Tuple>,
+    rst_by_tuple: &FxHashMap<Tuple, PeerRst>,
+) -> Option<PeerRst> {
+    entry
+        .and_then(|e| e.peer_rst)
+        .or_else(|| conn.and_then(|t| rst_by_tuple.get(&mirror(&t))).cloned())
 }
 
 impl Correlator {
@@ -81,9 +103,10 @@ impl Correlator {
     pub fn observe_if(&mut self, ev: &Event, admit: impl FnOnce(&Brief) -> bool) -> Option<Report> {
         let h = *ev.header();
         let mut sock = *ev.sock();
-        let ctx_tid = Some(h.pid_tgid as u32);
         self.make_room(h.sk);
-        let (owner, source) = match (h.sk != 0).then(|| self.socks.entry(h.sk).or_default()) {
+        // The socket's entry, held through its step: its one lookup until a report is built.
+        let mut entry = (h.sk != 0).then(|| self.socks.entry(h.sk).or_default());
+        let (owner, source) = match entry.as_deref_mut() {
             Some(e) => {
                 e.reset_if_reused(ev, h.sk, sock.ino, &mut self.by_tuple);
                 e.note(ev, h.ts_ns, &mut sock);
@@ -91,9 +114,7 @@ impl Correlator {
             }
             None => (None, OwnerSource::Unknown),
         };
-        // The story: the socket's timeline, the other end's view, the cause; and suppression
-        // of context-only events.
-        let conn = tuple(&sock);
+        let s = Seen { ev, h, sock, conn: tuple(&sock), owner, source };
         let reason = match ev {
             Event::RstSent(e) => reason_name(e.reason, &self.rst_reasons).map(str::to_owned),
             _ => None,
@@ -102,137 +123,25 @@ impl Correlator {
         // other end's process once the report is built (lookups skipped for what is not).
         let peer_rst = match ev {
             Event::SocketError(_) | Event::SendError(_) | Event::RecvError(_) => {
-                self.peer_rst(h.sk, conn)
+                peer_rst_of(entry.as_deref(), s.conn, &self.rst_by_tuple)
             }
             _ => None,
         };
-        let mut report_it = true;
-        let mut pending_rst = None;
-        let mut cause = None;
-        let mut listener_files = None;
-        if let Some(entry) = self.socks.get_mut(&h.sk) {
-            if let (Some(t), false) = (conn, matches!(ev, Event::AcceptQueueFull(_)))
-                && entry.indexed != Some(t)
-            {
-                self.by_tuple.insert(t, h.sk);
-                entry.indexed = Some(t);
+        let verdict = match entry {
+            Some(e) => {
+                e.index_tuple(&s, &mut self.by_tuple);
+                e.record_step(&s, reason.as_deref(), peer_rst.as_ref())
             }
-            let ts = h.ts_ns;
-            match ev {
-                Event::StateChange(e) => {
-                    report_it = false;
-                    let step = match (e.oldstate, e.newstate) {
-                        (_, state::SYN_SENT) => Some(Step::Connect),
-                        (_, state::LISTEN) => Some(Step::Listen),
-                        (_, state::CLOSE_WAIT) => Some(Step::PeerFin),
-                        (_, state::FIN_WAIT1 | state::LAST_ACK) => Some(Step::Close),
-                        (_, state::CLOSE) => Some(Step::End),
-                        _ => None,
-                    };
-                    if e.newstate == state::CLOSE {
-                        let by_owner = source == OwnerSource::Closing
-                            || (owner.as_ref().and_then(|o| o.tid) == ctx_tid
-                                && matches!(e.oldstate, state::ESTABLISHED | state::CLOSE_WAIT));
-                        entry.closed_in_close |= by_owner && entry.rst_state.is_none();
-                        entry.aborted_on_data |= e.sock.ino == 0
-                            && matches!(e.oldstate, state::FIN_WAIT1 | state::FIN_WAIT2);
-                    }
-                    if let Some(step) = step {
-                        story::push(&mut entry.timeline, ts, step, state_name(e.oldstate));
-                    }
-                }
-                Event::RstReceived(e) => {
-                    entry.rst_errno = Some(if e.errno == 0 { ECONNRESET } else { e.errno });
-                    entry.rst_state = Some(e.sock.state);
-                    entry.aborted_on_data |= e.sock.ino == 0;
-                    report_it = e.sock.ino != 0;
-                    story::push(
-                        &mut entry.timeline,
-                        ts,
-                        Step::RstReceived,
-                        state_name(e.sock.state),
-                    );
-                    if ends_socket(ev) {
-                        story::push(&mut entry.timeline, ts, Step::End, state_name(e.sock.state));
-                    }
-                    // From what this host's socket knows alone: whether the other end's account of
-                    // the reset arrives before or after this record depends on timing (an active
-                    // RST is reported after loopback delivered it). The failed call that follows
-                    // carries the joined story.
-                    cause = Some(story::reset_cause(Some(e.sock.state), None));
-                }
-                Event::RstSent(_) => {
-                    entry.rst_sent = true;
-                    let in_close = source == OwnerSource::Closing || entry.closed_in_close;
-                    let c =
-                        story::rst_sent_cause(reason.as_deref(), in_close, entry.aborted_on_data);
-                    story::push(&mut entry.timeline, ts, Step::RstSent, c.name());
-                    if let Some(t) = conn {
-                        pending_rst = Some((t, PeerRst { ts_ns: ts, cause: c, owner }));
-                    }
-                    cause = Some(c);
-                }
-                Event::SocketError(e) => {
-                    // Reported when it is news to whoever holds the socket: not a repeat of an
-                    // RST, not our own abort, and only if a process holds the socket at all.
-                    report_it = entry.rst_errno.take() != Some(e.errno)
-                        && !entry.rst_sent
-                        && e.sock.ino != 0;
-                    if report_it {
-                        story::push(
-                            &mut entry.timeline,
-                            ts,
-                            Step::SocketError,
-                            errno::name(e.errno),
-                        );
-                    }
-                    cause = Some(story::error_cause(e.errno, entry.rst_state, peer_rst.as_ref()));
-                }
-                Event::SendError(_) | Event::RecvError(_) => {
-                    let n = ev.errno().unwrap_or(0);
-                    story::push(&mut entry.timeline, ts, Step::CallFailed, errno::name(n));
-                    cause = Some(story::error_cause(n, entry.rst_state, peer_rst.as_ref()));
-                }
-                Event::RecvEof(_) => {
-                    story::push(&mut entry.timeline, ts, Step::Eof, "");
-                    cause = Some(Cause::PeerClosed);
-                }
-                Event::AcceptQueueFull(e) => {
-                    // One report per client connection, however many SYN-ACKs retransmit or
-                    // ACKs the kernel resets.
-                    let key = (e.sock.raddr, e.sock.rport);
-                    report_it = !entry.overflowed.contains(&key);
-                    if report_it {
-                        if entry.overflowed.len() >= 1024 {
-                            entry.overflowed.remove(0);
-                        }
-                        entry.overflowed.push(key);
-                    }
-                    if let Some(t) = conn {
-                        let rst = PeerRst { ts_ns: ts, cause: Cause::AcceptQueueOverflow, owner };
-                        pending_rst = Some((t, rst));
-                    }
-                    listener_files = owner.as_ref().and_then(|o| fd_usage(o.pid));
-                    cause = Some(match listener_files {
-                        Some((open, max)) if open >= max => Cause::ListenerOutOfFiles,
-                        _ => Cause::AcceptQueueOverflow,
-                    });
-                }
-            }
-        } else if let Event::RstSent(_) = ev {
-            // No socket: the segment's connection is all there is.
-            let c = story::rst_sent_cause(reason.as_deref(), false, false);
-            if let Some(t) = conn {
-                pending_rst = Some((t, PeerRst { ts_ns: h.ts_ns, cause: c, owner: None }));
-            }
-            cause = Some(c);
-        }
-        if let Some((t, rst)) = pending_rst {
+            None => Verdict::without_socket(&s, reason.as_deref()),
+        };
+        if let Some((t, rst)) = verdict.pending_rst {
             self.note_peer_rst(t, rst);
         }
-        if !report_it && !self.all {
+        if !verdict.report_it && !self.all {
             return None;
         }
+        let (h, sock, conn, owner, source) = (s.h, s.sock, s.conn, s.owner, s.source);
+        let (cause, listener_files) = (verdict.cause, verdict.listener_files);
         let errno_code = match ev {
             Event::RecvEof(_) => Some(0),
             _ => ev.errno(),
@@ -348,10 +257,7 @@ impl Correlator {
 
     /// The other end's account of a reset of connection `conn`, if it is on this host.
     fn peer_rst(&self, sk: u64, conn: Option<Tuple>) -> Option<PeerRst> {
-        self.socks
-            .get(&sk)
-            .and_then(|e| e.peer_rst)
-            .or_else(|| conn.and_then(|t| self.rst_by_tuple.get(&mirror(&t))).cloned())
+        peer_rst_of(self.socks.get(&sk), conn, &self.rst_by_tuple)
     }
 
     /// Records the other end's account of a reset, keeping at most `cap` of them.
@@ -391,7 +297,8 @@ impl Correlator {
 #[cfg(test)]
 mod tests {
     use tcperr_common::{
-        EventHeader, EventKind, RstReceived, SendError, SockInfo, SocketError, StateChange,
+        EventKind, RstReceived, SendError, SocketError, StateChange,
+        tcp::{errno::ECONNRESET, state},
     };
 
     use super::*;

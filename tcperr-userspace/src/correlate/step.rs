@@ -1,0 +1,422 @@
+//! An event's step in its socket's story: the timeline, what the socket learns (RSTs, aborts,
+//! overflowing clients), whether the event is reported, and its cause.
+use tcperr_common::{
+    AcceptQueueFull, RstReceived, SocketError, StateChange,
+    tcp::{errno::ECONNRESET, state},
+};
+
+use super::{
+    Seen,
+    entry::{SockEntry, ends_socket},
+};
+use crate::{
+    decode::Event,
+    errno,
+    owner::{OwnerSource, fd_usage},
+    report::state_name,
+    story::{self, Cause, PeerRst, Step, Tuple},
+};
+
+/// What an event's step decided.
+#[derive(Debug)]
+pub(super) struct Verdict {
+    /// Whether the event is news (else it is context only: reported with `--all` alone).
+    pub(super) report_it: bool,
+    pub(super) cause: Option<Cause>,
+    /// A reset this host sent or caused, to keep as the other end's account of it.
+    pub(super) pending_rst: Option<(Tuple, PeerRst)>,
+    /// Overflows: the listener process's open files and limit, when known.
+    pub(super) listener_files: Option<(u64, u64)>,
+}
+
+impl Verdict {
+    /// Reported, with `cause`.
+    fn report(cause: Option<Cause>) -> Self {
+        Self { report_it: true, cause, pending_rst: None, listener_files: None }
+    }
+
+    /// The verdict on an event without a socket (`sk` 0): reported; an RST sent is classed from
+    /// its reason alone, its connection all there is.
+    pub(super) fn without_socket(s: &Seen, reason: Option<&str>) -> Self {
+        let Event::RstSent(_) = s.ev else { return Self::report(None) };
+        let c = story::rst_sent_cause(reason, false, false);
+        let pending_rst = s.conn.map(|t| (t, PeerRst { ts_ns: s.h.ts_ns, cause: c, owner: None }));
+        Self { pending_rst, ..Self::report(Some(c)) }
+    }
+}
+
+/// The step a move to `newstate` adds to the timeline, if any.
+fn state_step(newstate: u8) -> Option<Step> {
+    match newstate {
+        state::SYN_SENT => Some(Step::Connect),
+        state::LISTEN => Some(Step::Listen),
+        state::CLOSE_WAIT => Some(Step::PeerFin),
+        state::FIN_WAIT1 | state::LAST_ACK => Some(Step::Close),
+        state::CLOSE => Some(Step::End),
+        _ => None,
+    }
+}
+
+impl SockEntry {
+    /// Adds the event's step to the socket's story: whether to report it, and why it happened
+    /// (`reason`: an RST sent's kernel reason; `peer_rst`: the other end's account, for errors).
+    pub(super) fn record_step(
+        &mut self,
+        s: &Seen,
+        reason: Option<&str>,
+        peer_rst: Option<&PeerRst>,
+    ) -> Verdict {
+        let ts = s.h.ts_ns;
+        match s.ev {
+            Event::StateChange(e) => {
+                self.state_change(e, s);
+                Verdict { report_it: false, ..Verdict::report(None) }
+            }
+            Event::RstReceived(e) => self.rst_received(e, s),
+            Event::RstSent(_) => self.rst_sent(s, reason),
+            Event::SocketError(e) => self.socket_error(e, ts, peer_rst),
+            Event::SendError(_) | Event::RecvError(_) => {
+                let n = s.ev.errno().unwrap_or(0);
+                story::push(&mut self.timeline, ts, Step::CallFailed, errno::name(n));
+                Verdict::report(Some(story::error_cause(n, self.rst_state, peer_rst)))
+            }
+            Event::RecvEof(_) => {
+                story::push(&mut self.timeline, ts, Step::Eof, "");
+                Verdict::report(Some(Cause::PeerClosed))
+            }
+            Event::AcceptQueueFull(e) => self.accept_queue_full(e, s),
+        }
+    }
+
+    /// A move between states: a step of the timeline; a move to CLOSE tells whether its owner
+    /// aborted it in close(), or the kernel did as data arrived after the close.
+    fn state_change(&mut self, e: &StateChange, s: &Seen) {
+        if e.newstate == state::CLOSE {
+            let by_owner = s.source == OwnerSource::Closing
+                || (s.owner.as_ref().and_then(|o| o.tid) == Some(s.h.pid_tgid as u32)
+                    && matches!(e.oldstate, state::ESTABLISHED | state::CLOSE_WAIT));
+            self.closed_in_close |= by_owner && self.rst_state.is_none();
+            self.aborted_on_data |=
+                e.sock.ino == 0 && matches!(e.oldstate, state::FIN_WAIT1 | state::FIN_WAIT2);
+        }
+        if let Some(step) = state_step(e.newstate) {
+            story::push(&mut self.timeline, s.h.ts_ns, step, state_name(e.oldstate));
+        }
+    }
+
+    /// An RST received: reported if a process still holds the socket.
+    fn rst_received(&mut self, e: &RstReceived, s: &Seen) -> Verdict {
+        let ts = s.h.ts_ns;
+        self.rst_errno = Some(if e.errno == 0 { ECONNRESET } else { e.errno });
+        self.rst_state = Some(e.sock.state);
+        self.aborted_on_data |= e.sock.ino == 0;
+        story::push(&mut self.timeline, ts, Step::RstReceived, state_name(e.sock.state));
+        if ends_socket(s.ev) {
+            story::push(&mut self.timeline, ts, Step::End, state_name(e.sock.state));
+        }
+        // From what this host's socket knows alone: whether the other end's account of the
+        // reset arrives before or after this record depends on timing (an active RST is
+        // reported after loopback delivered it). The failed call that follows carries the
+        // joined story.
+        let cause = story::reset_cause(Some(e.sock.state), None);
+        Verdict { report_it: e.sock.ino != 0, ..Verdict::report(Some(cause)) }
+    }
+
+    /// An RST this host sent: its cause, kept as the other end's account of the reset.
+    fn rst_sent(&mut self, s: &Seen, reason: Option<&str>) -> Verdict {
+        self.rst_sent = true;
+        let in_close = s.source == OwnerSource::Closing || self.closed_in_close;
+        let c = story::rst_sent_cause(reason, in_close, self.aborted_on_data);
+        story::push(&mut self.timeline, s.h.ts_ns, Step::RstSent, c.name());
+        let pending_rst =
+            s.conn.map(|t| (t, PeerRst { ts_ns: s.h.ts_ns, cause: c, owner: s.owner }));
+        Verdict { pending_rst, ..Verdict::report(Some(c)) }
+    }
+
+    /// An error the kernel set on the socket: reported when it is news to whoever holds the
+    /// socket: not a repeat of an RST, not our own abort, and only if a process holds the socket
+    /// at all.
+    fn socket_error(&mut self, e: &SocketError, ts: u64, peer_rst: Option<&PeerRst>) -> Verdict {
+        let report_it = self.rst_errno.take() != Some(e.errno) && !self.rst_sent && e.sock.ino != 0;
+        if report_it {
+            story::push(&mut self.timeline, ts, Step::SocketError, errno::name(e.errno));
+        }
+        let cause = story::error_cause(e.errno, self.rst_state, peer_rst);
+        Verdict { report_it, ..Verdict::report(Some(cause)) }
+    }
+
+    /// A listener's accept queue overflowed: reported once per client connection, however many
+    /// SYN-ACKs retransmit or ACKs the kernel resets; out of files if its process is.
+    fn accept_queue_full(&mut self, e: &AcceptQueueFull, s: &Seen) -> Verdict {
+        let key = (e.sock.raddr, e.sock.rport);
+        let report_it = !self.overflowed.contains(&key);
+        if report_it {
+            if self.overflowed.len() >= 1024 {
+                self.overflowed.remove(0);
+            }
+            self.overflowed.push(key);
+        }
+        let pending_rst = s.conn.map(|t| {
+            (t, PeerRst { ts_ns: s.h.ts_ns, cause: Cause::AcceptQueueOverflow, owner: s.owner })
+        });
+        let listener_files = s.owner.as_ref().and_then(|o| fd_usage(o.pid));
+        let cause = match listener_files {
+            Some((open, max)) if open >= max => Cause::ListenerOutOfFiles,
+            _ => Cause::AcceptQueueOverflow,
+        };
+        Verdict { report_it, cause: Some(cause), pending_rst, listener_files }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tcperr_common::{EventHeader, RecvEof, RstSent, SendError, SockInfo};
+
+    use super::*;
+    use crate::story::tuple;
+
+    fn sock(state: u8, ino: u64) -> SockInfo {
+        let mut s = SockInfo::ZERO;
+        (s.family, s.state, s.ino, s.lport, s.rport) = (2, state, ino, 40000, 8080);
+        s
+    }
+
+    fn header() -> EventHeader {
+        EventHeader { kind: 0, cpu: 0, ts_ns: 7, pid_tgid: 0, comm: [0; 16], sk: 0x1000 }
+    }
+
+    fn state_change(oldstate: u8, newstate: u8) -> Event {
+        let sock = sock(oldstate, 1);
+        Event::StateChange(StateChange {
+            header: header(),
+            sock,
+            oldstate,
+            newstate,
+            _pad0: 0,
+            _pad1: 0,
+        })
+    }
+
+    fn rst_received(state: u8, ino: u64) -> Event {
+        Event::RstReceived(RstReceived {
+            header: header(),
+            sock: sock(state, ino),
+            errno: 0,
+            _pad: 0,
+        })
+    }
+
+    fn socket_error(errno: u32, ino: u64) -> Event {
+        let sock = sock(state::ESTABLISHED, ino);
+        Event::SocketError(SocketError { header: header(), sock, errno, _pad: 0 })
+    }
+
+    fn overflow() -> Event {
+        let sock = sock(state::LISTEN, 1);
+        let (backlog, queued, action) = (1, 2, 0);
+        Event::AcceptQueueFull(AcceptQueueFull {
+            header: header(),
+            sock,
+            backlog,
+            queued,
+            action,
+            _pad: 0,
+        })
+    }
+
+    /// A verdict as tested: reported, its cause, a reset kept for the other end, the steps added.
+    type Outcome = (bool, Option<Cause>, bool, Vec<Step>);
+
+    /// The verdict on `ev` for a socket seen for the first time, and the steps it added.
+    fn step(ev: &Event, source: OwnerSource) -> Outcome {
+        let sock = *ev.sock();
+        let s = Seen { ev, h: *ev.header(), sock, conn: tuple(&sock), owner: None, source };
+        let mut entry = SockEntry::default();
+        let v = entry.record_step(&s, None, None);
+        let steps = entry.timeline.iter().map(|i| i.step).collect();
+        (v.report_it, v.cause, v.pending_rst.is_some(), steps)
+    }
+
+    #[test]
+    fn each_kind_of_event_takes_its_step_and_cause() {
+        use Cause::{Aborted, AcceptQueueOverflow, PeerClosed, PeerReset, Refused, Timeout};
+        use OwnerSource::{Closing, Context, Socket};
+        use Step::{CallFailed, Connect, End, Eof};
+        let sent = Event::RstSent(RstSent {
+            header: header(),
+            sock: sock(state::ESTABLISHED, 1),
+            reason: tcperr_common::ABSENT,
+            closed_from: 0,
+            _pad0: 0,
+            _pad1: 0,
+        });
+        let send = Event::SendError(SendError {
+            header: header(),
+            sock: sock(state::CLOSE, 1),
+            errno: 32,
+            _pad: 0,
+        });
+        let eof = Event::RecvEof(RecvEof {
+            header: header(),
+            sock: sock(state::CLOSE_WAIT, 1),
+            flags: 0,
+            _pad: 0,
+        });
+        let cases: [(Event, OwnerSource, Outcome); 11] = [
+            // State changes are context only.
+            (
+                state_change(state::CLOSE, state::SYN_SENT),
+                Socket,
+                (false, None, false, vec![Connect]),
+            ),
+            (
+                state_change(state::ESTABLISHED, state::CLOSE),
+                Socket,
+                (false, None, false, vec![End]),
+            ),
+            (
+                state_change(state::SYN_SENT, state::ESTABLISHED),
+                Socket,
+                (false, None, false, vec![]),
+            ),
+            // An RST received ends the socket unless it was closed already; an orphan's is not
+            // reported.
+            (
+                rst_received(state::SYN_SENT, 1),
+                Socket,
+                (true, Some(Refused), false, vec![Step::RstReceived, End]),
+            ),
+            (
+                rst_received(state::CLOSE, 0),
+                OwnerSource::Unknown,
+                (false, Some(PeerReset), false, vec![Step::RstReceived]),
+            ),
+            // An RST sent in close() without a reason is an abort, kept for the other end.
+            (sent, Closing, (true, Some(Aborted), true, vec![Step::RstSent])),
+            (
+                socket_error(110, 1),
+                OwnerSource::Unknown,
+                (true, Some(Timeout), false, vec![Step::SocketError]),
+            ),
+            // No process holds the socket: no one sees the error.
+            (socket_error(104, 0), OwnerSource::Unknown, (false, Some(PeerReset), false, vec![])),
+            (send, Context, (true, Some(PeerReset), false, vec![CallFailed])),
+            (eof, Context, (true, Some(PeerClosed), false, vec![Eof])),
+            (overflow(), OwnerSource::Unknown, (true, Some(AcceptQueueOverflow), true, vec![])),
+        ];
+        for (ev, source, want) in cases {
+            assert_eq!(step(&ev, source), want, "{ev:?}");
+        }
+    }
+
+    #[test]
+    fn moves_between_states_take_their_steps() {
+        let cases = [
+            (state::SYN_SENT, Some(Step::Connect)),
+            (state::LISTEN, Some(Step::Listen)),
+            (state::CLOSE_WAIT, Some(Step::PeerFin)),
+            (state::FIN_WAIT1, Some(Step::Close)),
+            (state::LAST_ACK, Some(Step::Close)),
+            (state::CLOSE, Some(Step::End)),
+            (state::ESTABLISHED, None),
+            (state::FIN_WAIT2, None),
+            (state::TIME_WAIT, None),
+            (state::SYN_RECV, None),
+            (state::CLOSING, None),
+        ];
+        for (newstate, want) in cases {
+            assert_eq!(state_step(newstate), want, "{}", state_name(newstate));
+        }
+    }
+
+    #[test]
+    fn repeats_are_not_news() {
+        let mut entry = SockEntry::default();
+        let seen = |ev| Seen {
+            ev,
+            h: *ev.header(),
+            sock: *ev.sock(),
+            conn: None,
+            owner: None,
+            source: OwnerSource::Unknown,
+        };
+        // The error report that repeats an RST received.
+        let (rst, err) = (rst_received(state::ESTABLISHED, 1), socket_error(104, 1));
+        assert!(entry.record_step(&seen(&rst), None, None).report_it);
+        assert!(!entry.record_step(&seen(&err), None, None).report_it);
+        assert!(entry.record_step(&seen(&err), None, None).report_it);
+        // One report per overflowing client connection.
+        let ev = overflow();
+        assert!(entry.record_step(&seen(&ev), None, None).report_it);
+        assert!(!entry.record_step(&seen(&ev), None, None).report_it);
+    }
+
+    #[test]
+    fn how_a_socket_closed_classes_the_rst_it_sends_next() {
+        let sent = Event::RstSent(RstSent {
+            header: header(),
+            sock: sock(state::CLOSE, 0),
+            reason: tcperr_common::ABSENT,
+            closed_from: 0,
+            _pad0: 0,
+            _pad1: 0,
+        });
+        let orphan_close = |oldstate| {
+            let Event::StateChange(mut e) = state_change(oldstate, state::CLOSE) else {
+                unreachable!()
+            };
+            e.sock.ino = 0;
+            Event::StateChange(e)
+        };
+        let cases = [
+            // Closed inside its owner's close(): an abort.
+            (state_change(state::ESTABLISHED, state::CLOSE), OwnerSource::Closing, Cause::Aborted),
+            // The orphan of a close, moved to CLOSE as data arrived.
+            (orphan_close(state::FIN_WAIT2), OwnerSource::Unknown, Cause::DataAfterClose),
+            (orphan_close(state::FIN_WAIT1), OwnerSource::Unknown, Cause::DataAfterClose),
+            // Neither: no cause known.
+            (orphan_close(state::LAST_ACK), OwnerSource::Unknown, Cause::Unknown),
+        ];
+        for (close, source, want) in cases {
+            let mut entry = SockEntry::default();
+            let seen = |ev| Seen {
+                ev,
+                h: *ev.header(),
+                sock: *ev.sock(),
+                conn: None,
+                owner: None,
+                source,
+            };
+            entry.record_step(&seen(&close), None, None);
+            let s = Seen { source: OwnerSource::Unknown, ..seen(&sent) };
+            assert_eq!(entry.record_step(&s, None, None).cause, Some(want), "{close:?}");
+        }
+    }
+
+    #[test]
+    fn an_rst_sent_without_a_socket_is_classed_by_its_reason_alone() {
+        let ev = Event::RstSent(RstSent {
+            header: EventHeader { sk: 0, ..header() },
+            sock: sock(state::CLOSE, 0),
+            reason: 0,
+            closed_from: 0,
+            _pad0: 0,
+            _pad1: 0,
+        });
+        let sock = *ev.sock();
+        let s = Seen {
+            ev: &ev,
+            h: *ev.header(),
+            sock,
+            conn: tuple(&sock),
+            owner: None,
+            source: OwnerSource::Unknown,
+        };
+        let v = Verdict::without_socket(&s, Some("NO_SOCKET"));
+        assert_eq!((v.report_it, v.cause), (true, Some(Cause::NoSocket)));
+        let (t, rst) = v.pending_rst.expect("kept for the other end");
+        assert_eq!((Some(t), rst.cause, rst.owner), (tuple(&sock), Cause::NoSocket, None));
+        let v = Verdict::without_socket(&Seen { ev: &overflow(), ..s }, None);
+        assert_eq!((v.report_it, v.cause, v.pending_rst.is_none()), (true, None, true));
+    }
+}
