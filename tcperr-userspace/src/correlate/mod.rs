@@ -2,10 +2,11 @@
 //! to it last, turning decoded events into [`Report`]s. Memory is bounded: sockets leave a grace
 //! period after they reach CLOSE, and a hard cap evicts the least recently seen (counted).
 //!
-//! The stages of [`Correlator::observe_if`] take modules of their own: the socket's entry,
-//! started over if the `struct sock` is another socket now (`entry`); its owner
+//! An event passes these stages ([`Correlator::observe_if`]), each in a module of its own: its
+//! socket's entry, started over if the `struct sock` is another socket now (`entry`); its owner
 //! (`attribution`); its step in the socket's story, whether it is reported and why it happened
-//! (`step`).
+//! (`step`); then its [`Brief`], and its [`Report`] if the filters admit it (`assemble`).
+mod assemble;
 mod attribution;
 mod entry;
 mod step;
@@ -14,16 +15,15 @@ use std::collections::BTreeMap;
 
 use rustc_hash::FxHashMap;
 
-use tcperr_common::{AcceptQueueFull, EventHeader, SockInfo};
+use tcperr_common::{EventHeader, SockInfo};
 
 use self::{entry::SockEntry, step::Verdict};
 use crate::{
     decode::Event,
-    errno,
-    explain::{explain, listener_out_of_files, reason_name, story_line},
+    explain::reason_name,
     owner::{Owner, OwnerSource, ProcSockets},
-    report::{AcceptQueue, Brief, Report, endpoints, join_host_port, state_name, wall_time},
-    story::{self, Cause, PeerRst, Tuple, mirror, tuple},
+    report::{Brief, Report},
+    story::{PeerRst, Tuple, mirror, tuple},
 };
 
 /// How long a socket's entry outlives its CLOSE (late events: the RST sent after an abort, a
@@ -140,100 +140,12 @@ impl Correlator {
         if !verdict.report_it && !self.all {
             return None;
         }
-        let (h, sock, conn, owner, source) = (s.h, s.sock, s.conn, s.owner, s.source);
-        let (cause, listener_files) = (verdict.cause, verdict.listener_files);
-        let errno_code = match ev {
-            Event::RecvEof(_) => Some(0),
-            _ => ev.errno(),
-        };
-        let brief = Brief {
-            ts_ns: h.ts_ns,
-            kind: ev.kind_name(),
-            pid: owner.map(|o| o.pid),
-            comm: owner.map(|o| o.comm),
-            family: sock.family,
-            raddr: sock.raddr,
-            lport: sock.lport,
-            rport: sock.rport,
-            errno_code,
-            cause,
-        };
+        let brief = assemble::brief(&s, verdict.cause);
         if !admit(&brief) {
             return None;
         }
-        let peer_owner = conn
-            .and_then(|t| self.by_tuple.get(&mirror(&t)))
-            .and_then(|sk| self.socks.get(sk))
-            .and_then(|e| e.owner)
-            .or_else(|| peer_rst.or_else(|| self.peer_rst(h.sk, conn)).and_then(|p| p.owner));
-        let timeline = match self.socks.get(&h.sk) {
-            Some(entry) if ev.has_story() => story::relative(&entry.timeline),
-            _ => Vec::new(),
-        };
-
-        let (laddr, raddr) = endpoints(&sock);
-        let peer = join_host_port(&raddr, sock.rport);
-        let (errno_name, error) = match errno_code {
-            Some(0) => (Some(errno::EOF.to_owned()), Some(errno::EOF.to_owned())),
-            Some(n) => (Some(errno::name(n)), Some(errno::words(n))),
-            None => (None, None),
-        };
-        let newstate = match ev {
-            Event::StateChange(e) => Some(state_name(e.newstate)),
-            _ => None,
-        };
-        let mut explanation = match cause {
-            Some(c) => story_line(ev, c, &peer, peer_owner.as_ref(), &timeline)
-                .unwrap_or_else(|| explain(ev, &peer, &self.rst_reasons)),
-            None => explain(ev, &peer, &self.rst_reasons),
-        };
-        let accept_queue = match ev {
-            Event::AcceptQueueFull(e) => {
-                let usage = listener_files;
-                if let (Some((open, max)), Some(o)) = (usage, &owner)
-                    && open >= max
-                {
-                    explanation.push_str(&listener_out_of_files(o, open));
-                }
-                Some(AcceptQueue {
-                    backlog: e.backlog,
-                    queued: e.queued,
-                    action: if e.action == AcceptQueueFull::RESET { "reset" } else { "dropped" },
-                    open_files: usage.map(|u| u.0),
-                    max_open_files: usage.map(|u| u.1),
-                })
-            }
-            _ => None,
-        };
-        Some(Report {
-            time: wall_time(h.ts_ns),
-            ts_ns: h.ts_ns,
-            kind: ev.kind_name(),
-            pid: owner.as_ref().map(|o| o.pid),
-            tid: owner.as_ref().and_then(|o| o.tid),
-            comm: owner.map(|o| o.comm),
-            owner_from: source,
-            family: if sock.family == tcperr_common::tcp::AF_INET6 { "ipv6" } else { "ipv4" },
-            laddr,
-            lport: sock.lport,
-            raddr,
-            rport: sock.rport,
-            state: state_name(sock.state),
-            newstate,
-            errno: errno_name,
-            errno_code,
-            error,
-            reason,
-            cause: cause.map(Cause::name),
-            peer_pid: peer_owner.as_ref().map(|o| o.pid),
-            peer_comm: peer_owner.map(|o| o.comm),
-            timeline,
-            accept_queue,
-            cookie: sock.cookie,
-            sk: format!("{:#x}", h.sk),
-            ino: sock.ino,
-            explanation,
-        })
+        let peer_owner = self.peer_owner(s.h.sk, s.conn, peer_rst);
+        Some(self.build_report(&s, &brief, reason, verdict.listener_files, peer_owner))
     }
 
     /// Makes room for socket `sk` at the cap (evicting) unless it is already held.
@@ -241,6 +153,16 @@ impl Correlator {
         if self.socks.len() >= self.cap && !self.socks.contains_key(&sk) {
             self.evict();
         }
+    }
+
+    /// The process at the other end of connection `conn` (of socket `sk`), when it is on this
+    /// host: its socket's owner, else the owner in its account of a reset (`peer_rst`, if
+    /// already looked up).
+    fn peer_owner(&self, sk: u64, conn: Option<Tuple>, peer_rst: Option<PeerRst>) -> Option<Owner> {
+        conn.and_then(|t| self.by_tuple.get(&mirror(&t)))
+            .and_then(|other| self.socks.get(other))
+            .and_then(|e| e.owner)
+            .or_else(|| peer_rst.or_else(|| self.peer_rst(sk, conn)).and_then(|p| p.owner))
     }
 
     /// Drops sockets closed longer than the grace period before `now_ns`, the other ends'

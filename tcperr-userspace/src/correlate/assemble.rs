@@ -1,0 +1,119 @@
+//! What an event becomes: first its [`Brief`] (all the filters, summary and storm folding need),
+//! then, for an event they admit, its [`Report`] with the words.
+use tcperr_common::{AcceptQueueFull, tcp::AF_INET6};
+
+use super::{Correlator, Seen};
+use crate::{
+    decode::Event,
+    errno,
+    explain::{explain, listener_out_of_files, story_line},
+    owner::Owner,
+    report::{AcceptQueue, Brief, Report, endpoints, join_host_port, state_name, wall_time},
+    story::{self, Cause},
+};
+
+/// The event's brief, before any text is built.
+pub(super) fn brief(s: &Seen, cause: Option<Cause>) -> Brief {
+    Brief {
+        ts_ns: s.h.ts_ns,
+        kind: s.ev.kind_name(),
+        pid: s.owner.map(|o| o.pid),
+        comm: s.owner.map(|o| o.comm),
+        family: s.sock.family,
+        raddr: s.sock.raddr,
+        lport: s.sock.lport,
+        rport: s.sock.rport,
+        errno_code: match s.ev {
+            Event::RecvEof(_) => Some(0),
+            _ => s.ev.errno(),
+        },
+        cause,
+    }
+}
+
+/// The overflow's queue and what the kernel did (`files`: the listener process's open files and
+/// limit, when known).
+fn accept_queue(e: &AcceptQueueFull, files: Option<(u64, u64)>) -> AcceptQueue {
+    AcceptQueue {
+        backlog: e.backlog,
+        queued: e.queued,
+        action: if e.action == AcceptQueueFull::RESET { "reset" } else { "dropped" },
+        open_files: files.map(|u| u.0),
+        max_open_files: files.map(|u| u.1),
+    }
+}
+
+impl Correlator {
+    /// The report of an admitted event: its socket's timeline, its explanation and every field
+    /// (`reason`: an RST sent's kernel reason; `files`: an overflowing listener's open files and
+    /// limit; `peer_owner`: the process at the other end, when on this host).
+    pub(super) fn build_report(
+        &self,
+        s: &Seen,
+        brief: &Brief,
+        reason: Option<String>,
+        files: Option<(u64, u64)>,
+        peer_owner: Option<Owner>,
+    ) -> Report {
+        let (ev, h, sock, owner) = (s.ev, &s.h, &s.sock, s.owner);
+        let timeline = match self.socks.get(&h.sk) {
+            Some(entry) if ev.has_story() => story::relative(&entry.timeline),
+            _ => Vec::new(),
+        };
+        let (laddr, raddr) = endpoints(sock);
+        let peer = join_host_port(&raddr, sock.rport);
+        let (errno_name, error) = match brief.errno_code {
+            Some(0) => (Some(errno::EOF.to_owned()), Some(errno::EOF.to_owned())),
+            Some(n) => (Some(errno::name(n)), Some(errno::words(n))),
+            None => (None, None),
+        };
+        let mut explanation = match brief.cause {
+            Some(c) => story_line(ev, c, &peer, peer_owner.as_ref(), &timeline)
+                .unwrap_or_else(|| explain(ev, &peer, &self.rst_reasons)),
+            None => explain(ev, &peer, &self.rst_reasons),
+        };
+        let accept_queue = match ev {
+            Event::AcceptQueueFull(e) => {
+                if let (Some((open, max)), Some(o)) = (files, &owner)
+                    && open >= max
+                {
+                    explanation.push_str(&listener_out_of_files(o, open));
+                }
+                Some(accept_queue(e, files))
+            }
+            _ => None,
+        };
+        Report {
+            time: wall_time(h.ts_ns),
+            ts_ns: h.ts_ns,
+            kind: ev.kind_name(),
+            pid: owner.as_ref().map(|o| o.pid),
+            tid: owner.as_ref().and_then(|o| o.tid),
+            comm: owner.map(|o| o.comm),
+            owner_from: s.source,
+            family: if sock.family == AF_INET6 { "ipv6" } else { "ipv4" },
+            laddr,
+            lport: sock.lport,
+            raddr,
+            rport: sock.rport,
+            state: state_name(sock.state),
+            newstate: match ev {
+                Event::StateChange(e) => Some(state_name(e.newstate)),
+                _ => None,
+            },
+            errno: errno_name,
+            errno_code: brief.errno_code,
+            error,
+            reason,
+            cause: brief.cause.map(Cause::name),
+            peer_pid: peer_owner.as_ref().map(|o| o.pid),
+            peer_comm: peer_owner.map(|o| o.comm),
+            timeline,
+            accept_queue,
+            cookie: sock.cookie,
+            sk: format!("{:#x}", h.sk),
+            ino: sock.ino,
+            explanation,
+        }
+    }
+}
