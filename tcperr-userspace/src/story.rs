@@ -15,11 +15,13 @@ use crate::owner::Owner;
 /// remote port).
 pub type Tuple = (u16, [u8; 16], u16, [u8; 16], u16);
 
+#[inline]
 pub fn tuple(s: &SockInfo) -> Option<Tuple> {
     (s.lport != 0 && s.rport != 0).then_some((s.family, s.laddr, s.lport, s.raddr, s.rport))
 }
 
 /// The same connection seen from the other end.
+#[inline]
 pub fn mirror(t: &Tuple) -> Tuple {
     (t.0, t.3, t.4, t.1, t.2)
 }

@@ -13,6 +13,7 @@ use crate::{
 };
 
 /// The event's brief, before any text is built.
+#[inline]
 pub(super) fn brief(s: &Seen, cause: Option<Cause>) -> Brief {
     Brief {
         ts_ns: s.h.ts_ns,
@@ -55,7 +56,7 @@ impl Correlator {
         files: Option<(u64, u64)>,
         peer_owner: Option<Owner>,
     ) -> Report {
-        let (ev, h, sock, owner) = (s.ev, &s.h, &s.sock, s.owner);
+        let (ev, h, sock, owner) = (s.ev, s.h, s.sock, s.owner);
         let timeline = match self.socks.get(&h.sk) {
             Some(entry) if ev.has_story() => story::relative(&entry.timeline),
             _ => Vec::new(),

@@ -10,6 +10,7 @@ use crate::{
 };
 
 /// Whether the event runs in the socket owner's own context.
+#[inline]
 fn in_owner_context(ev: &Event) -> bool {
     match ev {
         Event::SendError(_) | Event::RecvError(_) | Event::RecvEof(_) => true,
@@ -20,6 +21,7 @@ fn in_owner_context(ev: &Event) -> bool {
 
 /// The task the event ran in, as an owner (built only where it is taken as the owner: not for
 /// softirq's records).
+#[inline]
 fn task(h: &EventHeader) -> Owner {
     Owner {
         pid: (h.pid_tgid >> 32) as u32,
@@ -28,22 +30,22 @@ fn task(h: &EventHeader) -> Owner {
     }
 }
 
-/// The owner of the event's socket (inode `ino`) and how it is known; the entry keeps an owner
-/// found. `/proc` is read only when the socket has no owner yet.
+/// Finds the owner of the event's socket (inode `ino`), kept as the entry's `owner` (None if
+/// unknown), and says how it is known. `/proc` is read only when the socket has no owner yet.
+#[inline]
 pub(super) fn attribute(
     entry: &mut SockEntry,
     procs: &mut ProcSockets,
     ev: &Event,
     h: &EventHeader,
     ino: u64,
-) -> (Option<Owner>, OwnerSource) {
+) -> OwnerSource {
     if in_owner_context(ev) {
-        let owner = task(h);
-        entry.owner = Some(owner);
-        return (Some(owner), OwnerSource::Context);
+        entry.owner = Some(task(h));
+        return OwnerSource::Context;
     }
-    if let Some(o) = &entry.owner {
-        return (Some(*o), OwnerSource::Socket);
+    if entry.owner.is_some() {
+        return OwnerSource::Socket;
     }
     // Events that can run inside the owner's close() (an abort's RST, the move to CLOSE): the
     // socket still has its file (ino) but the fd is gone or going, so the closing task is the
@@ -55,8 +57,8 @@ pub(super) fn attribute(
     let (owner, source) = match found {
         Some(o) if !(in_close && o.pid == (h.pid_tgid >> 32) as u32) => (o, OwnerSource::Proc),
         _ if in_close => (task(h), OwnerSource::Closing),
-        _ => return (None, OwnerSource::Unknown),
+        _ => return OwnerSource::Unknown,
     };
     entry.owner = Some(owner);
-    (Some(owner), source)
+    source
 }

@@ -64,6 +64,7 @@ fn fill_tuple(known: &mut Option<SockInfo>, sock: &mut SockInfo) {
 impl SockEntry {
     /// Starts the entry over when its `struct sock` (`sk`) now is another socket: it connects,
     /// or carries another inode than `ino`.
+    #[inline]
     pub(super) fn reset_if_reused(
         &mut self,
         ev: &Event,
@@ -92,6 +93,7 @@ impl SockEntry {
 
     /// Notes the event at `ts_ns`: the socket's inode, when it was seen and closed, and its
     /// 4-tuple (completing `sock`'s from the one known).
+    #[inline]
     pub(super) fn note(&mut self, ev: &Event, ts_ns: u64, sock: &mut SockInfo) {
         if sock.ino != 0 {
             self.ino = sock.ino;
@@ -108,6 +110,7 @@ impl SockEntry {
 
     /// Files the socket in `by_tuple` under its connection, once per connection (not an
     /// overflow's: that tuple is the client's).
+    #[inline]
     pub(super) fn index_tuple(&mut self, s: &Seen, by_tuple: &mut FxHashMap<Tuple, u64>) {
         if let (Some(t), false) = (s.conn, matches!(s.ev, Event::AcceptQueueFull(_)))
             && self.indexed != Some(t)

@@ -31,12 +31,14 @@ pub(super) struct Verdict {
 
 impl Verdict {
     /// Reported, with `cause`.
+    #[inline]
     fn report(cause: Option<Cause>) -> Self {
         Self { report_it: true, cause, pending_rst: None, listener_files: None }
     }
 
     /// The verdict on an event without a socket (`sk` 0): reported; an RST sent is classed from
     /// its reason alone, its connection all there is.
+    #[inline]
     pub(super) fn without_socket(s: &Seen, reason: Option<&str>) -> Self {
         let Event::RstSent(_) = s.ev else { return Self::report(None) };
         let c = story::rst_sent_cause(reason, false, false);
@@ -46,6 +48,7 @@ impl Verdict {
 }
 
 /// The step a move to `newstate` adds to the timeline, if any.
+#[inline]
 fn state_step(newstate: u8) -> Option<Step> {
     match newstate {
         state::SYN_SENT => Some(Step::Connect),
@@ -60,6 +63,7 @@ fn state_step(newstate: u8) -> Option<Step> {
 impl SockEntry {
     /// Adds the event's step to the socket's story: whether to report it, and why it happened
     /// (`reason`: an RST sent's kernel reason; `peer_rst`: the other end's account, for errors).
+    #[inline]
     pub(super) fn record_step(
         &mut self,
         s: &Seen,
@@ -90,6 +94,7 @@ impl SockEntry {
 
     /// A move between states: a step of the timeline; a move to CLOSE tells whether its owner
     /// aborted it in close(), or the kernel did as data arrived after the close.
+    #[inline]
     fn state_change(&mut self, e: &StateChange, s: &Seen) {
         if e.newstate == state::CLOSE {
             let by_owner = s.source == OwnerSource::Closing
@@ -105,6 +110,7 @@ impl SockEntry {
     }
 
     /// An RST received: reported if a process still holds the socket.
+    #[inline]
     fn rst_received(&mut self, e: &RstReceived, s: &Seen) -> Verdict {
         let ts = s.h.ts_ns;
         self.rst_errno = Some(if e.errno == 0 { ECONNRESET } else { e.errno });
@@ -123,6 +129,7 @@ impl SockEntry {
     }
 
     /// An RST this host sent: its cause, kept as the other end's account of the reset.
+    #[inline]
     fn rst_sent(&mut self, s: &Seen, reason: Option<&str>) -> Verdict {
         self.rst_sent = true;
         let in_close = s.source == OwnerSource::Closing || self.closed_in_close;
@@ -136,6 +143,7 @@ impl SockEntry {
     /// An error the kernel set on the socket: reported when it is news to whoever holds the
     /// socket: not a repeat of an RST, not our own abort, and only if a process holds the socket
     /// at all.
+    #[inline]
     fn socket_error(&mut self, e: &SocketError, ts: u64, peer_rst: Option<&PeerRst>) -> Verdict {
         let report_it = self.rst_errno.take() != Some(e.errno) && !self.rst_sent && e.sock.ino != 0;
         if report_it {
@@ -147,6 +155,7 @@ impl SockEntry {
 
     /// A listener's accept queue overflowed: reported once per client connection, however many
     /// SYN-ACKs retransmit or ACKs the kernel resets; out of files if its process is.
+    #[inline]
     fn accept_queue_full(&mut self, e: &AcceptQueueFull, s: &Seen) -> Verdict {
         let key = (e.sock.raddr, e.sock.rport);
         let report_it = !self.overflowed.contains(&key);
@@ -230,7 +239,7 @@ mod tests {
     /// The verdict on `ev` for a socket seen for the first time, and the steps it added.
     fn step(ev: &Event, source: OwnerSource) -> Outcome {
         let sock = *ev.sock();
-        let s = Seen { ev, h: *ev.header(), sock, conn: tuple(&sock), owner: None, source };
+        let s = Seen { ev, h: ev.header(), sock: &sock, conn: tuple(&sock), owner: None, source };
         let mut entry = SockEntry::default();
         let v = entry.record_step(&s, None, None);
         let steps = entry.timeline.iter().map(|i| i.step).collect();
@@ -334,8 +343,8 @@ mod tests {
         let mut entry = SockEntry::default();
         let seen = |ev| Seen {
             ev,
-            h: *ev.header(),
-            sock: *ev.sock(),
+            h: ev.header(),
+            sock: ev.sock(),
             conn: None,
             owner: None,
             source: OwnerSource::Unknown,
@@ -379,14 +388,8 @@ mod tests {
         ];
         for (close, source, want) in cases {
             let mut entry = SockEntry::default();
-            let seen = |ev| Seen {
-                ev,
-                h: *ev.header(),
-                sock: *ev.sock(),
-                conn: None,
-                owner: None,
-                source,
-            };
+            let seen =
+                |ev| Seen { ev, h: ev.header(), sock: ev.sock(), conn: None, owner: None, source };
             entry.record_step(&seen(&close), None, None);
             let s = Seen { source: OwnerSource::Unknown, ..seen(&sent) };
             assert_eq!(entry.record_step(&s, None, None).cause, Some(want), "{close:?}");
@@ -406,8 +409,8 @@ mod tests {
         let sock = *ev.sock();
         let s = Seen {
             ev: &ev,
-            h: *ev.header(),
-            sock,
+            h: ev.header(),
+            sock: &sock,
             conn: tuple(&sock),
             owner: None,
             source: OwnerSource::Unknown,
