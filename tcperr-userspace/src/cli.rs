@@ -1,7 +1,7 @@
 //! Command line. Every bad value is rejected by clap with one line and exit code 2.
 use clap::{Args, Parser, Subcommand};
 
-use crate::{errno, filter, probe};
+use crate::{error_names, filter, probe};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -49,7 +49,7 @@ pub struct TraceArgs {
     pub port: Vec<u16>,
     /// Only this error: a name (EPIPE, ECONNRESET, ECONNREFUSED, ETIMEDOUT, EOF) or number
     /// (repeatable).
-    #[arg(long, value_name = "NAME", value_parser = errno::parse)]
+    #[arg(long, value_name = "NAME", value_parser = error_names::parse)]
     pub errno: Vec<u32>,
     /// Print no events, only the summary table at the end (errors by errno × process × peer).
     #[arg(long)]

@@ -10,7 +10,7 @@ use tcperr_common::{
 
 use crate::{
     decode::Event,
-    errno::words,
+    error_names::words,
     owner::Owner,
     report::state_name,
     story::{Cause, Item, RstReason, Step},
@@ -58,7 +58,7 @@ pub fn explain(ev: &Event, peer: &str, rst_reasons: &BTreeMap<u64, String>) -> S
             "{peer} closed the connection cleanly (FIN); this read returned 0 bytes: an orderly close, no RST"
         ),
         Event::SocketError(e) => match e.errno {
-            110 => format!(
+            errno::ETIMEDOUT => format!(
                 "no answer from {peer}: retransmissions or keepalive probes ran out (\"connection timed out\")"
             ),
             n => format!("the kernel set error {} on the connection to {peer}", words(n)),
@@ -101,7 +101,8 @@ fn rst_reason_words(reason: RstReason) -> Option<&'static str> {
 pub fn listener_out_of_files(owner: &Owner, open: u64) -> String {
     format!(
         "; process {} ({}) has {open} open files, its limit: its accept() fails with EMFILE (\"too many open files\"), so the queue never drains",
-        owner.pid, owner.comm
+        owner.pid,
+        owner.comm.escaped()
     )
 }
 
@@ -124,9 +125,8 @@ pub fn story_line(
     if !ev.has_story() {
         return None;
     }
-    let who = peer_owner.map_or(String::new(), |o| {
-        format!(" (pid {} {})", o.pid, crate::output::escape(o.comm.as_str()))
-    });
+    let who =
+        peer_owner.map_or(String::new(), |o| format!(" (pid {} {})", o.pid, o.comm.escaped()));
     let at = |step: Step| {
         timeline.iter().rev().find(|i| i.step == step).map(|i| format!("+{:.3} ms", i.t_ms))
     };
@@ -140,7 +140,7 @@ pub fn story_line(
         Event::SocketError(_) => format!("the kernel gave up{now}"),
         _ => "the next read or write fails".to_owned(),
     };
-    let words = ev.errno().map_or("EOF".to_owned(), words);
+    let words = words(ev.errno().unwrap_or(0));
     Some(match cause {
         Cause::WriteAfterPeerClose => format!(
             "{peer}{who} closed the connection (FIN{}); data written after that drew its RST{rst}; {call}: {words}",

@@ -6,7 +6,7 @@
 use rustc_hash::FxHashMap;
 
 use crate::{
-    errno,
+    error_names,
     owner::Comm,
     report::{Brief, addr, wall_time},
     story::Cause,
@@ -119,7 +119,7 @@ impl Fold {
 
 fn repeated(count: u64, first_ns: u64, b: &Brief) -> Repeated {
     let raddr = addr(b.family, &b.raddr).to_string();
-    let errno = b.errno_code.map(errno::name);
+    let errno = b.errno_code.map(error_names::name);
     let who = match (b.pid, b.comm) {
         (Some(pid), Some(comm)) => format!("pid {pid} ({})", comm.escaped()),
         _ => "an unknown process".to_owned(),

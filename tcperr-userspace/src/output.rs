@@ -15,11 +15,6 @@ pub enum Format {
 
 pub const HUMAN_HEADER: &str = "TIME            PID     COMM            EVENT         LOCAL -> REMOTE                               STATE        ERROR";
 
-/// Escapes control characters so a hostile task name cannot forge output.
-pub fn escape(s: &str) -> String {
-    s.chars().flat_map(char::escape_default).collect()
-}
-
 pub fn write(out: &mut impl Write, format: Format, r: &Report) -> std::io::Result<()> {
     if format == Format::Json {
         return json_line(out, r);
@@ -109,11 +104,5 @@ mod tests {
         let cols: Vec<&str> = line.split_whitespace().collect();
         assert_eq!(&cols[1..8], ["42", "curl", "repeated", "*", "->", "127.0.0.1", "-"]);
         assert!(line.contains("EPIPE: 1 more send_error like the above"), "{line}");
-    }
-
-    #[test]
-    fn control_characters_in_names_are_escaped() {
-        assert_eq!(escape("evil\n\x1b[31m"), "evil\\n\\u{1b}[31m");
-        assert_eq!(escape("nginx"), "nginx");
     }
 }

@@ -63,11 +63,15 @@ impl Comm {
         std::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or("?")
     }
 
-    /// The name with control characters escaped, for human lines: a hostile task name cannot
-    /// forge output.
+    /// The name with control characters escaped ([`escape`]).
     pub fn escaped(&self) -> String {
-        self.as_str().chars().flat_map(char::escape_default).collect()
+        escape(self.as_str())
     }
+}
+
+/// Escapes control characters so that a hostile task name cannot forge output.
+pub fn escape(s: &str) -> String {
+    s.chars().flat_map(char::escape_default).collect()
 }
 
 impl std::fmt::Display for Comm {
@@ -213,6 +217,12 @@ mod tests {
                 assert_eq!(Comm::from_kernel(&r).len as usize, first_nul, "{r:x?}");
             }
         }
+    }
+
+    #[test]
+    fn control_characters_in_names_are_escaped() {
+        assert_eq!(escape("evil\n\x1b[31m"), "evil\\n\\u{1b}[31m");
+        assert_eq!(escape("nginx"), "nginx");
     }
 
     #[test]

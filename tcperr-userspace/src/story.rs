@@ -232,7 +232,7 @@ pub fn reset_cause(rst_state: Option<u8>, peer: Option<&PeerRst>) -> Cause {
 pub fn error_cause(errno: u32, rst_state: Option<u8>, peer: Option<&PeerRst>) -> Cause {
     match errno {
         errno::ECONNRESET | errno::EPIPE | errno::ECONNREFUSED => reset_cause(rst_state, peer),
-        110 => Cause::Timeout,
+        errno::ETIMEDOUT => Cause::Timeout,
         _ => Cause::Unknown,
     }
 }

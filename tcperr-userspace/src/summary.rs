@@ -7,9 +7,9 @@ use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 use crate::{
-    errno,
-    output::escape,
+    error_names,
     owner::Comm,
+    owner::escape,
     report::{Brief, addr, join_host_port, wall_time},
 };
 
@@ -65,7 +65,7 @@ impl Summary {
             .map(|(&(errno, pid, comm, (family, raddr, port)), t)| {
                 let host = addr(family, &raddr).to_string();
                 Row {
-                    errno: errno::name(errno),
+                    errno: error_names::name(errno),
                     pid,
                     comm: comm.map(|c| c.to_string()),
                     peer: if port != 0 { join_host_port(&host, port) } else { host },

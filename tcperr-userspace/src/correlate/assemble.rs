@@ -5,7 +5,7 @@ use tcperr_common::{AcceptQueueFull, tcp::AF_INET6};
 use super::{Correlator, Seen};
 use crate::{
     decode::Event,
-    errno,
+    error_names,
     explain::{explain, listener_out_of_files, story_line},
     owner::Owner,
     report::{AcceptQueue, Brief, Report, endpoints, join_host_port, state_name, wall_time},
@@ -64,8 +64,7 @@ impl Correlator {
         let (laddr, raddr) = endpoints(sock);
         let peer = join_host_port(&raddr, sock.rport);
         let (errno_name, error) = match brief.errno_code {
-            Some(0) => (Some(errno::EOF.to_owned()), Some(errno::EOF.to_owned())),
-            Some(n) => (Some(errno::name(n)), Some(errno::words(n))),
+            Some(n) => (Some(error_names::name(n)), Some(error_names::words(n))),
             None => (None, None),
         };
         let mut explanation = match brief.cause {

@@ -11,7 +11,7 @@ use super::{
 };
 use crate::{
     decode::Event,
-    errno,
+    error_names,
     owner::{OwnerSource, fd_usage},
     report::state_name,
     story::{self, Cause, PeerRst, Step, Tuple},
@@ -81,7 +81,7 @@ impl SockEntry {
             Event::SocketError(e) => self.socket_error(e, ts, peer_rst),
             Event::SendError(_) | Event::RecvError(_) => {
                 let n = s.ev.errno().unwrap_or(0);
-                story::push(&mut self.timeline, ts, Step::CallFailed, errno::name(n));
+                story::push(&mut self.timeline, ts, Step::CallFailed, error_names::name(n));
                 Verdict::report(Some(story::error_cause(n, self.rst_state, peer_rst)))
             }
             Event::RecvEof(_) => {
@@ -147,7 +147,7 @@ impl SockEntry {
     fn socket_error(&mut self, e: &SocketError, ts: u64, peer_rst: Option<&PeerRst>) -> Verdict {
         let report_it = self.rst_errno.take() != Some(e.errno) && !self.rst_sent && e.sock.ino != 0;
         if report_it {
-            story::push(&mut self.timeline, ts, Step::SocketError, errno::name(e.errno));
+            story::push(&mut self.timeline, ts, Step::SocketError, error_names::name(e.errno));
         }
         let cause = story::error_cause(e.errno, self.rst_state, peer_rst);
         Verdict { report_it, ..Verdict::report(Some(cause)) }

@@ -1,5 +1,6 @@
-//! errno names and the words programs print for them (Go's wording, which glibc's `strerror`
-//! matches up to capitalisation), plus the pseudo-error EOF.
+//! errno names (`EPIPE`; `EOF` for 0, a 0-byte read after the peer's FIN), the words programs
+//! print for them (Go's wording, which glibc's `strerror` matches up to capitalisation), and
+//! parsing them. The numbers themselves are `tcperr_common::tcp::errno`.
 
 /// (number, name, words) for the errors TCP sockets report.
 const TABLE: &[(u32, &str, &str)] = &[
