@@ -47,24 +47,23 @@ pub const EOF: &str = "EOF";
 /// The errno's name (`EPIPE`), `EOF` for 0 (a 0-byte read after the peer's FIN), `E<n>` for
 /// one TCP sockets do not report.
 pub fn name(errno: u32) -> String {
-    if errno == 0 {
-        return EOF.to_owned();
-    }
-    TABLE
-        .iter()
-        .find(|(n, ..)| *n == errno)
-        .map_or_else(|| format!("E{errno}"), |(_, name, _)| (*name).to_owned())
+    known(errno, |(_, name, _)| name).unwrap_or_else(|| format!("E{errno}"))
 }
 
 /// The words programs print for the errno (`broken pipe`), `EOF` for 0.
 pub fn words(errno: u32) -> String {
+    known(errno, |(.., words)| words).unwrap_or_else(|| format!("errno {errno}"))
+}
+
+/// `pick` of the errno's table entry; `EOF` for 0; None for an errno not in the table.
+fn known(
+    errno: u32,
+    pick: fn(&(u32, &'static str, &'static str)) -> &'static str,
+) -> Option<String> {
     if errno == 0 {
-        return EOF.to_owned();
+        return Some(EOF.to_owned());
     }
-    TABLE
-        .iter()
-        .find(|(n, ..)| *n == errno)
-        .map_or_else(|| format!("errno {errno}"), |(.., words)| (*words).to_owned())
+    TABLE.iter().find(|(n, ..)| *n == errno).map(|e| pick(e).to_owned())
 }
 
 /// Parses an errno given by name (`EPIPE`, `epipe`), by number (`32`), or `EOF` (returns 0).

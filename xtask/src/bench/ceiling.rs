@@ -4,7 +4,7 @@ use std::{collections::BTreeMap, time::Instant};
 
 use tcperr_common::{
     ABSENT, EventHeader, EventKind, RecvError, RstReceived, RstSent, SockInfo, StateChange,
-    tcp::{AF_INET, state},
+    tcp::{AF_INET, errno, state},
 };
 use tcperr_userspace::{
     correlate::Correlator,
@@ -72,7 +72,7 @@ fn synthetic_records(n: usize) -> Vec<Vec<u8>> {
                 encode(&RstReceived {
                     header: header(EventKind::RstReceived),
                     sock,
-                    errno: 104,
+                    errno: errno::ECONNRESET,
                     _pad: 0,
                 })
             }
@@ -81,7 +81,7 @@ fn synthetic_records(n: usize) -> Vec<Vec<u8>> {
                 encode(&RecvError {
                     header: header(EventKind::RecvError),
                     sock,
-                    errno: 104,
+                    errno: errno::ECONNRESET,
                     flags: 0,
                 })
             }
@@ -198,7 +198,7 @@ fn storm_records(conns: usize) -> Vec<Vec<u8>> {
         records.push(encode(&RstReceived {
             header: header(EventKind::RstReceived, client_sk, false),
             sock: client,
-            errno: 104,
+            errno: errno::ECONNRESET,
             _pad: 0,
         }));
         server.state = state::CLOSE;
@@ -214,7 +214,7 @@ fn storm_records(conns: usize) -> Vec<Vec<u8>> {
         records.push(encode(&RecvError {
             header: header(EventKind::RecvError, client_sk, true),
             sock: client,
-            errno: 104,
+            errno: errno::ECONNRESET,
             flags: 0,
         }));
     }
