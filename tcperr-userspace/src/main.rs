@@ -47,18 +47,20 @@ fn main() -> ExitCode {
             let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => {
-                    eprintln!("tcperr: cannot start the runtime: {e}");
+                    tcperr_userspace::output::note(format_args!(
+                        "tcperr: cannot start the runtime: {e}"
+                    ));
                     return ExitCode::from(1);
                 }
             };
             match rt.block_on(trace::run(opts)) {
                 Ok(_) => ExitCode::SUCCESS,
                 Err(Error::Start(e)) => {
-                    eprintln!("tcperr: {e}");
+                    tcperr_userspace::output::note(format_args!("tcperr: {e}"));
                     ExitCode::from(2)
                 }
                 Err(Error::Io(e)) => {
-                    eprintln!("tcperr: {e}");
+                    tcperr_userspace::output::note(format_args!("tcperr: {e}"));
                     ExitCode::from(1)
                 }
             }

@@ -15,6 +15,13 @@ pub enum Format {
 
 pub const HUMAN_HEADER: &str = "TIME            PID     COMM            EVENT         LOCAL -> REMOTE                               STATE        ERROR";
 
+/// One line of tcperr's own on stderr (start-up, warnings, the closing counts). A stderr that
+/// is gone (`tcperr trace 2>&1 | head`) is not an error: the line is dropped, never a panic as
+/// with `eprintln!`.
+pub fn note(line: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 pub fn write(out: &mut impl Write, format: Format, r: &Report) -> std::io::Result<()> {
     if format == Format::Json {
         return json_line(out, r);

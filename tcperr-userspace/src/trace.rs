@@ -115,16 +115,16 @@ impl<'a> Sink<'a> {
                 return;
             }
         };
-        if self.write_err.is_some() {
-            return;
-        }
+        // Once the output is gone (`tcperr trace | head`), events are still counted (the summary
+        // and the stats say what tcperr saw), just not printed.
+        let writing = self.write_err.is_none();
         let (opts, summary, fold) = (self.opts, &mut *self.summary, &mut self.fold);
         let admit = |b: &Brief| {
             if !opts.filter.matches(b) {
                 return false;
             }
             summary.add(b);
-            !opts.summary_only && (opts.every || fold.admit(b))
+            writing && !opts.summary_only && (opts.every || fold.admit(b))
         };
         let Some(report) = self.correlator.observe_if(&ev, admit) else { return };
         self.stats.printed += 1;
@@ -149,10 +149,10 @@ impl<'a> Sink<'a> {
         self.flush(out);
         self.correlator.expire(monotonic_ns());
         if lost > self.stats.lost {
-            eprintln!(
+            output::note(format_args!(
                 "tcperr: LOST {} events (ring buffer full; raise --ringbuf-size)",
                 lost - self.stats.lost
-            );
+            ));
             self.stats.lost = lost;
         }
     }
@@ -197,8 +197,8 @@ pub async fn run(opts: Options) -> Result<Stats, Error> {
     let mut tracer = Tracer::start(&opts.config).map_err(Error::Start)?;
     let mut correlator = Correlator::new(tracer.plan.rst_reasons.clone(), opts.all);
     let mut signals = Signals::register().map_err(Error::Io)?;
-    eprintln!("tcperr: hooks: {}", tracer.hook_summary().join(", "));
-    eprintln!("tcperr: tracing TCP errors; Ctrl-C to stop");
+    output::note(format_args!("tcperr: hooks: {}", tracer.hook_summary().join(", ")));
+    output::note(format_args!("tcperr: tracing TCP errors; Ctrl-C to stop"));
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     if opts.format == Format::Human && !opts.summary_only {
@@ -309,7 +309,7 @@ fn finish(
     {
         return Err(Error::Io(e));
     }
-    eprintln!(
+    output::note(format_args!(
         "tcperr: {} events seen, {} printed, {} folded into repeated lines, {} lost, {} undecodable, {} socket entries evicted",
         stats.events_seen,
         stats.printed,
@@ -317,6 +317,66 @@ fn finish(
         stats.lost,
         stats.undecodable,
         stats.evicted
-    );
+    ));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use tcperr_common::{EventHeader, EventKind, SendError, SockInfo, tcp::errno};
+
+    use super::*;
+
+    /// A failed write (EPIPE) of pid 7 on socket `sk`, connected to 10.0.0.2:80.
+    fn failed_write(sk: u64) -> Event {
+        let mut sock = SockInfo::ZERO;
+        sock.family = tcperr_common::tcp::AF_INET;
+        sock.state = tcperr_common::tcp::state::CLOSE_WAIT;
+        (sock.lport, sock.rport, sock.ino) = (40000 + sk as u16, 80, sk);
+        sock.raddr[..4].copy_from_slice(&[10, 0, 0, 2]);
+        let header = EventHeader {
+            kind: EventKind::SendError as u32,
+            cpu: 0,
+            ts_ns: sk * 1_000,
+            pid_tgid: (7 << 32) | 7,
+            comm: *b"app\0\0\0\0\0\0\0\0\0\0\0\0\0",
+            sk,
+        };
+        Event::SendError(SendError { header, sock, errno: errno::EPIPE, _pad: 0 })
+    }
+
+    /// Output that is gone, as a pipe whose reader exited.
+    struct Closed;
+
+    impl Write for Closed {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::ErrorKind::BrokenPipe.into())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn events_after_the_output_closed_are_still_counted_in_the_summary() {
+        let opts = Options {
+            format: Format::Json,
+            filter: Filter::default(),
+            all: false,
+            every: true,
+            summary_only: false,
+            config: Config::default(),
+        };
+        let mut correlator = Correlator::new(Default::default(), false);
+        let (mut summary, mut stats, mut write_err) = (Summary::default(), Stats::default(), None);
+        let mut sink = Sink::new(&mut correlator, &opts, &mut summary, &mut stats, &mut write_err);
+        for sk in 1..=20 {
+            sink.handle(Ok(failed_write(sk)), &mut Closed);
+        }
+        assert!(write_err.is_some(), "the first report met the closed output");
+        assert_eq!((stats.events_seen, stats.printed), (20, 1));
+        let rows = summary.rows();
+        assert_eq!(rows.iter().map(|r| r.count).sum::<u64>(), 20, "{rows:?}");
+    }
 }

@@ -81,6 +81,31 @@ fn a_closed_output_pipe_ends_tcperr_quietly_with_exit_0() {
 }
 
 #[test]
+fn output_and_stderr_through_one_closed_pipe_end_tcperr_quietly_with_exit_0() {
+    // `tcperr trace 2>&1 | head -3`: both streams go to the reader, which goes away.
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    let mut child = Command::new(TCPERR)
+        .arg("trace")
+        .stdout(writer.try_clone().expect("dup"))
+        .stderr(writer)
+        .spawn()
+        .expect("spawn tcperr");
+    let mut reader = BufReader::new(reader);
+    let mut line = String::new();
+    while !line.starts_with("TIME") {
+        line.clear();
+        assert_ne!(reader.read_line(&mut line).expect("read"), 0, "tcperr ended early");
+    }
+    drop(reader);
+    for _ in 0..3 {
+        tcperr_scenarios::run("refused").expect("refused");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let status = child.wait().expect("tcperr exits");
+    assert_eq!(status.code(), Some(0), "{status}");
+}
+
+#[test]
 fn tracing_runs_with_only_cap_bpf_and_cap_perfmon() {
     let mut cmd = Command::new("setpriv");
     cmd.args(["--bounding-set=-all,+bpf,+perfmon", "--inh-caps=-all", TCPERR]);
