@@ -3,6 +3,8 @@
 use anyhow::{Context as _, Result, anyhow, bail};
 
 const MAGIC: u16 = 0xeb9f;
+/// How deep anonymous members and arrays of arrays may nest (the kernel's go a few levels).
+const MAX_NESTING: u32 = 32;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -137,7 +139,9 @@ fn u32_at(b: &[u8], off: usize) -> Result<u32> {
 impl Btf {
     pub fn from_sys_fs() -> Result<Self> {
         let path = "/sys/kernel/btf/vmlinux";
-        let data = std::fs::read(path).with_context(|| format!("reading {path}"))?;
+        let data =
+            crate::kernel_file::read(std::path::Path::new(path), crate::kernel_file::MAX_BTF)
+                .with_context(|| format!("reading {path}"))?;
         Self::parse_owned(data)
     }
 
@@ -244,12 +248,14 @@ impl Btf {
         let mut member_type = 0;
         for part in path.split('.') {
             let (bits, tid, bitfield) = self
-                .find_member(id, part)
+                .find_member(id, part, 0)
                 .ok_or_else(|| anyhow!("{ty}.{path}: no member {part} in kernel BTF"))?;
             if bitfield || bits % 8 != 0 {
                 bail!("{ty}.{path} is a bitfield");
             }
-            total += bits / 8;
+            total = total
+                .checked_add(bits / 8)
+                .ok_or_else(|| anyhow!("{ty}.{path}: offset overflows"))?;
             member_type = tid;
             id = tid;
         }
@@ -261,8 +267,9 @@ impl Btf {
     pub fn bit_member(&self, ty: &str, name: &str) -> Result<(u32, u8)> {
         let id =
             self.find(ty, Kind::Struct).ok_or_else(|| anyhow!("struct {ty} not in kernel BTF"))?;
-        let (bits, _, bitfield) =
-            self.find_member(id, name).ok_or_else(|| anyhow!("{ty}.{name} not in kernel BTF"))?;
+        let (bits, _, bitfield) = self
+            .find_member(id, name, 0)
+            .ok_or_else(|| anyhow!("{ty}.{name} not in kernel BTF"))?;
         if !bitfield {
             bail!("{ty}.{name} is not a bitfield");
         }
@@ -271,6 +278,15 @@ impl Btf {
 
     /// Byte size of a type (following typedefs; pointers are 8 bytes).
     pub fn size_of(&self, id: u32) -> Option<u32> {
+        self.size_at(id, 0)
+    }
+
+    /// [`Self::size_of`] at `depth` arrays deep (an array of itself is None, not a stack
+    /// overflow).
+    fn size_at(&self, id: u32, depth: u32) -> Option<u32> {
+        if depth > MAX_NESTING {
+            return None;
+        }
         let (_, t) = self.resolve(id)?;
         match t.kind {
             Kind::Int | Kind::Struct | Kind::Union | Kind::Enum | Kind::Enum64 | Kind::Float => {
@@ -282,14 +298,18 @@ impl Btf {
                 let body = t.rec.body as usize;
                 let (elem, n) =
                     (u32_at(&self.data, body).ok()?, u32_at(&self.data, body + 8).ok()?);
-                self.size_of(elem)?.checked_mul(n)
+                self.size_at(elem, depth + 1)?.checked_mul(n)
             }
             _ => None,
         }
     }
 
-    /// (bit offset, type id, is a bitfield) of member `name`, searching anonymous members.
-    fn find_member(&self, struct_id: u32, name: &str) -> Option<(u32, u32, bool)> {
+    /// (bit offset, type id, is a bitfield) of member `name`, searching anonymous members (at
+    /// `depth`: a struct that contains itself ends the search, not the stack).
+    fn find_member(&self, struct_id: u32, name: &str, depth: u32) -> Option<(u32, u32, bool)> {
+        if depth > MAX_NESTING {
+            return None;
+        }
         let (_, t) = self.resolve(struct_id)?;
         if !matches!(t.kind, Kind::Struct | Kind::Union) {
             return None;
@@ -299,9 +319,9 @@ impl Btf {
                 return Some((m.bit_offset, m.type_id, m.bitfield_size != 0));
             }
             if m.name.is_empty()
-                && let Some((bits, tid, bitfield)) = self.find_member(m.type_id, name)
+                && let Some((bits, tid, bitfield)) = self.find_member(m.type_id, name, depth + 1)
             {
-                return Some((m.bit_offset + bits, tid, bitfield));
+                return Some((m.bit_offset.checked_add(bits)?, tid, bitfield));
             }
         }
         None
@@ -419,6 +439,29 @@ mod tests {
         let btf = Btf::parse(&blob()).unwrap();
         assert_eq!(btf.enum_values("colour"), Some(vec![(0, "RED"), (7, "BLUE")]));
         assert_eq!(btf.enum_values("task"), None);
+    }
+
+    #[test]
+    fn a_struct_or_array_that_contains_itself_is_an_error_not_a_stack_overflow() {
+        // 1: struct loop { struct loop; } (an anonymous member of its own type), 2: an array of
+        // itself.
+        let strings = b"\0loop\0".to_vec();
+        let mut t = Vec::new();
+        for w in [1u32, (4 << 24) | 1, 4, 0, 1, 0, 0, 3 << 24, 0, 2, 2, 4] {
+            t.extend_from_slice(&w.to_le_bytes());
+        }
+        let mut b = Vec::new();
+        for w in [0xeb9f_u16.to_le_bytes(), [1, 0]] {
+            b.extend_from_slice(&w);
+        }
+        for w in [24u32, 0, t.len() as u32, t.len() as u32, strings.len() as u32] {
+            b.extend_from_slice(&w.to_le_bytes());
+        }
+        b.extend_from_slice(&t);
+        b.extend_from_slice(&strings);
+        let btf = Btf::parse(&b).unwrap();
+        assert!(btf.member_offset("loop", "x").is_err());
+        assert_eq!(btf.size_of(2), None);
     }
 
     #[test]

@@ -155,7 +155,7 @@ impl Tracefs {
 /// The format of tracepoint `category/name`, or None if the kernel does not have it.
 pub fn read_format(root: &Path, category: &str, name: &str) -> Result<Option<Format>> {
     let path = root.join("events").join(category).join(name).join("format");
-    match std::fs::read_to_string(&path) {
+    match crate::kernel_file::read_to_string(&path, crate::kernel_file::MAX_FORMAT) {
         Ok(text) => Format::parse(&text).map(Some),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(anyhow!("reading {}: {e}", path.display())),
