@@ -1,16 +1,30 @@
 //! The privileges tracing needs: CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN).
 use crate::load::StartError;
 
-/// Effective capabilities of this process (CapEff in /proc/self/status).
+/// Effective capabilities of this process, from capget(2): no dependence on /proc, which may
+/// be hidden (0 if the call fails).
 fn effective_caps() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("CapEff:"))
-                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        })
-        .unwrap_or(0)
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    // _LINUX_CAPABILITY_VERSION_3: 64 capabilities in two words.
+    let mut header = Header { version: 0x2008_0522, pid: 0 };
+    let mut data = [Data::default(); 2];
+    // SAFETY: capget writes two `Data` for version 3, into our array.
+    let rc = unsafe { libc::syscall(libc::SYS_capget, &raw mut header, data.as_mut_ptr()) };
+    if rc != 0 {
+        return 0;
+    }
+    u64::from(data[0].effective) | (u64::from(data[1].effective) << 32)
 }
 
 const CAP_SYS_ADMIN: u64 = 1 << 21;

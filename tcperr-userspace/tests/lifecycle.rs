@@ -106,6 +106,29 @@ fn output_and_stderr_through_one_closed_pipe_end_tcperr_quietly_with_exit_0() {
 }
 
 #[test]
+fn with_proc_hidden_root_is_still_root() {
+    use std::os::unix::process::CommandExt as _;
+    let mut cmd = Command::new(TCPERR);
+    cmd.arg("check");
+    // SAFETY: only system calls on constant strings between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let (none, flags) = (std::ptr::null(), libc::MS_REC | libc::MS_PRIVATE);
+            if libc::unshare(libc::CLONE_NEWNS) != 0
+                || libc::mount(none, c"/".as_ptr(), none, flags, std::ptr::null()) != 0
+                || libc::umount2(c"/proc".as_ptr(), libc::MNT_DETACH) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().expect("run tcperr check without /proc");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("privileges:  ok"), "{text}");
+}
+
+#[test]
 fn tracing_runs_with_only_cap_bpf_and_cap_perfmon() {
     let mut cmd = Command::new("setpriv");
     cmd.args(["--bounding-set=-all,+bpf,+perfmon", "--inh-caps=-all", TCPERR]);
