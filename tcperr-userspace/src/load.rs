@@ -48,7 +48,7 @@ impl fmt::Display for StartError {
 
 impl std::error::Error for StartError {}
 
-pub(crate) fn fail(msg: impl Into<String>) -> StartError {
+fn fail(msg: impl Into<String>) -> StartError {
     StartError(msg.into())
 }
 
