@@ -34,6 +34,10 @@ pub struct KernelLayout {
     /// accept queue was full and was dropped.
     pub req_acked_byte: u32,
     pub req_acked_mask: u32,
+    /// `inet_connection_sock.icsk_accept_queue.rskq_defer_accept` (u8): a listener with
+    /// TCP_DEFER_ACCEPT drops a bare final ACK and marks the connection `acked` too, with room
+    /// in its queue.
+    pub icsk_defer_accept: u32,
     /// `sk_buff.head` (pointer), `.network_header`, `.transport_header` (u16 offsets from head).
     pub skb_head: u32,
     pub skb_network_header: u32,
@@ -86,6 +90,7 @@ impl KernelLayout {
         sk_max_ack_backlog: ABSENT,
         req_acked_byte: ABSENT,
         req_acked_mask: 0,
+        icsk_defer_accept: ABSENT,
         skb_head: ABSENT,
         skb_network_header: ABSENT,
         skb_transport_header: ABSENT,

@@ -207,6 +207,8 @@ fn sock_layout(btf: &Btf, l: &mut KernelLayout) -> Result<()> {
     l.skb_head = optional("sk_buff", "head", 8);
     l.skb_network_header = optional("sk_buff", "network_header", 2);
     l.skb_transport_header = optional("sk_buff", "transport_header", 2);
+    l.icsk_defer_accept =
+        optional("inet_connection_sock", "icsk_accept_queue.rskq_defer_accept", 1);
     if let Ok((byte, mask)) = btf.bit_member("inet_request_sock", "acked") {
         (l.req_acked_byte, l.req_acked_mask) = (byte, u32::from(mask));
     }

@@ -427,3 +427,43 @@ fn a_move_to_close_whose_rst_never_came_is_handed_over_once() {
     seen += count(&mut tracer);
     assert_eq!(seen, 1, "the held move to CLOSE is handed over exactly once");
 }
+
+#[test]
+fn a_deferred_accept_listener_dropping_a_bare_ack_is_not_an_accept_queue_overflow() {
+    // TCP_DEFER_ACCEPT (nginx `listen ... deferred`, haproxy): the kernel drops a client's bare
+    // final ACK, marks the pending connection `acked` as a full queue would, and retransmits its
+    // SYN-ACK at the end of the deferring period. The queue (backlog 128, nothing waiting) was
+    // never full: no accept_queue_full.
+    let mut tracer =
+        Tracer::start(&Config::default()).unwrap_or_else(|e| panic!("tcperr cannot start: {e}"));
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let secs: libc::c_int = 1;
+    // SAFETY: setsockopt on a valid socket with an int value.
+    let rc = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&listener),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            (&raw const secs).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "TCP_DEFER_ACCEPT: {}", std::io::Error::last_os_error());
+    let port = listener.local_addr().expect("addr").port();
+    let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+    let cport = client.local_addr().expect("addr").port();
+    // The SYN-ACK is retransmitted by timer 1 s in; the client's ACK to it then completes the
+    // connection (the deferring period is over), so the pending connection is gone soon after.
+    std::thread::sleep(Duration::from_millis(2500));
+    let mut kinds = Vec::new();
+    while tracer.wait(Duration::from_millis(100)) {
+        tracer.drain_records(|r| {
+            let ev = r.unwrap_or_else(|e| panic!("undecodable: {e}"));
+            if ev.sock().lport == port || ev.sock().rport == cport {
+                kinds.push(ev.kind_name());
+            }
+        });
+    }
+    assert!(!kinds.contains(&"accept_queue_full"), "{kinds:?}");
+    drop((client, listener));
+}
