@@ -10,7 +10,7 @@ use tcperr_common::{EventHeader, StateChange};
 use crate::emit::emit;
 
 /// Index 0: a move to CLOSE held back on this CPU (see [`hold_close`]); `header.sk` 0: none.
-/// Userspace reads it too: one held for long is claimed there (see `Tracer::drain`).
+/// Userspace reads it too: one held for long is claimed there (`HeldClose::sweep`).
 #[map]
 static HELD_CLOSE: PerCpuArray<StateChange> = PerCpuArray::with_max_entries(1, 0);
 

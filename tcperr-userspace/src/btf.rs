@@ -407,15 +407,20 @@ mod tests {
         push(&[0, 3 << 24, 0, 3, 1, 16]); // 7: char[16]
         push(&[s("task"), (4 << 24) | 1, 16, s("comm"), 7, 0]); // 8: struct task
         push(&[s("colour"), (6 << 24) | 2, 4, s("RED"), 0, s("BLUE"), 7]); // 9: enum colour
+        with_header(&t, &strings)
+    }
+
+    /// A BTF blob of the type section `types` and the string section `strings`.
+    fn with_header(types: &[u8], strings: &[u8]) -> Vec<u8> {
         let mut b = Vec::new();
         for w in [0xeb9f_u16.to_le_bytes(), [1, 0]] {
             b.extend_from_slice(&w);
         }
-        for w in [24u32, 0, t.len() as u32, t.len() as u32, strings.len() as u32] {
+        for w in [24u32, 0, types.len() as u32, types.len() as u32, strings.len() as u32] {
             b.extend_from_slice(&w.to_le_bytes());
         }
-        b.extend_from_slice(&t);
-        b.extend_from_slice(&strings);
+        b.extend_from_slice(types);
+        b.extend_from_slice(strings);
         b
     }
 
@@ -445,21 +450,11 @@ mod tests {
     fn a_struct_or_array_that_contains_itself_is_an_error_not_a_stack_overflow() {
         // 1: struct loop { struct loop; } (an anonymous member of its own type), 2: an array of
         // itself.
-        let strings = b"\0loop\0".to_vec();
         let mut t = Vec::new();
         for w in [1u32, (4 << 24) | 1, 4, 0, 1, 0, 0, 3 << 24, 0, 2, 2, 4] {
             t.extend_from_slice(&w.to_le_bytes());
         }
-        let mut b = Vec::new();
-        for w in [0xeb9f_u16.to_le_bytes(), [1, 0]] {
-            b.extend_from_slice(&w);
-        }
-        for w in [24u32, 0, t.len() as u32, t.len() as u32, strings.len() as u32] {
-            b.extend_from_slice(&w.to_le_bytes());
-        }
-        b.extend_from_slice(&t);
-        b.extend_from_slice(&strings);
-        let btf = Btf::parse(&b).unwrap();
+        let btf = Btf::parse(&with_header(&t, b"\0loop\0")).unwrap();
         assert!(btf.member_offset("loop", "x").is_err());
         assert_eq!(btf.size_of(2), None);
     }
