@@ -132,9 +132,10 @@ pub fn find_or_mount() -> Result<PathBuf, String> {
     ))
 }
 
-/// tracefs, found or mounted on first use and not before: only sources whose hooks are classic
-/// tracepoints (or kprobes on a kernel without the kprobe PMU) need it. BTF and raw tracepoints
-/// attach without it, and their record layouts come from BTF.
+/// tracefs, found or mounted on first use and not before: only a source whose hook is a classic
+/// tracepoint needs it (`tcp_retransmit_synack` where BTF lacks its raw prototype). BTF and raw
+/// tracepoints attach without it, their record layouts come from BTF, and kprobes are created
+/// through the kprobe PMU.
 #[derive(Debug, Default)]
 pub struct Tracefs {
     root: std::cell::OnceCell<Result<PathBuf, String>>,
