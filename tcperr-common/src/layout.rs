@@ -27,6 +27,8 @@ pub struct KernelLayout {
     /// `sk_protocol`, a u16 since Linux 5.6.
     pub sk_protocol: u32,
     pub sk_err: u32,
+    /// `sk_lock.owned` (int): a task holds the socket's lock (`lock_sock()`).
+    pub sk_lock_owned: u32,
     /// `sk_ack_backlog` / `sk_max_ack_backlog` (u32): accept queue length and limit.
     pub sk_ack_backlog: u32,
     pub sk_max_ack_backlog: u32,
@@ -86,6 +88,7 @@ impl KernelLayout {
         sk_socket: ABSENT,
         sk_protocol: ABSENT,
         sk_err: ABSENT,
+        sk_lock_owned: ABSENT,
         sk_ack_backlog: ABSENT,
         sk_max_ack_backlog: ABSENT,
         req_acked_byte: ABSENT,

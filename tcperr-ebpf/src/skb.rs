@@ -27,7 +27,7 @@ pub fn segment_tuple(skb: u64) -> SockInfo {
         lport: 0,
         rport: 0,
         state: 0,
-        _pad: 0,
+        locked: 0,
         laddr: v6([zero, zero]),
         raddr: v6([zero, zero]),
     };

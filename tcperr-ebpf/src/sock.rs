@@ -238,6 +238,7 @@ pub fn sock_info_of<M: SockMem>(sk: u64, may_have_port: bool) -> SockInfo {
         (v6([l as u64, 0]), v6([r as u64, 0]))
     };
     let ino = if full { M::ino(sk) } else { 0 };
+    let locked = full && M::load::<i32>(sk, layout!(sk_lock_owned)) != 0;
     // (a literal of every field: `SockInfo::ZERO` first became a call to a byte-wise memset)
     SockInfo {
         cookie: head.field(sk, layout!(sk_cookie)),
@@ -246,7 +247,7 @@ pub fn sock_info_of<M: SockMem>(sk: u64, may_have_port: bool) -> SockInfo {
         lport,
         rport: u16::from_be(head.field(sk, layout!(sk_dport))),
         state,
-        _pad: 0,
+        locked: locked as u8,
         laddr,
         raddr,
     }

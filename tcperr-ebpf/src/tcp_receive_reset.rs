@@ -9,7 +9,7 @@ use aya_ebpf::{
 use tcperr_common::{RstReceived, tcp::errno_for_rst_in_state};
 
 use crate::{
-    emit::{emit, untasked},
+    emit::{emit, header, untasked},
     last_rst::note_rst,
     sock::{Direct, Head, SockMem, sock_info},
 };
@@ -27,9 +27,11 @@ pub fn raw_tcp_receive_reset(ctx: RawTracePointContext) -> i32 {
 #[inline(always)]
 fn rst_received<M: SockMem>(sk: u64) -> i32 {
     let sock = sock_info::<M>(sk);
-    // Untasked: tcp_reset() runs in softirq, or for the socket's backlog in whichever task
-    // releases it; the socket's owner comes from its other records.
-    let header = untasked::<RstReceived>(sk);
+    // Untasked in softirq (the interrupted task is nobody's): the socket's owner comes from its
+    // other records. Tasked when the RST waited in the backlog of a socket a task had locked:
+    // that task, releasing the lock, is the one holding the socket.
+    let header =
+        if sock.locked != 0 { header::<RstReceived, M>(sk) } else { untasked::<RstReceived>(sk) };
     note_rst(sk, true);
     emit(&RstReceived { header, sock, errno: errno_for_rst_in_state(sock.state), _pad: 0 });
     0

@@ -1,8 +1,8 @@
 //! Which process owns a socket. Hooks in the owner's context (send/recv results, connect, close)
 //! name it directly; events raised in softirq (RST receipt, most state changes) take the owner
 //! learned earlier for the same socket, else the process holding the socket's inode in
-//! `/proc/*/fd` (sockets opened before tracing started), else — for events raised inside
-//! `close()`, whose fd is already gone — the task that was closing it.
+//! `/proc/*/fd` (sockets opened before tracing started). A record raised while the running task
+//! held the socket's lock (inside its close(), whose fd is already gone) names that task.
 use std::time::{Duration, Instant};
 
 use rustc_hash::FxHashMap;
@@ -96,14 +96,12 @@ impl Serialize for Comm {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OwnerSource {
-    /// The event ran in the owner's own context.
+    /// The event ran in the owner's own context: its call, or while it held the socket's lock.
     Context,
     /// Learned from an earlier event of the same socket.
     Socket,
     /// Found in /proc/<pid>/fd by socket inode.
     Proc,
-    /// Raised inside the owner's close(): the fd was gone, the closing task is the owner.
-    Closing,
     Unknown,
 }
 

@@ -202,6 +202,7 @@ fn sock_layout(btf: &Btf, l: &mut KernelLayout) -> Result<()> {
     l.sk_socket = member("sock", "sk_socket", 8)?;
     l.sk_protocol = member("sock", "sk_protocol", 2)?;
     l.sk_err = member("sock", "sk_err", 4)?;
+    l.sk_lock_owned = member("sock", "sk_lock.owned", 4)?;
     l.sk_ack_backlog = optional("sock", "sk_ack_backlog", 4);
     l.sk_max_ack_backlog = optional("sock", "sk_max_ack_backlog", 4);
     l.skb_head = optional("sk_buff", "head", 8);

@@ -467,3 +467,108 @@ fn a_deferred_accept_listener_dropping_a_bare_ack_is_not_an_accept_queue_overflo
     assert!(!kinds.contains(&"accept_queue_full"), "{kinds:?}");
     drop((client, listener));
 }
+
+/// Runs `server` in a child process named "srvproc" (a process of its own, so that /proc names
+/// it) and `client` in a thread named "cliproc", both beside a tracer; returns the child's pid
+/// and tcperr's reports about the connection (lport, rport as the server sees them).
+fn trace_two_processes(
+    server: impl FnOnce(TcpStream) -> bool,
+    client: impl FnOnce(TcpStream) + Send + 'static,
+) -> (u32, Vec<serde_json::Value>) {
+    let mut tracer =
+        Tracer::start(&Config::default()).unwrap_or_else(|e| panic!("tcperr cannot start: {e}"));
+    let mut correlator = Correlator::new(tracer.plan.rst_reasons.clone(), false);
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    // SAFETY: the child only makes socket calls and exits with _exit.
+    let child = unsafe { libc::fork() };
+    assert!(child >= 0, "fork: {}", std::io::Error::last_os_error());
+    if child == 0 {
+        // SAFETY: prctl with a NUL-terminated name.
+        unsafe { libc::prctl(libc::PR_SET_NAME, c"srvproc".as_ptr()) };
+        let ok = listener.accept().is_ok_and(|(s, _)| server(s));
+        // SAFETY: leaves the child without running the test harness's exit path.
+        unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+    }
+    drop(listener);
+    let running = std::thread::Builder::new()
+        .name("cliproc".into())
+        .spawn(move || client(TcpStream::connect(addr).expect("connect")))
+        .expect("client thread");
+    let mut status = 0;
+    let mut reports = Vec::new();
+    let mut last = Instant::now();
+    let mut exited = false;
+    while !exited || last.elapsed() < Duration::from_millis(300) {
+        // SAFETY: waitpid on our own child.
+        if !exited && unsafe { libc::waitpid(child, &mut status, libc::WNOHANG) } == child {
+            exited = true;
+            last = Instant::now();
+        }
+        if tracer.wait(Duration::from_millis(50)) {
+            tracer.drain(|ev| {
+                let ev = ev.unwrap_or_else(|e| panic!("undecodable record: {e}"));
+                if let Some(r) = correlator.observe(&ev) {
+                    reports.push(serde_json::to_value(&r).expect("report serialises"));
+                }
+            });
+            last = Instant::now();
+        }
+    }
+    running.join().expect("client thread");
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "server: {status:#x}");
+    let port = u64::from(addr.port());
+    reports.retain(|r| r["lport"] == port || r["rport"] == port);
+    (child as u32, reports)
+}
+
+#[test]
+fn a_servers_broken_pipe_names_the_server_not_the_client_whose_close_raised_its_close_wait() {
+    // On loopback the client's close() delivers its FIN in softirq inside that call: the
+    // server's socket moves to CLOSE_WAIT in the client's context. The server then writes its
+    // reply, the client's orphan answers RST, and the server's next write fails with EPIPE.
+    // Every record of the server's socket is the server's.
+    let (closed_tx, closed_rx) = std::sync::mpsc::channel::<()>();
+    let (server, reports) = trace_two_processes(
+        |mut s| {
+            let mut request = [0u8; 5];
+            let send = |s: &TcpStream, data: &[u8]| {
+                // SAFETY: send on a valid socket; MSG_NOSIGNAL: an error, not SIGPIPE.
+                unsafe {
+                    libc::send(
+                        std::os::fd::AsRawFd::as_raw_fd(s),
+                        data.as_ptr().cast(),
+                        data.len(),
+                        libc::MSG_NOSIGNAL,
+                    )
+                }
+            };
+            s.read_exact(&mut request).is_ok()
+                && sock::wait_for(&s, libc::POLLRDHUP, Duration::from_secs(5)).is_ok()
+                && send(&s, b"reply") == 5
+                && sock::wait_for(&s, libc::POLLHUP, Duration::from_secs(5)).is_ok()
+                && send(&s, b"again") == -1
+                && std::io::Error::last_os_error().raw_os_error() == Some(libc::EPIPE)
+        },
+        move |mut c| {
+            std::io::Write::write_all(&mut c, b"hello").expect("request");
+            drop(c); // FIN: the server's socket moves to CLOSE_WAIT inside this close()
+            let _ = closed_rx.recv_timeout(Duration::from_secs(3)); // (stays alive meanwhile)
+        },
+    );
+    drop(closed_tx);
+    let of_server: Vec<_> = reports
+        .iter()
+        .filter(|r| r["errno"] == "EPIPE")
+        .map(|r| (r["kind"].as_str(), r["pid"].as_u64(), r["comm"].as_str()))
+        .collect();
+    let server = Some(u64::from(server));
+    assert_eq!(
+        of_server,
+        vec![
+            (Some("rst_received"), server, Some("srvproc")),
+            (Some("send_error"), server, Some("srvproc")),
+        ],
+        "{reports:#?}"
+    );
+}

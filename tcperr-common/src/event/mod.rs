@@ -113,7 +113,11 @@ pub struct SockInfo {
     pub rport: u16,
     /// TCP state (`crate::tcp::state`) when the event fired.
     pub state: u8,
-    pub _pad: u8,
+    /// 1 when the task the record ran in held the socket's lock (`sk->sk_lock.owned`: it was
+    /// inside a call on this socket — close(), connect(), send(), a backlog it processes on
+    /// release), so that task holds the socket; 0 in softirq and timers, which never touch a
+    /// socket a task has locked (they queue to its backlog or retry later).
+    pub locked: u8,
     /// Local address: IPv4 in the first 4 bytes, or IPv6.
     pub laddr: [u8; 16],
     /// Remote address: IPv4 in the first 4 bytes, or IPv6.
@@ -128,7 +132,7 @@ impl SockInfo {
         lport: 0,
         rport: 0,
         state: 0,
-        _pad: 0,
+        locked: 0,
         laddr: [0; 16],
         raddr: [0; 16],
     };

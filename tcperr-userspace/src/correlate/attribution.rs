@@ -1,6 +1,6 @@
 //! Who owns the socket of an event: the task itself where the event runs in the owner's
-//! context, else the owner the socket already has, else `/proc`, else (inside close()) the
-//! closing task.
+//! context (its own call, or any record raised while it held the socket's lock), else the
+//! owner the socket already has, else `/proc`.
 use tcperr_common::{EventHeader, tcp::is_owner_context_transition};
 
 use super::entry::SockEntry;
@@ -9,13 +9,18 @@ use crate::{
     owner::{Comm, Owner, OwnerSource, ProcSockets},
 };
 
-/// Whether the event runs in the socket owner's own context.
+/// Whether the event runs in the socket owner's own context: its own call's result, a
+/// transition only the owner's call makes, or any record raised while the running task held the
+/// socket's lock (inside its close(), connect(), or a backlog it processes on release: softirq
+/// and timers never touch a socket a task has locked, so the lock's holder is the running task).
 #[inline]
 fn in_owner_context(ev: &Event) -> bool {
     match ev {
         Event::SendError(_) | Event::RecvError(_) | Event::RecvEof(_) => true,
-        Event::StateChange(e) => is_owner_context_transition(e.oldstate, e.newstate),
-        _ => false,
+        Event::StateChange(e) => {
+            e.sock.locked != 0 || is_owner_context_transition(e.oldstate, e.newstate)
+        }
+        other => other.sock().locked != 0,
     }
 }
 
@@ -32,6 +37,9 @@ fn task(h: &EventHeader) -> Owner {
 
 /// Finds the owner of the event's socket (inode `ino`), kept as the entry's `owner` (None if
 /// unknown), and says how it is known. `/proc` is read only when the socket has no owner yet.
+/// A record raised in another task's context is never that task's: on loopback the peer's
+/// segments are processed in softirq inside the sender's call (its close() moves our socket to
+/// CLOSE_WAIT), so only a task holding the socket's lock is taken as its owner.
 #[inline]
 pub(super) fn attribute(
     entry: &mut SockEntry,
@@ -47,18 +55,7 @@ pub(super) fn attribute(
     if entry.owner.is_some() {
         return OwnerSource::Socket;
     }
-    // Events that can run inside the owner's close() (an abort's RST, the move to CLOSE): the
-    // socket still has its file (ino) but the fd is gone or going, so the closing task is the
-    // owner, to the thread, unless /proc says another process holds the socket.
-    let in_close = ino != 0 && matches!(ev, Event::RstSent(_) | Event::StateChange(_));
-    // Inside close() the fd is gone: what /proc last showed is enough, a fresh scan could only
-    // miss (and costs most in RST storms).
-    let found = if in_close { procs.lookup_cached(ino) } else { procs.lookup(ino) };
-    let (owner, source) = match found {
-        Some(o) if !(in_close && o.pid == (h.pid_tgid >> 32) as u32) => (o, OwnerSource::Proc),
-        _ if in_close => (task(h), OwnerSource::Closing),
-        _ => return OwnerSource::Unknown,
-    };
+    let Some(owner) = procs.lookup(ino) else { return OwnerSource::Unknown };
     entry.owner = Some(owner);
-    source
+    OwnerSource::Proc
 }

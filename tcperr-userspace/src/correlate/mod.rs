@@ -330,14 +330,14 @@ mod tests {
         // Another socket at the same kernel address (inode 2), aborted inside its owner's close().
         let abort = Event::StateChange(StateChange {
             header: header(EventKind::StateChange, 9, 77, b"new"),
-            sock: sock(state::ESTABLISHED, 2),
+            sock: SockInfo { locked: 1, ..sock(state::ESTABLISHED, 2) },
             oldstate: state::ESTABLISHED,
             newstate: state::CLOSE,
             _pad0: 0,
             _pad1: 0,
         });
         let r = c.observe(&abort).unwrap();
-        assert_eq!((r.pid, r.owner_from), (Some(77), OwnerSource::Closing));
+        assert_eq!((r.pid, r.owner_from), (Some(77), OwnerSource::Context));
     }
 
     #[test]
@@ -391,6 +391,7 @@ mod tests {
             client.lport = 30_000 + (i % 20_000) as u16;
             let mut server = client;
             (server.ino, server.lport, server.rport) = (101 + 2 * i, client.rport, client.lport);
+            server.locked = 1; // (its abort runs inside the server's close())
             let h =
                 |kind, pid: u32, comm: &[u8], sk| EventHeader { sk, ..header(kind, ts, pid, comm) };
             let (client_sk, server_sk) = (0x10_0000 + (i % 64) * 64, 0x20_0000 + (i % 64) * 64);

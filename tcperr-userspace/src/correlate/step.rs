@@ -12,7 +12,7 @@ use super::{
 use crate::{
     decode::Event,
     error_names,
-    owner::{OwnerSource, fd_usage},
+    owner::fd_usage,
     report::state_name,
     story::{self, Cause, PeerRst, Step, Tuple},
 };
@@ -97,9 +97,8 @@ impl SockEntry {
     #[inline]
     fn state_change(&mut self, e: &StateChange, s: &Seen) {
         if e.newstate == state::CLOSE {
-            let by_owner = s.source == OwnerSource::Closing
-                || (s.owner.as_ref().and_then(|o| o.tid) == Some(s.h.pid_tgid as u32)
-                    && matches!(e.oldstate, state::ESTABLISHED | state::CLOSE_WAIT));
+            let by_owner =
+                e.sock.locked != 0 && matches!(e.oldstate, state::ESTABLISHED | state::CLOSE_WAIT);
             self.closed_in_close |= by_owner && self.rst_state.is_none();
             self.aborted_on_data |=
                 e.sock.ino == 0 && matches!(e.oldstate, state::FIN_WAIT1 | state::FIN_WAIT2);
@@ -132,7 +131,7 @@ impl SockEntry {
     #[inline]
     fn rst_sent(&mut self, s: &Seen, reason: Option<&str>) -> Verdict {
         self.rst_sent = true;
-        let in_close = s.source == OwnerSource::Closing || self.closed_in_close;
+        let in_close = s.sock.locked != 0 || self.closed_in_close;
         let c = story::rst_sent_cause(reason, in_close, self.aborted_on_data);
         story::push(&mut self.timeline, s.h.ts_ns, Step::RstSent, c.name());
         let pending_rst =
@@ -180,6 +179,8 @@ impl SockEntry {
 #[cfg(test)]
 mod tests {
     use tcperr_common::{EventHeader, RecvEof, RstSent, SendError, SockInfo};
+
+    use crate::owner::OwnerSource;
 
     use super::*;
     use crate::story::tuple;
@@ -249,11 +250,11 @@ mod tests {
     #[test]
     fn each_kind_of_event_takes_its_step_and_cause() {
         use Cause::{Aborted, AcceptQueueOverflow, PeerClosed, PeerReset, Refused, Timeout};
-        use OwnerSource::{Closing, Context, Socket};
+        use OwnerSource::{Context, Socket};
         use Step::{CallFailed, Connect, End, Eof};
         let sent = Event::RstSent(RstSent {
             header: header(),
-            sock: sock(state::ESTABLISHED, 1),
+            sock: SockInfo { locked: 1, ..sock(state::ESTABLISHED, 1) },
             reason: tcperr_common::ABSENT,
             closed_from: 0,
             _pad0: 0,
@@ -301,7 +302,7 @@ mod tests {
                 (false, Some(PeerReset), false, vec![Step::RstReceived]),
             ),
             // An RST sent in close() without a reason is an abort, kept for the other end.
-            (sent, Closing, (true, Some(Aborted), true, vec![Step::RstSent])),
+            (sent, Context, (true, Some(Aborted), true, vec![Step::RstSent])),
             (
                 socket_error(110, 1),
                 OwnerSource::Unknown,
@@ -370,6 +371,11 @@ mod tests {
             _pad0: 0,
             _pad1: 0,
         });
+        let locked = |ev| {
+            let Event::StateChange(mut e) = ev else { unreachable!() };
+            e.sock.locked = 1;
+            Event::StateChange(e)
+        };
         let orphan_close = |oldstate| {
             let Event::StateChange(mut e) = state_change(oldstate, state::CLOSE) else {
                 unreachable!()
@@ -379,7 +385,11 @@ mod tests {
         };
         let cases = [
             // Closed inside its owner's close(): an abort.
-            (state_change(state::ESTABLISHED, state::CLOSE), OwnerSource::Closing, Cause::Aborted),
+            (
+                locked(state_change(state::ESTABLISHED, state::CLOSE)),
+                OwnerSource::Context,
+                Cause::Aborted,
+            ),
             // The orphan of a close, moved to CLOSE as data arrived.
             (orphan_close(state::FIN_WAIT2), OwnerSource::Unknown, Cause::DataAfterClose),
             (orphan_close(state::FIN_WAIT1), OwnerSource::Unknown, Cause::DataAfterClose),

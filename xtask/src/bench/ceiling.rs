@@ -202,6 +202,7 @@ fn storm_records(conns: usize) -> Vec<Vec<u8>> {
             _pad: 0,
         }));
         server.state = state::CLOSE;
+        server.locked = 1; // (sent inside the server's close(), which holds the socket's lock)
         records.push(encode(&RstSent {
             header: header(EventKind::RstSent, server_sk, true),
             sock: server,
