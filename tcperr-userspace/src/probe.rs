@@ -172,10 +172,18 @@ pub struct Plan {
 /// list of names, `DEFINE_RST_REASON` in include/net/rstreason.h).
 fn rst_reason_names(btf: &Btf) -> std::collections::BTreeMap<u64, String> {
     let values = btf.enum_values("sk_rst_reason").unwrap_or_default();
-    values
-        .into_iter()
-        .map(|(v, name)| (v, name.strip_prefix("SK_RST_REASON_").unwrap_or(name).to_owned()))
-        .collect()
+    values.into_iter().map(|(v, name)| (v, rst_reason_name(name))).collect()
+}
+
+/// One enumerator's name as printed: a C identifier, as the kernel's are. Anything else (a BTF
+/// file that is not the kernel's) is escaped, so that it cannot forge output.
+fn rst_reason_name(enumerator: &str) -> String {
+    let name = enumerator.strip_prefix("SK_RST_REASON_").unwrap_or(enumerator);
+    if name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        name.to_owned()
+    } else {
+        crate::owner::escape(name)
+    }
 }
 
 /// Struct offsets every hook needs (a kernel without them cannot be traced).
@@ -458,4 +466,16 @@ fn accept_queue_full(btf: &Btf, tracefs: &Tracefs, layout: &mut KernelLayout) ->
         })
     };
     vec![candidate(Family::TracePoint, hook)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rst_reason_name;
+
+    #[test]
+    fn rst_reason_names_lose_their_prefix_and_cannot_carry_control_characters() {
+        assert_eq!(rst_reason_name("SK_RST_REASON_TCP_ABORT_ON_DATA"), "TCP_ABORT_ON_DATA");
+        assert_eq!(rst_reason_name("NOT_SPECIFIED"), "NOT_SPECIFIED");
+        assert_eq!(rst_reason_name("SK_RST_REASON_X\x1b[2J\rok"), "X\\u{1b}[2J\\rok");
+    }
 }
