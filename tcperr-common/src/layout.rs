@@ -23,6 +23,10 @@ pub struct KernelLayout {
     pub sk_v6_daddr: u32,
     pub sk_v6_rcv_saddr: u32,
     pub sk_cookie: u32,
+    /// `skc_net.net` (a `struct net *`) and that struct's `ns.inum`: the socket's network
+    /// namespace as `/proc/PID/ns/net` names it. ABSENT without network namespaces.
+    pub sk_net: u32,
+    pub net_ns_inum: u32,
     pub sk_socket: u32,
     /// `sk_protocol`, a u16 since Linux 5.6.
     pub sk_protocol: u32,
@@ -41,6 +45,9 @@ pub struct KernelLayout {
     /// in its queue.
     pub icsk_defer_accept: u32,
     /// `sk_buff.head` (pointer), `.network_header`, `.transport_header` (u16 offsets from head).
+    /// `sk_buff.dev` and `net_device.nd_net.net`: the namespace of a segment with no socket.
+    pub skb_dev: u32,
+    pub netdev_net: u32,
     pub skb_head: u32,
     pub skb_network_header: u32,
     pub skb_transport_header: u32,
@@ -85,6 +92,8 @@ impl KernelLayout {
         sk_v6_daddr: ABSENT,
         sk_v6_rcv_saddr: ABSENT,
         sk_cookie: ABSENT,
+        sk_net: ABSENT,
+        net_ns_inum: ABSENT,
         sk_socket: ABSENT,
         sk_protocol: ABSENT,
         sk_err: ABSENT,
@@ -94,6 +103,8 @@ impl KernelLayout {
         req_acked_byte: ABSENT,
         req_acked_mask: 0,
         icsk_defer_accept: ABSENT,
+        skb_dev: ABSENT,
+        netdev_net: ABSENT,
         skb_head: ABSENT,
         skb_network_header: ABSENT,
         skb_transport_header: ABSENT,

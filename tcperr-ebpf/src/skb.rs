@@ -28,6 +28,8 @@ pub fn segment_tuple(skb: u64) -> SockInfo {
         rport: 0,
         state: 0,
         locked: 0,
+        netns: 0,
+        _pad: 0,
         laddr: v6([zero, zero]),
         raddr: v6([zero, zero]),
     };
@@ -48,8 +50,10 @@ pub fn segment_tuple(skb: u64) -> SockInfo {
     } else {
         return none;
     };
+    let net: u64 = read(read::<u64>(skb, layout!(skb_dev)), layout!(netdev_net));
     SockInfo {
         family,
+        netns: read(net, layout!(net_ns_inum)),
         laddr,
         raddr,
         rport: u16::from_be(read(tcp, 0)),

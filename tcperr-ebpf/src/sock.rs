@@ -50,7 +50,7 @@ pub trait SockMem: Sized {
     fn of(sk: u64) -> Self;
     /// The field at `off` of `sk` (the socket [`Self::of`] was given).
     fn field<T: Default + Copy>(&self, sk: u64, off: u32) -> T;
-    /// A field of `sk` read on its own, without [`Self::of`].
+    /// A field of `sk` read on its own, without [`Self::of`] (or of a pointer loaded from it).
     fn load<T: Default + Copy>(sk: u64, off: u32) -> T;
 
     /// The inode number of `sk`'s socket (0: none), from the inode that follows `struct
@@ -239,6 +239,8 @@ pub fn sock_info_of<M: SockMem>(sk: u64, may_have_port: bool) -> SockInfo {
     };
     let ino = if full { M::ino(sk) } else { 0 };
     let locked = full && M::load::<i32>(sk, layout!(sk_lock_owned)) != 0;
+    let net: u64 = head.field(sk, layout!(sk_net));
+    let netns = if net == 0 { 0 } else { M::load::<u32>(net, layout!(net_ns_inum)) };
     // (a literal of every field: `SockInfo::ZERO` first became a call to a byte-wise memset)
     SockInfo {
         cookie: head.field(sk, layout!(sk_cookie)),
@@ -248,6 +250,8 @@ pub fn sock_info_of<M: SockMem>(sk: u64, may_have_port: bool) -> SockInfo {
         rport: u16::from_be(head.field(sk, layout!(sk_dport))),
         state,
         locked: locked as u8,
+        netns,
+        _pad: 0,
         laddr,
         raddr,
     }

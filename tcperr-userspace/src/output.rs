@@ -26,8 +26,11 @@ pub fn write(out: &mut impl Write, format: Format, r: &Report) -> std::io::Resul
     if format == Format::Json {
         return json_line(out, r);
     }
-    let conn =
+    let mut conn =
         format!("{} -> {}", join_host_port(&r.laddr, r.lport), join_host_port(&r.raddr, r.rport));
+    if let Some(ns) = r.netns.filter(|&ns| Some(ns) != host_netns()) {
+        conn.push_str(&format!(" netns:{ns}"));
+    }
     let state = match r.newstate {
         Some(new) => format!("{}>{new}", r.state),
         None => r.state.to_owned(),
@@ -39,6 +42,16 @@ pub fn write(out: &mut impl Write, format: Format, r: &Report) -> std::io::Resul
     };
     let who = (r.pid, r.comm);
     human_line(out, &r.time, who, r.kind, &conn, &state, &error, &r.explanation)
+}
+
+/// tcperr's own network namespace (the inode of `/proc/self/ns/net`): connections in another
+/// one say which in human lines (`netns:N`, as `lsns` and `ip netns identify` name it).
+fn host_netns() -> Option<u32> {
+    static HOST: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
+    *HOST.get_or_init(|| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata("/proc/self/ns/net").ok().and_then(|m| u32::try_from(m.ino()).ok())
+    })
 }
 
 /// A `repeated` line: how many reports of one story were folded.
@@ -111,5 +124,20 @@ mod tests {
         let cols: Vec<&str> = line.split_whitespace().collect();
         assert_eq!(&cols[1..8], ["42", "curl", "repeated", "*", "->", "127.0.0.1", "-"]);
         assert!(line.contains("EPIPE: 1 more send_error like the above"), "{line}");
+    }
+
+    #[test]
+    fn a_connection_in_another_network_namespace_says_which() {
+        let line = |netns| {
+            let mut out = Vec::new();
+            write(&mut out, Format::Human, &Report { netns, ..Report::sample() }).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        let host = host_netns().expect("/proc/self/ns/net");
+        assert!(line(Some(host)).contains("127.0.0.1:8080 "), "{}", line(Some(host)));
+        assert!(!line(Some(host)).contains("netns"));
+        assert!(line(None).contains("127.0.0.1:8080 "));
+        let other = line(Some(host + 1));
+        assert!(other.contains(&format!("127.0.0.1:40000 -> 127.0.0.1:8080 netns:{} ", host + 1)));
     }
 }

@@ -207,6 +207,10 @@ fn sock_layout(btf: &Btf, l: &mut KernelLayout) -> Result<()> {
     l.sk_v6_daddr = optional("sock", "__sk_common.skc_v6_daddr", 16);
     l.sk_v6_rcv_saddr = optional("sock", "__sk_common.skc_v6_rcv_saddr", 16);
     l.sk_cookie = optional("sock", "__sk_common.skc_cookie", 8);
+    l.sk_net = optional("sock", "__sk_common.skc_net.net", 8);
+    l.net_ns_inum = optional("net", "ns.inum", 4);
+    l.skb_dev = optional("sk_buff", "dev", 8);
+    l.netdev_net = optional("net_device", "nd_net.net", 8);
     l.sk_socket = member("sock", "sk_socket", 8)?;
     l.sk_protocol = member("sock", "sk_protocol", 2)?;
     l.sk_err = member("sock", "sk_err", 4)?;

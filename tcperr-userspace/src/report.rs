@@ -45,6 +45,8 @@ pub struct Report {
     pub lport: u16,
     pub raddr: String,
     pub rport: u16,
+    /// The socket's network namespace (inode of `/proc/PID/ns/net`); null if unknown.
+    pub netns: Option<u32>,
     /// TCP state when the event fired (for state_change: the old state).
     pub state: &'static str,
     /// state_change only: the new state.
@@ -210,6 +212,7 @@ impl Report {
             lport: 40000,
             raddr: "127.0.0.1".into(),
             rport: 8080,
+            netns: None,
             state: "CLOSE",
             newstate: None,
             errno: Some("EPIPE".into()),

@@ -11,19 +11,21 @@ use tcperr_common::{
 
 use crate::owner::Owner;
 
-/// A connection as seen from one end: (family, local address, local port, remote address,
-/// remote port).
-pub type Tuple = (u16, [u8; 16], u16, [u8; 16], u16);
+/// A connection as seen from one end: (network namespace, family, local address, local port,
+/// remote address, remote port). Two namespaces can each have a connection 127.0.0.1:41000 ->
+/// 127.0.0.1:8080 at once: without its namespace a 4-tuple joins strangers.
+pub type Tuple = (u32, u16, [u8; 16], u16, [u8; 16], u16);
 
 #[inline]
 pub fn tuple(s: &SockInfo) -> Option<Tuple> {
-    (s.lport != 0 && s.rport != 0).then_some((s.family, s.laddr, s.lport, s.raddr, s.rport))
+    (s.lport != 0 && s.rport != 0)
+        .then_some((s.netns, s.family, s.laddr, s.lport, s.raddr, s.rport))
 }
 
 /// The same connection seen from the other end.
 #[inline]
 pub fn mirror(t: &Tuple) -> Tuple {
-    (t.0, t.3, t.4, t.1, t.2)
+    (t.0, t.1, t.4, t.5, t.2, t.3)
 }
 
 /// One step of a socket's life (JSON `timeline[].step`).

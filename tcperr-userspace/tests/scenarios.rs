@@ -572,3 +572,129 @@ fn a_servers_broken_pipe_names_the_server_not_the_client_whose_close_raised_its_
         "{reports:#?}"
     );
 }
+
+/// A TCP socket bound to 127.0.0.1:`lport` and connected to 127.0.0.1:`rport`, in the calling
+/// thread's network namespace.
+fn connect_from(lport: u16, rport: u16) -> TcpStream {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let sin = |port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr { s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be() },
+        sin_zero: [0; 8],
+    };
+    let len = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: socket/bind/connect on a descriptor owned right away, with sockaddr_in of `len`.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let fd = OwnedFd::from_raw_fd(fd);
+        let (local, remote) = (sin(lport), sin(rport));
+        let fd_raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
+        assert_eq!(libc::bind(fd_raw, (&raw const local).cast(), len), 0, "bind");
+        assert_eq!(libc::connect(fd_raw, (&raw const remote).cast(), len), 0, "connect");
+        TcpStream::from(fd)
+    }
+}
+
+#[test]
+fn the_same_connection_in_two_network_namespaces_keeps_its_own_story_and_peer() {
+    // Two containers each talking to their own 127.0.0.1 sidecar: the same 4-tuple alive at
+    // once in two network namespaces. In A the server aborts (RST), in B it closes (FIN), B
+    // first, so that A's records are the later ones at that tuple. Each client's story and peer
+    // come from its own namespace.
+    use std::sync::{Arc, Barrier, mpsc};
+    use tcperr_scenarios::netns::Netns;
+    let (sport, cport) = (18_080, 18_081);
+    let mut tracer =
+        Tracer::start(&Config::default()).unwrap_or_else(|e| panic!("tcperr cannot start: {e}"));
+    let mut correlator = Correlator::new(tracer.plan.rst_reasons.clone(), false);
+    let connected = Arc::new(Barrier::new(4));
+    let (b_closed_tx, b_closed_rx) = mpsc::channel::<()>();
+    let mut b_closed = (Some(b_closed_tx), Some(b_closed_rx));
+    let mut threads = Vec::new();
+    for (server_name, client_name, abort) in [("srvA", "cliA", true), ("srvB", "cliB", false)] {
+        let ns = Arc::new(Netns::new(&[]).expect("network namespace"));
+        let listening = Arc::new(Barrier::new(2));
+        let in_ns = |name: &str, f: Box<dyn FnOnce() + Send>| {
+            let ns = Arc::clone(&ns);
+            std::thread::Builder::new()
+                .name(name.to_owned())
+                .spawn(move || {
+                    ns.enter().expect("setns");
+                    f();
+                })
+                .expect("thread")
+        };
+        let (connected_s, listening_s) = (Arc::clone(&connected), Arc::clone(&listening));
+        let (closed_tx, closed_rx) =
+            if abort { (None, b_closed.1.take()) } else { (b_closed.0.take(), None) };
+        threads.push(in_ns(
+            server_name,
+            Box::new(move || {
+                let listener = TcpListener::bind(("127.0.0.1", sport)).expect("bind");
+                listening_s.wait();
+                let (server, _) = listener.accept().expect("accept");
+                connected_s.wait();
+                if let Some(rx) = closed_rx {
+                    rx.recv_timeout(Duration::from_secs(5)).expect("B closed");
+                    std::thread::sleep(Duration::from_millis(50));
+                    sock::set_linger_zero(&server).expect("linger");
+                }
+                drop(server); // A: RST; B: FIN
+                if let Some(tx) = closed_tx {
+                    tx.send(()).expect("signal");
+                }
+                std::thread::sleep(Duration::from_millis(500)); // (alive for the peer lookup)
+            }),
+        ));
+        let (connected_c, listening_c) = (Arc::clone(&connected), Arc::clone(&listening));
+        threads.push(in_ns(
+            client_name,
+            Box::new(move || {
+                listening_c.wait();
+                let mut c = connect_from(cport, sport);
+                connected_c.wait();
+                sock::wait_for(&c, libc::POLLRDHUP, Duration::from_secs(5))
+                    .expect("the server's FIN or RST");
+                std::thread::sleep(Duration::from_millis(150)); // (both servers have ended)
+                let _ = c.read(&mut [0u8; 1]);
+            }),
+        ));
+    }
+    let mut reports = Vec::new();
+    let mut last = Instant::now();
+    while threads.iter().any(|t| !t.is_finished()) || last.elapsed() < Duration::from_millis(300) {
+        if tracer.wait(Duration::from_millis(50)) {
+            tracer.drain(|ev| {
+                let ev = ev.unwrap_or_else(|e| panic!("undecodable record: {e}"));
+                if let Some(r) = correlator.observe(&ev) {
+                    reports.push(serde_json::to_value(&r).expect("report serialises"));
+                }
+            });
+            last = Instant::now();
+        }
+    }
+    threads.into_iter().for_each(|t| t.join().expect("thread"));
+    let mut calls: Vec<_> = reports
+        .iter()
+        .filter(|r| r["lport"] == cport && r["rport"] == sport)
+        .filter(|r| matches!(r["kind"].as_str(), Some("recv_error" | "recv_eof")))
+        .map(|r| {
+            let s = |k: &str| r[k].as_str();
+            (s("comm"), s("cause"), s("peer_comm"), r["netns"].as_u64())
+        })
+        .collect();
+    calls.sort();
+    let namespaces: std::collections::BTreeSet<_> = calls.iter().map(|c| c.3).collect();
+    assert_eq!(namespaces.len(), 2, "two namespaces named: {calls:?}");
+    let calls: Vec<_> = calls.into_iter().map(|(c, cause, peer, _)| (c, cause, peer)).collect();
+    assert_eq!(
+        calls,
+        vec![
+            (Some("cliA"), Some("peer_aborted"), Some("srvA")),
+            (Some("cliB"), Some("peer_closed"), Some("srvB")),
+        ],
+        "{reports:#?}"
+    );
+}

@@ -118,6 +118,10 @@ pub struct SockInfo {
     /// release), so that task holds the socket; 0 in softirq and timers, which never touch a
     /// socket a task has locked (they queue to its backlog or retry later).
     pub locked: u8,
+    /// The socket's network namespace: the inode of `/proc/PID/ns/net` (`net:[N]`); 0 unknown.
+    /// A 4-tuple names one connection only within its namespace.
+    pub netns: u32,
+    pub _pad: u32,
     /// Local address: IPv4 in the first 4 bytes, or IPv6.
     pub laddr: [u8; 16],
     /// Remote address: IPv4 in the first 4 bytes, or IPv6.
@@ -133,6 +137,8 @@ impl SockInfo {
         rport: 0,
         state: 0,
         locked: 0,
+        netns: 0,
+        _pad: 0,
         laddr: [0; 16],
         raddr: [0; 16],
     };

@@ -96,6 +96,7 @@ impl Correlator {
             lport: sock.lport,
             raddr,
             rport: sock.rport,
+            netns: (sock.netns != 0).then_some(sock.netns),
             state: state_name(sock.state),
             newstate: match ev {
                 Event::StateChange(e) => Some(state_name(e.newstate)),

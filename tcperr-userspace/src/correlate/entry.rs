@@ -58,6 +58,9 @@ fn fill_tuple(known: &mut Option<SockInfo>, sock: &mut SockInfo) {
     {
         (sock.family, sock.laddr, sock.lport, sock.raddr, sock.rport) =
             (k.family, k.laddr, k.lport, k.raddr, k.rport);
+        if sock.netns == 0 {
+            sock.netns = k.netns;
+        }
     }
 }
 
