@@ -65,6 +65,19 @@ pub struct KernelLayout {
     /// pointer is BTF-typed (`sk_sport` lies past `struct sock`, where no such load may go).
     pub tcp_sock_sport: u32,
 
+    // --- struct tcp_sock (byte offsets from its start, the socket's address): [`crate::Stakes`]
+    pub tp_bytes_sent: u32,
+    pub tp_bytes_acked: u32,
+    pub tp_bytes_received: u32,
+    pub tp_write_seq: u32,
+    pub tp_snd_una: u32,
+    pub tp_rcv_nxt: u32,
+    pub tp_copied_seq: u32,
+    pub tp_total_retrans: u32,
+    pub tp_lsndtime: u32,
+    /// `inet_conn.icsk_ack.lrcvtime`.
+    pub tp_lrcvtime: u32,
+
     // --- raw tracepoint arguments ---
     /// Index of `tcp_send_reset`'s `reason` argument (`enum sk_rst_reason`, Linux 6.10+), else
     /// ABSENT.
@@ -114,6 +127,16 @@ impl KernelLayout {
         inode_ino: ABSENT,
         task_comm: ABSENT,
         tcp_sock_sport: ABSENT,
+        tp_bytes_sent: ABSENT,
+        tp_bytes_acked: ABSENT,
+        tp_bytes_received: ABSENT,
+        tp_write_seq: ABSENT,
+        tp_snd_una: ABSENT,
+        tp_rcv_nxt: ABSENT,
+        tp_copied_seq: ABSENT,
+        tp_total_retrans: ABSENT,
+        tp_lsndtime: ABSENT,
+        tp_lrcvtime: ABSENT,
         send_reset_reason_arg: ABSENT,
         tp_synack_skaddr: ABSENT,
         tp_synack_req: ABSENT,

@@ -14,6 +14,6 @@ pub mod tcp;
 
 pub use event::{
     AcceptQueueFull, EventHeader, EventKind, RecvEof, RecvError, RstReceived, RstSent, SendError,
-    SockInfo, SocketError, StateChange, WAKEUP_BATCH_NS,
+    SockInfo, SocketError, Stakes, StateChange, WAKEUP_BATCH_NS,
 };
 pub use layout::{ABSENT, KernelLayout};

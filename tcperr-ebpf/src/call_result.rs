@@ -9,6 +9,7 @@ use tcperr_common::{
 use crate::{
     emit::{emit, header},
     sock::{SockMem, tcp_sock_info},
+    stakes::stakes,
 };
 
 /// A failed send on `sk`.
@@ -19,7 +20,8 @@ use crate::{
 pub fn send_result<M: SockMem>(sk: u64, ret: i32) {
     let Some(errno) = reportable_errno(ret) else { return };
     let Some(sock) = tcp_sock_info::<M>(sk) else { return };
-    emit(&SendError { header: header::<SendError, M>(sk), sock, errno, _pad: 0 });
+    let stakes = stakes::<M>(sk);
+    emit(&SendError { header: header::<SendError, M>(sk), sock, errno, _pad: 0, stakes });
 }
 
 /// A receive on `sk` that returned `ret` <= 0.
@@ -38,9 +40,11 @@ pub fn recv_result<M: SockMem>(sk: u64, ret: i32, flags: u32) {
     };
     let Some(sock) = tcp_sock_info::<M>(sk) else { return };
     if errno != 0 {
-        emit(&RecvError { header: header::<RecvError, M>(sk), sock, errno, flags });
+        let stakes = stakes::<M>(sk);
+        emit(&RecvError { header: header::<RecvError, M>(sk), sock, errno, flags, stakes });
     } else if is_eof_state(sock.state) {
-        emit(&RecvEof { header: header::<RecvEof, M>(sk), sock, flags, _pad: 0 });
+        let stakes = stakes::<M>(sk);
+        emit(&RecvEof { header: header::<RecvEof, M>(sk), sock, flags, _pad: 0, stakes });
     }
 }
 

@@ -14,6 +14,7 @@ use crate::{
     last_rst::take_rst,
     layout::layout,
     sock::{Direct, Head, SockMem, is_tcp, sock_info},
+    stakes::stakes,
 };
 
 #[btf_tracepoint(function = "inet_sk_error_report")]
@@ -42,6 +43,7 @@ fn socket_error<M: SockMem>(sk: u64) -> i32 {
         return 0; // a wake-up without an error (sk_err already collected)
     }
     let sock = sock_info::<M>(sk);
-    emit(&SocketError { header: header::<SocketError, M>(sk), sock, errno, _pad: 0 });
+    let stakes = stakes::<M>(sk);
+    emit(&SocketError { header: header::<SocketError, M>(sk), sock, errno, _pad: 0, stakes });
     0
 }

@@ -24,6 +24,7 @@ mod skb;
 mod sock;
 mod sock_recv_length;
 mod sock_send_length;
+mod stakes;
 mod tcp_receive_reset;
 mod tcp_recvmsg;
 mod tcp_retransmit_synack;

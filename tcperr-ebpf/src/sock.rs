@@ -46,6 +46,8 @@ pub fn direct<T: Default + Copy>(base: u64, off: u32) -> T {
 /// whose arguments are plain numbers to the verifier) or [`Direct`] (loads through BTF-typed
 /// pointers, for `tp_btf` and fexit).
 pub trait SockMem: Sized {
+    /// Whether this is [`Direct`].
+    const DIRECT: bool;
     /// Prepares reading `sk`.
     fn of(sk: u64) -> Self;
     /// The field at `off` of `sk` (the socket [`Self::of`] was given).
@@ -77,6 +79,8 @@ pub trait SockMem: Sized {
 pub struct Direct;
 
 impl SockMem for Direct {
+    const DIRECT: bool = true;
+
     #[inline(always)]
     fn of(_sk: u64) -> Self {
         Direct
@@ -168,6 +172,8 @@ const HEAD_WORDS: usize = 12;
 pub struct Head([u64; HEAD_WORDS]);
 
 impl SockMem for Head {
+    const DIRECT: bool = false;
+
     #[inline(always)]
     fn of(sk: u64) -> Self {
         let mut head = MaybeUninit::<[u64; HEAD_WORDS]>::uninit();

@@ -12,6 +12,7 @@ use crate::{
     emit::{emit, header, untasked},
     last_rst::note_rst,
     sock::{Direct, Head, SockMem, sock_info},
+    stakes::stakes,
 };
 
 #[btf_tracepoint(function = "tcp_receive_reset")]
@@ -33,6 +34,8 @@ fn rst_received<M: SockMem>(sk: u64) -> i32 {
     let header =
         if sock.locked != 0 { header::<RstReceived, M>(sk) } else { untasked::<RstReceived>(sk) };
     note_rst(sk, true);
-    emit(&RstReceived { header, sock, errno: errno_for_rst_in_state(sock.state), _pad: 0 });
+    let stakes = stakes::<M>(sk);
+    let errno = errno_for_rst_in_state(sock.state);
+    emit(&RstReceived { header, sock, errno, _pad: 0, stakes });
     0
 }

@@ -95,6 +95,19 @@ impl Event {
         }
     }
 
+    /// What was at stake on the socket, for the records of calls that failed or read EOF, RSTs
+    /// received and errors the kernel set.
+    pub fn stakes(&self) -> Option<&tcperr_common::Stakes> {
+        match self {
+            Self::RstReceived(e) => Some(&e.stakes),
+            Self::SendError(e) => Some(&e.stakes),
+            Self::RecvError(e) => Some(&e.stakes),
+            Self::RecvEof(e) => Some(&e.stakes),
+            Self::SocketError(e) => Some(&e.stakes),
+            Self::RstSent(_) | Self::StateChange(_) | Self::AcceptQueueFull(_) => None,
+        }
+    }
+
     /// The event's kind.
     pub fn kind(&self) -> EventKind {
         match self {
@@ -172,15 +185,26 @@ mod tests {
         let mut sock = SockInfo::ZERO;
         sock.family = 2;
         sock.state = state::CLOSE_WAIT;
-        RstReceived { header: header(EventKind::RstReceived), sock, errno: errno::EPIPE, _pad: 0 }
+        RstReceived {
+            stakes: tcperr_common::Stakes::ZERO,
+            header: header(EventKind::RstReceived),
+            sock,
+            errno: errno::EPIPE,
+            _pad: 0,
+        }
     }
 
     #[test]
     fn decodes_each_kind_from_its_bytes() {
         let ev = rst_received();
         assert_eq!(decode(&encode(&ev)), Ok(Event::RstReceived(ev)));
-        let eof =
-            RecvEof { header: header(EventKind::RecvEof), sock: SockInfo::ZERO, flags: 0, _pad: 0 };
+        let eof = RecvEof {
+            stakes: tcperr_common::Stakes::ZERO,
+            header: header(EventKind::RecvEof),
+            sock: SockInfo::ZERO,
+            flags: 0,
+            _pad: 0,
+        };
         assert_eq!(decode(&encode(&eof)).unwrap().kind_name(), "recv_eof");
         let sc = StateChange {
             header: header(EventKind::StateChange),
@@ -231,18 +255,26 @@ mod tests {
                 _pad1: 0,
             }),
             encode(&SendError {
+                stakes: tcperr_common::Stakes::ZERO,
                 header: header(EventKind::SendError),
                 sock,
                 errno: errno::EPIPE,
                 _pad: 0,
             }),
             encode(&RecvError {
+                stakes: tcperr_common::Stakes::ZERO,
                 header: header(EventKind::RecvError),
                 sock,
                 errno: errno::ECONNRESET,
                 flags: 2,
             }),
-            encode(&RecvEof { header: header(EventKind::RecvEof), sock, flags: 0, _pad: 0 }),
+            encode(&RecvEof {
+                stakes: tcperr_common::Stakes::ZERO,
+                header: header(EventKind::RecvEof),
+                sock,
+                flags: 0,
+                _pad: 0,
+            }),
             encode(&StateChange {
                 header: header(EventKind::StateChange),
                 sock,
@@ -252,6 +284,7 @@ mod tests {
                 _pad1: 0,
             }),
             encode(&SocketError {
+                stakes: tcperr_common::Stakes::ZERO,
                 header: header(EventKind::SocketError),
                 sock,
                 errno: errno::ETIMEDOUT,

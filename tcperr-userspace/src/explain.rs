@@ -96,6 +96,25 @@ fn rst_reason_words(reason: RstReason) -> Option<&'static str> {
     })
 }
 
+/// What was at stake, for an error's story: bytes never acknowledged or never read, and the
+/// retransmissions made (for a timeout, over how long nothing came back).
+pub fn stakes_clause(v: &crate::stakes::View, cause: Cause) -> String {
+    let mut out = String::new();
+    if v.unacked > 0 {
+        out.push_str(&format!("; {} bytes we wrote were never acknowledged", v.unacked));
+    }
+    if v.unread > 0 {
+        out.push_str(&format!("; {} bytes received were never read", v.unread));
+    }
+    if v.retransmits > 0 {
+        out.push_str(&format!("; {} retransmissions", v.retransmits));
+        if let (Cause::Timeout, Some(ms)) = (cause, v.since_receive_ms) {
+            out.push_str(&format!(", nothing received for {:.1} s", ms / 1000.0));
+        }
+    }
+    out
+}
+
 /// Why an overflowing listener's queue never drains when its process (`owner`) has used up its
 /// `open` files: appended to the overflow's explanation.
 pub fn listener_out_of_files(owner: &Owner, open: u64) -> String {
@@ -140,8 +159,21 @@ pub fn story_line(
         Event::SocketError(_) => format!("the kernel gave up{now}"),
         _ => "the next read or write fails".to_owned(),
     };
-    let words = words(ev.errno().unwrap_or(0));
+    let words = match ev {
+        // The FIN came first: a read returns 0 before anything fails.
+        Event::RstReceived(e) if e.sock.state == state::CLOSE_WAIT => {
+            format!("{} (with write; a read returns 0 first, EOF)", words(ev.errno().unwrap_or(0)))
+        }
+        _ => words(ev.errno().unwrap_or(0)).to_string(),
+    };
+    let fin_at = fin.as_ref().map_or(String::new(), |t| format!(" at {t}"));
     Some(match cause {
+        Cause::Unanswered => format!(
+            "{peer}{who} closed the connection (FIN{fin_at}) without answering our last write; {call}: the request went unanswered"
+        ),
+        Cause::ProbeReset => format!(
+            "{peer}{who} reset the connection before any data was exchanged{rst} (a connect-then-reset probe, as load balancers and health checkers make); {call}: {words}"
+        ),
         Cause::WriteAfterPeerClose => format!(
             "{peer}{who} closed the connection (FIN{}); data written after that drew its RST{rst}; {call}: {words}",
             fin.map_or(String::new(), |t| format!(" at {t}"))

@@ -23,6 +23,7 @@ pub mod privileges;
 pub mod probe;
 pub mod read;
 pub mod report;
+pub mod stakes;
 pub mod story;
 pub mod summary;
 pub mod trace;

@@ -245,6 +245,17 @@ fn sock_layout(btf: &Btf, l: &mut KernelLayout) -> Result<()> {
     if btf.func_params("bpf_skc_to_tcp_sock").is_some() {
         l.tcp_sock_sport = optional("tcp_sock", "inet_conn.icsk_inet.inet_sport", 2);
     }
+    // What was at stake when a call failed (the error paths only).
+    l.tp_bytes_sent = optional("tcp_sock", "bytes_sent", 8);
+    l.tp_bytes_acked = optional("tcp_sock", "bytes_acked", 8);
+    l.tp_bytes_received = optional("tcp_sock", "bytes_received", 8);
+    l.tp_write_seq = optional("tcp_sock", "write_seq", 4);
+    l.tp_snd_una = optional("tcp_sock", "snd_una", 4);
+    l.tp_rcv_nxt = optional("tcp_sock", "rcv_nxt", 4);
+    l.tp_copied_seq = optional("tcp_sock", "copied_seq", 4);
+    l.tp_total_retrans = optional("tcp_sock", "total_retrans", 4);
+    l.tp_lsndtime = optional("tcp_sock", "lsndtime", 4);
+    l.tp_lrcvtime = optional("tcp_sock", "inet_conn.icsk_ack.lrcvtime", 4);
     // (all three or none: the programs take the chain only when it is whole)
     if let (Ok(file), Ok(inode), Ok(ino)) =
         (member("socket", "file", 8), member("file", "f_inode", 8), i_ino)

@@ -24,6 +24,25 @@ pub struct Brief {
     pub rport: u16,
     pub errno_code: Option<u32>,
     pub cause: Option<Cause>,
+    /// Whether the event is printed: news, or anything with `--all`. The others still reach the
+    /// summary (an orderly close is counted as one).
+    pub shown: bool,
+    /// What the summary counts the event as.
+    pub counts_as: Counted,
+}
+
+/// What an event counts as in the summary: only errors a program received, each once (the
+/// failed call, not the RST that predicted it), and orderly closes apart from them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counted {
+    /// A call failed with it: a send or receive, an EOF that is an error, or connect() (an RST
+    /// or an error the kernel set while the connection was being made).
+    Error,
+    /// An EOF of an orderly close.
+    Closed,
+    /// Context: an RST or an error a later call will (or may never) meet, what this host sent,
+    /// a listener's overflow (its client's failed call is the error).
+    Not,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -73,6 +92,9 @@ pub struct Report {
     /// accept_queue_full only: the listener's queue and what the kernel did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub accept_queue: Option<AcceptQueue>,
+    /// What was at stake on the socket (calls that failed or read EOF, RSTs received, errors
+    /// the kernel set); null for other kinds.
+    pub stakes: Option<crate::stakes::View>,
     /// Kernel socket cookie (0 if not assigned), kernel `struct sock` address, socket inode.
     pub cookie: u64,
     pub sk: String,
@@ -190,6 +212,8 @@ impl Brief {
             rport: 8080,
             errno_code: Some(32),
             cause: None,
+            shown: true,
+            counts_as: Counted::Error,
         }
     }
 }
@@ -224,6 +248,7 @@ impl Report {
             peer_comm: None,
             timeline: vec![],
             accept_queue: None,
+            stakes: None,
             cookie: 0,
             sk: "0x0".into(),
             ino: 0,

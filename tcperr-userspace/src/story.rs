@@ -106,8 +106,16 @@ pub enum Cause {
     ListenerOutOfFiles,
     /// The peer reset the connection; why is not visible from here.
     PeerReset,
-    /// The peer closed cleanly (FIN): an EOF.
+    /// The peer closed cleanly (FIN): an EOF. An orderly close, not an error: how most
+    /// connections end.
     PeerClosed,
+    /// The peer closed (FIN) with our last write unanswered: data we wrote after the last data
+    /// it sent, or bytes it never acknowledged. The EOF a client reads when the server dropped
+    /// its request.
+    Unanswered,
+    /// The peer reset the connection before any data was exchanged: a connect-then-reset
+    /// probe, as load balancers and health checkers make.
+    ProbeReset,
     /// Retransmissions or keepalive probes went unanswered.
     Timeout,
     /// This side aborted (SO_LINGER {on, 0}, a disconnect).
@@ -135,6 +143,8 @@ impl Cause {
             Self::ListenerOutOfFiles => "listener_out_of_files",
             Self::PeerReset => "peer_reset",
             Self::PeerClosed => "peer_closed",
+            Self::Unanswered => "unanswered",
+            Self::ProbeReset => "probe_reset",
             Self::Timeout => "timeout",
             Self::Aborted => "aborted",
             Self::ClosedWithUnreadData => "closed_with_unread_data",

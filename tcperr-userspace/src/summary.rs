@@ -10,7 +10,7 @@ use crate::{
     error_names,
     owner::Comm,
     owner::escape,
-    report::{Brief, addr, join_host_port, wall_time},
+    report::{Brief, Counted, addr, join_host_port, wall_time},
 };
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -40,13 +40,22 @@ struct Tally {
 #[derive(Default)]
 pub struct Summary {
     rows: FxHashMap<Key, Tally>,
+    /// Orderly closes seen (an EOF after the peer finished): not errors, counted apart.
+    pub closed: u64,
 }
 
 /// Ports from here on are taken as ephemeral (Linux's default range starts at 32768).
 const EPHEMERAL: u16 = 32768;
 
 impl Summary {
+    /// Counts `b` if it is an error a program received (each once: the failed call, not the
+    /// RST that announced it), or an orderly close.
     pub fn add(&mut self, b: &Brief) {
+        match b.counts_as {
+            Counted::Error => {}
+            Counted::Closed => return self.closed += 1,
+            Counted::Not => return,
+        }
         let Some(errno) = b.errno_code else { return };
         let port = if b.rport < EPHEMERAL { b.rport } else { 0 };
         let key = (errno, b.pid, b.comm, (b.family, b.raddr, port));
@@ -90,6 +99,13 @@ impl Summary {
                 out,
                 "{:<14} {:>7} {pid:<7} {comm:<15} {:<40} {:<26} {}",
                 r.errno, r.count, r.peer, r.first, r.last
+            )?;
+        }
+        if self.closed > 0 {
+            writeln!(
+                out,
+                "(and {} orderly closes: EOF after the peer finished, not errors)",
+                self.closed
             )?;
         }
         Ok(())

@@ -124,7 +124,7 @@ impl<'a> Sink<'a> {
                 return false;
             }
             summary.add(b);
-            writing && !opts.summary_only && (opts.every || fold.admit(b))
+            writing && !opts.summary_only && b.shown && (opts.every || fold.admit(b))
         };
         let Some(report) = self.correlator.observe_if(&ev, admit) else { return };
         self.stats.printed += 1;
@@ -342,7 +342,13 @@ mod tests {
             comm: *b"app\0\0\0\0\0\0\0\0\0\0\0\0\0",
             sk,
         };
-        Event::SendError(SendError { header, sock, errno: errno::EPIPE, _pad: 0 })
+        Event::SendError(SendError {
+            stakes: tcperr_common::Stakes::ZERO,
+            header,
+            sock,
+            errno: errno::EPIPE,
+            _pad: 0,
+        })
     }
 
     /// Output that is gone, as a pipe whose reader exited.

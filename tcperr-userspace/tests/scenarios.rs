@@ -23,8 +23,17 @@ fn trace(scenario: &str) -> (Run, Vec<serde_json::Value>, bool) {
 }
 
 fn trace_with(scenario: &str, config: &Config) -> (Run, Vec<serde_json::Value>, bool) {
+    trace_in_mode(scenario, config, false)
+}
+
+/// As [`trace_with`]; `all`: also what `--all` prints (orderly closes, context).
+fn trace_in_mode(
+    scenario: &str,
+    config: &Config,
+    all: bool,
+) -> (Run, Vec<serde_json::Value>, bool) {
     let mut tracer = Tracer::start(config).unwrap_or_else(|e| panic!("tcperr cannot start: {e}"));
-    let mut correlator = Correlator::new(tracer.plan.rst_reasons.clone(), false);
+    let mut correlator = Correlator::new(tracer.plan.rst_reasons.clone(), all);
     // The scenario runs beside the reader, so that events are handled while their processes
     // still exist (as they are by `tcperr trace`).
     let name = scenario.to_owned();
@@ -92,8 +101,30 @@ fn reset_by_unread_data_is_an_rst_sent_by_the_closing_server() {
 }
 
 #[test]
-fn eof_is_a_clean_close_seen_by_the_reading_server_with_no_rst() {
+fn eof_after_the_client_finished_is_an_orderly_close_and_prints_nothing() {
     assert_scenario("eof");
+}
+
+#[test]
+fn eof_on_an_unanswered_request_is_an_error_of_the_client() {
+    assert_scenario("unanswered");
+    let (run, reports, _) = trace("unanswered");
+    let eof = find(&run, &reports, "recv_eof");
+    assert_eq!(eof["peer_comm"], "server", "the closing end is named: {eof:#}");
+    assert!(eof["explanation"].as_str().expect("text").contains("without answering"), "{eof:#}");
+    // What was at stake, exactly: the 7-byte request sent and acknowledged, nothing received.
+    let st = &eof["stakes"];
+    assert_eq!(
+        (
+            &st["bytes_sent"],
+            &st["bytes_acked"],
+            &st["bytes_received"],
+            &st["unacked"],
+            &st["unread"]
+        ),
+        (&7.into(), &7.into(), &0.into(), &0.into(), &0.into()),
+        "{eof:#}"
+    );
 }
 
 #[test]
@@ -189,8 +220,9 @@ fn reset_stories_name_the_abort_and_the_unread_data() {
 
 #[test]
 fn eof_story_is_a_clean_close_with_no_rst_in_the_timeline() {
-    let (run, reports, _) = trace("eof");
+    let (run, reports, _) = trace_in_mode("eof", &Config::default(), true);
     let eof = find(&run, &reports, "recv_eof");
+    assert_eq!(eof["cause"], "peer_closed", "an orderly close: {eof:#}");
     assert!(!steps(eof).contains(&"rst_received"), "{eof:#}");
     assert!(eof["explanation"].as_str().expect("text").contains("no RST"), "{eof:#}");
     assert_eq!(eof["peer_comm"], "client", "the closing end is named: {eof:#}");
@@ -269,14 +301,18 @@ fn records_of_server_socket(end: impl FnOnce(TcpStream)) -> Vec<(String, u8, u8,
         tracer.drain_records(|r| records.push(r.unwrap_or_else(|e| panic!("undecodable: {e}"))));
     }
     assert_eq!(tracer.lost(), 0, "records lost");
-    // (by the socket's address: its records after tcp_disconnect() have the remote port zeroed)
-    let sk = records
+    // (by the socket's address: its records after tcp_disconnect() have the remote port zeroed;
+    // up to a new socket at that address, tests running beside this one reuse it)
+    let first = records
         .iter()
-        .find(|ev| ev.sock().lport == lport && ev.sock().rport == rport)
-        .map(|ev| ev.header().sk);
-    records
+        .position(|ev| ev.sock().lport == lport && ev.sock().rport == rport)
+        .expect("a record of the server's socket");
+    let sk = records[first].header().sk;
+    let new_socket = |ev: &Event| matches!(ev, Event::StateChange(e) if matches!(e.newstate, state::SYN_SENT | state::LISTEN));
+    records[first..]
         .iter()
-        .filter(|ev| sk == Some(ev.header().sk))
+        .filter(|ev| ev.header().sk == sk)
+        .take_while(|ev| !new_socket(ev))
         .map(|ev| match ev {
             Event::StateChange(e) => (ev.kind_name().to_owned(), e.oldstate, e.newstate, 0),
             Event::RstSent(e) => (ev.kind_name().to_owned(), e.closed_from, 0, 0),
@@ -608,7 +644,8 @@ fn the_same_connection_in_two_network_namespaces_keeps_its_own_story_and_peer() 
     let (sport, cport) = (18_080, 18_081);
     let mut tracer =
         Tracer::start(&Config::default()).unwrap_or_else(|e| panic!("tcperr cannot start: {e}"));
-    let mut correlator = Correlator::new(tracer.plan.rst_reasons.clone(), false);
+    // (--all: B's orderly close is printed too)
+    let mut correlator = Correlator::new(tracer.plan.rst_reasons.clone(), true);
     let connected = Arc::new(Barrier::new(4));
     let (b_closed_tx, b_closed_rx) = mpsc::channel::<()>();
     let mut b_closed = (Some(b_closed_tx), Some(b_closed_rx));

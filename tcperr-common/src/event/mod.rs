@@ -128,6 +128,53 @@ pub struct SockInfo {
     pub raddr: [u8; 16],
 }
 
+/// What was at stake on a TCP socket when a call on it failed or read EOF: its byte counts and
+/// sequence numbers, read from `struct tcp_sock` on that error path only. Sequence numbers are
+/// raw (wrapping u32): unacknowledged = `write_seq - snd_una`, received but not read =
+/// `rcv_nxt - copied_seq`. All zero when the kernel lacks a field or the socket is not TCP's.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stakes {
+    /// `bytes_sent` (data bytes put on the wire, retransmissions included), `bytes_acked` (data
+    /// bytes the peer acknowledged), `bytes_received` (sequence space received: data, plus one
+    /// for the peer's FIN once it came).
+    pub bytes_sent: u64,
+    pub bytes_acked: u64,
+    pub bytes_received: u64,
+    /// `jiffies` when the record was made: the clock of `lsndtime` and `lrcvtime`.
+    pub jiffies: u64,
+    pub write_seq: u32,
+    pub snd_una: u32,
+    pub rcv_nxt: u32,
+    pub copied_seq: u32,
+    /// `total_retrans`: segments retransmitted over the connection's life.
+    pub total_retrans: u32,
+    /// `lsndtime`: when data was last sent; `icsk_ack.lrcvtime`: when data was last received
+    /// (the connection's start until then). Low 32 bits of jiffies.
+    pub lsndtime: u32,
+    pub lrcvtime: u32,
+    /// `sk_max_ack_backlog`: an accepted socket keeps its listener's backlog (> 0); a socket
+    /// that connected has 0. The one kernel fact of which side opened the connection.
+    pub backlog: u32,
+}
+
+impl Stakes {
+    pub const ZERO: Self = Self {
+        bytes_sent: 0,
+        bytes_acked: 0,
+        bytes_received: 0,
+        jiffies: 0,
+        write_seq: 0,
+        snd_una: 0,
+        rcv_nxt: 0,
+        copied_seq: 0,
+        total_retrans: 0,
+        lsndtime: 0,
+        lrcvtime: 0,
+        backlog: 0,
+    };
+}
+
 impl SockInfo {
     pub const ZERO: Self = Self {
         cookie: 0,

@@ -1,4 +1,4 @@
-use super::{EventHeader, SockInfo, event};
+use super::{EventHeader, SockInfo, Stakes, event};
 
 /// A `recvmsg` on a TCP socket returned 0 because the peer had closed its side (the socket was
 /// past ESTABLISHED: CLOSE_WAIT, LAST_ACK, CLOSING, TIME_WAIT or CLOSE). Raised in the caller's
@@ -11,5 +11,6 @@ pub struct RecvEof {
     /// The call's `MSG_*` flags.
     pub flags: u32,
     pub _pad: u32,
+    pub stakes: Stakes,
 }
 event!(RecvEof);

@@ -1,4 +1,4 @@
-use super::{EventHeader, SockInfo, event};
+use super::{EventHeader, SockInfo, Stakes, event};
 
 /// A `recvmsg` (read, recv, recvfrom, ...) on a TCP socket failed with something other than
 /// EAGAIN/EINTR. Raised in the caller's context.
@@ -11,5 +11,6 @@ pub struct RecvError {
     pub errno: u32,
     /// The call's `MSG_*` flags.
     pub flags: u32,
+    pub stakes: Stakes,
 }
 event!(RecvError);

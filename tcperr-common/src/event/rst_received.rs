@@ -1,4 +1,4 @@
-use super::{EventHeader, SockInfo, event};
+use super::{EventHeader, SockInfo, Stakes, event};
 
 /// An RST reached one of this host's sockets (`tcp:tcp_receive_reset`, which fires at the top of
 /// `tcp_reset()`, before the state changes). Raised in softirq: the header's task is not the owner.
@@ -15,5 +15,6 @@ pub struct RstReceived {
     /// 0 when it records none.
     pub errno: u32,
     pub _pad: u32,
+    pub stakes: Stakes,
 }
 event!(RstReceived);

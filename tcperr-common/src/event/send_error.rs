@@ -1,4 +1,4 @@
-use super::{EventHeader, SockInfo, event};
+use super::{EventHeader, SockInfo, Stakes, event};
 
 /// A `sendmsg` (write, send, sendto, ...) on a TCP socket failed. Raised in the caller's context:
 /// the header's task is the socket's user.
@@ -10,5 +10,6 @@ pub struct SendError {
     /// Positive errno (EPIPE, ECONNRESET, ...).
     pub errno: u32,
     pub _pad: u32,
+    pub stakes: Stakes,
 }
 event!(SendError);

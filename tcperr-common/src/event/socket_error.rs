@@ -1,4 +1,4 @@
-use super::{EventHeader, SockInfo, event};
+use super::{EventHeader, SockInfo, Stakes, event};
 
 /// The kernel reported an error on a TCP socket (`sock:inet_sk_error_report`, i.e.
 /// `sk_error_report()`): what the next call on that socket will fail with. Not sent when it
@@ -12,5 +12,6 @@ pub struct SocketError {
     /// Positive errno (`sk->sk_err`).
     pub errno: u32,
     pub _pad: u32,
+    pub stakes: Stakes,
 }
 event!(SocketError);

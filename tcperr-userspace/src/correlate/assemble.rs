@@ -6,15 +6,34 @@ use super::{Correlator, Seen};
 use crate::{
     decode::Event,
     error_names,
-    explain::{explain, listener_out_of_files, story_line},
+    explain::{explain, listener_out_of_files, stakes_clause, story_line},
     owner::Owner,
-    report::{AcceptQueue, Brief, Report, endpoints, join_host_port, state_name, wall_time},
+    report::{
+        AcceptQueue, Brief, Counted, Report, endpoints, join_host_port, state_name, wall_time,
+    },
+    stakes::View,
     story::{self, Cause},
 };
 
-/// The event's brief, before any text is built.
+/// Whether a socket in `state` has had the peer's FIN.
+pub(super) fn fin_received(state: u8) -> bool {
+    use tcperr_common::tcp::state::{CLOSE_WAIT, CLOSING, LAST_ACK, TIME_WAIT};
+    matches!(state, CLOSE_WAIT | LAST_ACK | CLOSING | TIME_WAIT)
+}
+
+/// The event's brief, before any text is built (`shown`: whether it is printed).
 #[inline]
-pub(super) fn brief(s: &Seen, cause: Option<Cause>) -> Brief {
+pub(super) fn brief(s: &Seen, cause: Option<Cause>, shown: bool) -> Brief {
+    use tcperr_common::tcp::state::{SYN_RECV, SYN_SENT};
+    let connecting = matches!(s.sock.state, SYN_SENT | SYN_RECV);
+    let counts_as = match s.ev {
+        Event::SendError(_) | Event::RecvError(_) => Counted::Error,
+        Event::RecvEof(_) if cause == Some(Cause::PeerClosed) => Counted::Closed,
+        Event::RecvEof(_) => Counted::Error,
+        Event::RstReceived(e) if e.sock.ino != 0 && connecting => Counted::Error,
+        Event::SocketError(e) if e.sock.ino != 0 && connecting => Counted::Error,
+        _ => Counted::Not,
+    };
     Brief {
         ts_ns: s.h.ts_ns,
         kind: s.ev.kind_name(),
@@ -29,6 +48,8 @@ pub(super) fn brief(s: &Seen, cause: Option<Cause>) -> Brief {
             _ => s.ev.errno(),
         },
         cause,
+        shown,
+        counts_as,
     }
 }
 
@@ -72,6 +93,12 @@ impl Correlator {
                 .unwrap_or_else(|| explain(ev, &peer, &self.rst_reasons)),
             None => explain(ev, &peer, &self.rst_reasons),
         };
+        let stakes = ev.stakes().map(|st| View::of(st, h.ts_ns, fin_received(sock.state)));
+        if let (Some(v), Some(c)) = (&stakes, brief.cause)
+            && c != Cause::PeerClosed
+        {
+            explanation.push_str(&stakes_clause(v, c));
+        }
         let accept_queue = match ev {
             Event::AcceptQueueFull(e) => {
                 if let (Some((open, max)), Some(o)) = (files, &owner)
@@ -111,6 +138,7 @@ impl Correlator {
             peer_comm: peer_owner.map(|o| o.comm),
             timeline,
             accept_queue,
+            stakes,
             cookie: sock.cookie,
             sk: format!("{:#x}", h.sk),
             ino: sock.ino,

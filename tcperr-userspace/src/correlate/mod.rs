@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 
 use rustc_hash::FxHashMap;
 
-use tcperr_common::{EventHeader, SockInfo};
+use tcperr_common::{EventHeader, SockInfo, tcp::state};
 
 use self::{entry::SockEntry, step::Verdict};
 use crate::{
@@ -33,6 +33,9 @@ use crate::{
 /// How long a socket's entry outlives its CLOSE (late events: the RST sent after an abort, a
 /// read of the dead socket).
 const GRACE_NS: u64 = 5_000_000_000;
+/// How long who closed a connection is remembered, and for how many connections at most.
+const CLOSER_NS: u64 = 600_000_000_000;
+const CLOSERS_CAP: usize = 16_384;
 pub const DEFAULT_CAP: usize = 65_536;
 
 pub struct Correlator {
@@ -41,6 +44,10 @@ pub struct Correlator {
     by_tuple: FxHashMap<Tuple, u64>,
     /// RSTs this host sent, by the sender's tuple: the other end's account of a reset.
     rst_by_tuple: FxHashMap<Tuple, PeerRst>,
+    /// Who closed each connection (FIN) and when, by the closer's tuple: names the peer that
+    /// closed after its socket is gone (TIME_WAIT, its struct sock reused, its process exited),
+    /// for as long as a pooled connection may sit before its owner reads the EOF.
+    closers: FxHashMap<Tuple, (Owner, u64)>,
     procs: ProcSockets,
     rst_reasons: BTreeMap<u64, String>,
     cap: usize,
@@ -79,6 +86,7 @@ impl Correlator {
             socks: FxHashMap::default(),
             by_tuple: FxHashMap::default(),
             rst_by_tuple: FxHashMap::default(),
+            closers: FxHashMap::default(),
             procs: ProcSockets::default(),
             rst_reasons,
             cap: DEFAULT_CAP,
@@ -92,9 +100,9 @@ impl Correlator {
         self
     }
 
-    /// Entries held: sockets, connections by tuple, other ends' accounts of resets.
+    /// Entries held: sockets, connections by tuple, other ends' accounts of resets, closers.
     pub fn tracked(&self) -> usize {
-        self.socks.len() + self.by_tuple.len() + self.rst_by_tuple.len()
+        self.socks.len() + self.by_tuple.len() + self.rst_by_tuple.len() + self.closers.len()
     }
 
     /// Updates the socket's state with `ev` and returns its report, or None when the event is
@@ -143,11 +151,18 @@ impl Correlator {
         if let Some((t, rst)) = verdict.pending_rst {
             self.note_peer_rst(t, rst);
         }
-        if !verdict.report_it && !self.all {
+        if let (Event::StateChange(e), Some(t), Some(o)) = (ev, s.conn, s.owner)
+            && matches!(e.newstate, state::FIN_WAIT1 | state::LAST_ACK)
+        {
+            self.note_closer(t, o, h.ts_ns);
+        }
+        let shown = verdict.report_it || self.all;
+        let brief = assemble::brief(&s, verdict.cause, shown);
+        // (what is not shown reaches `admit` only if the summary counts it)
+        if !shown && brief.counts_as == crate::report::Counted::Not {
             return None;
         }
-        let brief = assemble::brief(&s, verdict.cause);
-        if !admit(&brief) {
+        if !admit(&brief) || !shown {
             return None;
         }
         let peer_owner = self.peer_owner(s.h.sk, s.conn, peer_rst);
@@ -170,6 +185,19 @@ impl Correlator {
             .and_then(|other| self.socks.get(other))
             .and_then(|e| e.owner)
             .or_else(|| peer_rst.or_else(|| self.peer_rst(sk, conn)).and_then(|p| p.owner))
+            .or_else(|| conn.and_then(|t| self.closers.get(&mirror(&t))).map(|c| c.0))
+    }
+
+    /// Remembers that `owner` closed connection `t` at `ts_ns`, within [`CLOSERS_CAP`] (the
+    /// oldest quarter goes first).
+    fn note_closer(&mut self, t: Tuple, owner: Owner, ts_ns: u64) {
+        if self.closers.len() >= CLOSERS_CAP && !self.closers.contains_key(&t) {
+            let mut times: Vec<u64> = self.closers.values().map(|c| c.1).collect();
+            let (_, cut, _) = times.select_nth_unstable(CLOSERS_CAP / 4);
+            let cut = *cut;
+            self.closers.retain(|_, c| c.1 > cut);
+        }
+        self.closers.insert(t, (owner, ts_ns));
     }
 
     /// Drops sockets closed longer than the grace period before `now_ns`, the other ends'
@@ -178,6 +206,7 @@ impl Correlator {
     pub fn expire(&mut self, now_ns: u64) {
         self.socks.retain(|_, e| e.closed_ns.is_none_or(|c| now_ns.saturating_sub(c) < GRACE_NS));
         self.rst_by_tuple.retain(|_, r| now_ns.saturating_sub(r.ts_ns) < GRACE_NS);
+        self.closers.retain(|_, c| now_ns.saturating_sub(c.1) < CLOSER_NS);
         let socks = &self.socks;
         self.by_tuple.retain(|t, sk| {
             socks.get(sk).and_then(|e| e.tuple.as_ref()).and_then(tuple) == Some(*t)
@@ -270,6 +299,7 @@ mod tests {
 
     fn rst(state: u8, errno: u32, interrupted_pid: u32) -> Event {
         Event::RstReceived(RstReceived {
+            stakes: tcperr_common::Stakes::ZERO,
             header: header(EventKind::RstReceived, 2, interrupted_pid, b"swapper/0"),
             sock: sock(state, 1),
             errno,
@@ -299,6 +329,7 @@ mod tests {
         assert!(c.observe(&rst(state::ESTABLISHED, 104, 0)).is_some());
         let err = |e| {
             Event::SocketError(SocketError {
+                stakes: tcperr_common::Stakes::ZERO,
                 header: header(EventKind::SocketError, 3, 0, b""),
                 sock: sock(state::ESTABLISHED, 1),
                 errno: e,
@@ -314,6 +345,7 @@ mod tests {
     fn send_error_names_the_calling_thread() {
         let mut c = Correlator::new(BTreeMap::new(), false);
         let ev = Event::SendError(SendError {
+            stakes: tcperr_common::Stakes::ZERO,
             header: header(EventKind::SendError, 5, 99, b"writer"),
             sock: sock(state::CLOSE, 1),
             errno: 32,
@@ -420,12 +452,14 @@ mod tests {
                 _pad1: 0,
             }));
             c.observe(&Event::RstReceived(RstReceived {
+                stakes: tcperr_common::Stakes::ZERO,
                 header: h(EventKind::RstReceived, 0, b"swapper/0", client_sk),
                 sock: client,
                 errno: ECONNRESET,
                 _pad: 0,
             }));
             let read = c.observe(&Event::RecvError(tcperr_common::RecvError {
+                stakes: tcperr_common::Stakes::ZERO,
                 header: h(EventKind::RecvError, 7, b"client", client_sk),
                 sock: SockInfo { state: state::CLOSE, ..client },
                 errno: ECONNRESET,
@@ -473,5 +507,46 @@ mod tests {
         assert_eq!(c.tracked(), 1);
         c.expire(10 + GRACE_NS);
         assert_eq!(c.tracked(), 0);
+    }
+
+    #[test]
+    fn the_peer_that_closed_is_named_after_its_socket_is_gone() {
+        // The server closes (FIN) in its own call; its struct sock is then reused by another
+        // process's connect before the client reads the EOF (the server's socket went to
+        // TIME_WAIT, its process may have exited).
+        let mut c = Correlator::new(BTreeMap::new(), true);
+        let client =
+            SockInfo { lport: 40_000, rport: 8090, ino: 20, ..sock(state::CLOSE_WAIT, 20) };
+        let server = SockInfo { lport: 8090, rport: 40_000, ino: 21, ..client };
+        let at = |kind, pid: u32, comm: &[u8], sk| EventHeader { sk, ..header(kind, 5, pid, comm) };
+        c.observe(&Event::StateChange(StateChange {
+            header: at(EventKind::StateChange, 9, b"server", 0x2000),
+            sock: SockInfo { state: state::ESTABLISHED, locked: 1, ..server },
+            oldstate: state::ESTABLISHED,
+            newstate: state::FIN_WAIT1,
+            _pad0: 0,
+            _pad1: 0,
+        }));
+        c.observe(&Event::StateChange(StateChange {
+            header: at(EventKind::StateChange, 5, b"other", 0x2000),
+            sock: SockInfo { state: state::CLOSE, ino: 30, ..SockInfo::ZERO },
+            oldstate: state::CLOSE,
+            newstate: state::SYN_SENT,
+            _pad0: 0,
+            _pad1: 0,
+        }));
+        let eof = c
+            .observe(&Event::RecvEof(tcperr_common::RecvEof {
+                header: at(EventKind::RecvEof, 7, b"client", 0x1000),
+                sock: client,
+                flags: 0,
+                _pad: 0,
+                stakes: tcperr_common::Stakes::ZERO,
+            }))
+            .expect("--all reports the EOF");
+        assert_eq!(
+            (eof.peer_pid, eof.peer_comm.as_ref().map(Comm::as_str)),
+            (Some(9), Some("server"))
+        );
     }
 }

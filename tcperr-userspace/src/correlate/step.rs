@@ -14,8 +14,29 @@ use crate::{
     error_names,
     owner::fd_usage,
     report::state_name,
+    stakes::{View, accepted, wrote_last},
     story::{self, Cause, PeerRst, Step, Tuple},
 };
+
+/// A reset of an accepted connection before any data went either way is a probe (connect,
+/// then RST: load balancers and health checkers), not a failure of a conversation. (The side
+/// that connected and got reset at once was refused by a server, which is no probe.)
+fn probe_or(cause: Cause, s: &Seen) -> Cause {
+    // (sequence numbers start at random: 0 is a kernel that gave no stakes)
+    let no_data = s.ev.stakes().is_some_and(|st| {
+        let v = View::of(st, s.h.ts_ns, false);
+        st.snd_una != 0
+            && accepted(st)
+            && v.bytes_received == 0
+            && v.bytes_acked == 0
+            && v.unacked == 0
+            && st.bytes_sent == 0
+    });
+    match cause {
+        Cause::PeerReset | Cause::PeerAborted if no_data => Cause::ProbeReset,
+        c => c,
+    }
+}
 
 /// What an event's step decided.
 #[derive(Debug)]
@@ -82,13 +103,34 @@ impl SockEntry {
             Event::SendError(_) | Event::RecvError(_) => {
                 let n = s.ev.errno().unwrap_or(0);
                 story::push(&mut self.timeline, ts, Step::CallFailed, error_names::name(n));
-                Verdict::report(Some(story::error_cause(n, self.rst_state, peer_rst)))
+                let cause = story::error_cause(n, self.rst_state, peer_rst);
+                Verdict::report(Some(probe_or(cause, s)))
             }
-            Event::RecvEof(_) => {
+            Event::RecvEof(e) => {
                 story::push(&mut self.timeline, ts, Step::Eof, "");
-                Verdict::report(Some(Cause::PeerClosed))
+                let cause = self.eof_cause(&e.stakes, s);
+                Verdict { report_it: cause != Cause::PeerClosed, ..Verdict::report(Some(cause)) }
             }
             Event::AcceptQueueFull(e) => self.accept_queue_full(e, s),
+        }
+    }
+
+    /// Whether an EOF is an error, from what the kernel knew of the connection when the read
+    /// returned 0. An error when our last write went unanswered: the peer's RST answered a write
+    /// we made after its FIN (the read saw the FIN first), it never acknowledged bytes we wrote,
+    /// or, on the side that connected, the last data went out from us (a request the peer
+    /// closed on). Else an orderly close: a server reading 0 after its response, a pooled
+    /// connection the server closed while idle.
+    fn eof_cause(&self, st: &tcperr_common::Stakes, s: &Seen) -> Cause {
+        if self.rst_state == Some(state::CLOSE_WAIT) {
+            return Cause::WriteAfterPeerClose;
+        }
+        let v = View::of(st, s.h.ts_ns, true);
+        let connected = self.timeline.iter().any(|i| i.step == Step::Connect);
+        if v.unacked > 0 || ((connected || !accepted(st)) && wrote_last(st, &v)) {
+            Cause::Unanswered
+        } else {
+            Cause::PeerClosed
         }
     }
 
@@ -123,7 +165,7 @@ impl SockEntry {
         // reset arrives before or after this record depends on timing (an active RST is
         // reported after loopback delivered it). The failed call that follows carries the
         // joined story.
-        let cause = story::reset_cause(Some(e.sock.state), None);
+        let cause = probe_or(story::reset_cause(Some(e.sock.state), None), s);
         Verdict { report_it: e.sock.ino != 0, ..Verdict::report(Some(cause)) }
     }
 
@@ -209,6 +251,7 @@ mod tests {
 
     fn rst_received(state: u8, ino: u64) -> Event {
         Event::RstReceived(RstReceived {
+            stakes: tcperr_common::Stakes::ZERO,
             header: header(),
             sock: sock(state, ino),
             errno: 0,
@@ -218,7 +261,13 @@ mod tests {
 
     fn socket_error(errno: u32, ino: u64) -> Event {
         let sock = sock(state::ESTABLISHED, ino);
-        Event::SocketError(SocketError { header: header(), sock, errno, _pad: 0 })
+        Event::SocketError(SocketError {
+            stakes: tcperr_common::Stakes::ZERO,
+            header: header(),
+            sock,
+            errno,
+            _pad: 0,
+        })
     }
 
     fn overflow() -> Event {
@@ -261,12 +310,14 @@ mod tests {
             _pad1: 0,
         });
         let send = Event::SendError(SendError {
+            stakes: tcperr_common::Stakes::ZERO,
             header: header(),
             sock: sock(state::CLOSE, 1),
             errno: 32,
             _pad: 0,
         });
         let eof = Event::RecvEof(RecvEof {
+            stakes: tcperr_common::Stakes::ZERO,
             header: header(),
             sock: sock(state::CLOSE_WAIT, 1),
             flags: 0,
@@ -311,7 +362,8 @@ mod tests {
             // No process holds the socket: no one sees the error.
             (socket_error(104, 0), OwnerSource::Unknown, (false, Some(PeerReset), false, vec![])),
             (send, Context, (true, Some(PeerReset), false, vec![CallFailed])),
-            (eof, Context, (true, Some(PeerClosed), false, vec![Eof])),
+            // An orderly close: context (shown with --all).
+            (eof, Context, (false, Some(PeerClosed), false, vec![Eof])),
             (overflow(), OwnerSource::Unknown, (true, Some(AcceptQueueOverflow), true, vec![])),
         ];
         for (ev, source, want) in cases {
@@ -431,5 +483,62 @@ mod tests {
         assert_eq!((Some(t), rst.cause, rst.owner), (tuple(&sock), Cause::NoSocket, None));
         let v = Verdict::without_socket(&Seen { ev: &overflow(), ..s }, None);
         assert_eq!((v.report_it, v.cause, v.pending_rst.is_none()), (true, None, true));
+    }
+
+    #[test]
+    fn an_eof_is_an_error_only_when_our_last_write_went_unanswered() {
+        use tcperr_common::Stakes;
+        // A connection that sent 7 bytes (SYN acknowledged too) and received `received`
+        // (plus the FIN), data last sent at tick `sent_at` and received at `received_at`.
+        let stakes =
+            |received: u64, sent_at: u32, received_at: u32, unacked: u32, backlog| Stakes {
+                bytes_sent: 7 + u64::from(unacked),
+                bytes_acked: 8,
+                bytes_received: received + 1,
+                write_seq: 1000 + unacked,
+                snd_una: 1000,
+                lsndtime: sent_at,
+                lrcvtime: received_at,
+                backlog,
+                ..Stakes::ZERO
+            };
+        let eof = |st: Stakes| {
+            Event::RecvEof(RecvEof {
+                header: header(),
+                sock: sock(state::CLOSE_WAIT, 1),
+                flags: 0,
+                _pad: 0,
+                stakes: st,
+            })
+        };
+        let cases = [
+            // The client's request, then the server's FIN and nothing else: unanswered.
+            (stakes(0, 10, 10, 0, 0), None, Cause::Unanswered),
+            // A pooled connection reused after an answer, closed by the server on the request.
+            (stakes(500, 20, 12, 0, 0), None, Cause::Unanswered),
+            // Bytes the peer never acknowledged, whichever side we are.
+            (stakes(500, 12, 20, 9, 128), None, Cause::Unanswered),
+            // The answer came last: an idle close of a pooled connection.
+            (stakes(500, 12, 20, 0, 0), None, Cause::PeerClosed),
+            (stakes(500, 20, 20, 0, 0), None, Cause::PeerClosed),
+            // The accepting side read 0 after its response: the client finished.
+            (stakes(7, 20, 12, 0, 128), None, Cause::PeerClosed),
+            // A write after the FIN drew the peer's RST before this read.
+            (stakes(500, 12, 20, 0, 0), Some(state::CLOSE_WAIT), Cause::WriteAfterPeerClose),
+        ];
+        for (st, rst_state, want) in cases {
+            let ev = eof(st);
+            let s = Seen {
+                ev: &ev,
+                h: ev.header(),
+                sock: ev.sock(),
+                conn: None,
+                owner: None,
+                source: OwnerSource::Context,
+            };
+            let mut entry = SockEntry { rst_state, ..SockEntry::default() };
+            let v = entry.record_step(&s, None, None);
+            assert_eq!((v.cause, v.report_it), (Some(want), want != Cause::PeerClosed), "{st:?}");
+        }
     }
 }

@@ -14,6 +14,7 @@ mod refused;
 mod reset_by_abort;
 mod reset_by_unread_data;
 mod silent_peer;
+mod unanswered;
 
 /// Every scenario, by name.
 pub const ALL: &[&str] = &[
@@ -21,6 +22,7 @@ pub const ALL: &[&str] = &[
     "reset_by_abort",
     "reset_by_unread_data",
     "eof",
+    "unanswered",
     "refused",
     "refused_nonblocking",
     "reset_by_abort_ipv6",
@@ -39,6 +41,7 @@ pub fn run(name: &str) -> Result<Run, String> {
         "reset_by_abort_ipv6" => reset_by_abort::run(true),
         "reset_by_unread_data" => reset_by_unread_data::run(),
         "eof" => eof::run(),
+        "unanswered" => unanswered::run(),
         "refused" => refused::run(false),
         "refused_nonblocking" => refused::run(true),
         "silent_peer" => silent_peer::run(),

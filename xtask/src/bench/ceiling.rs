@@ -70,6 +70,7 @@ fn synthetic_records(n: usize) -> Vec<Vec<u8>> {
             1 => {
                 sock.state = state::ESTABLISHED;
                 encode(&RstReceived {
+                    stakes: tcperr_common::Stakes::ZERO,
                     header: header(EventKind::RstReceived),
                     sock,
                     errno: errno::ECONNRESET,
@@ -79,6 +80,7 @@ fn synthetic_records(n: usize) -> Vec<Vec<u8>> {
             2 => {
                 sock.state = state::CLOSE;
                 encode(&RecvError {
+                    stakes: tcperr_common::Stakes::ZERO,
                     header: header(EventKind::RecvError),
                     sock,
                     errno: errno::ECONNRESET,
@@ -196,6 +198,7 @@ fn storm_records(conns: usize) -> Vec<Vec<u8>> {
         }));
         client.state = state::ESTABLISHED;
         records.push(encode(&RstReceived {
+            stakes: tcperr_common::Stakes::ZERO,
             header: header(EventKind::RstReceived, client_sk, false),
             sock: client,
             errno: errno::ECONNRESET,
@@ -213,6 +216,7 @@ fn storm_records(conns: usize) -> Vec<Vec<u8>> {
         }));
         client.state = state::CLOSE;
         records.push(encode(&RecvError {
+            stakes: tcperr_common::Stakes::ZERO,
             header: header(EventKind::RecvError, client_sk, true),
             sock: client,
             errno: errno::ECONNRESET,

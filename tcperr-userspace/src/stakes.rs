@@ -1,0 +1,118 @@
+//! What was at stake on a socket when a call on it failed or read EOF (`tcperr_common::Stakes`,
+//! read from `struct tcp_sock` on the kernel's error paths): bytes sent, acknowledged, received
+//! and left unread, retransmissions, and how long ago data last went each way. The facts the
+//! EOF classes are decided from, and the numbers the story quotes.
+use serde::Serialize;
+use tcperr_common::Stakes;
+
+/// The JSON `stakes` object.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct View {
+    /// Data bytes sent (retransmissions included), acknowledged by the peer, and received.
+    pub bytes_sent: u64,
+    pub bytes_acked: u64,
+    pub bytes_received: u64,
+    /// Bytes we wrote that the peer never acknowledged.
+    pub unacked: u32,
+    /// Bytes that arrived but the program never read.
+    pub unread: u32,
+    pub retransmits: u32,
+    /// Milliseconds since data was last sent and last received (null where the kernel's tick
+    /// rate could not be told).
+    pub since_send_ms: Option<f64>,
+    pub since_receive_ms: Option<f64>,
+    /// The peer's FIN had arrived (its one unit of sequence space is not counted as data).
+    #[serde(skip)]
+    pub fin_received: bool,
+}
+
+impl View {
+    /// `fin_received`: whether the peer's FIN had come (then `bytes_received` counts it).
+    pub fn of(s: &Stakes, ts_ns: u64, fin_received: bool) -> Self {
+        let tick_ms = hz(s.jiffies, ts_ns).map(|hz| 1000.0 / f64::from(hz));
+        let ago = |t: u32| tick_ms.map(|ms| f64::from((s.jiffies as u32).wrapping_sub(t)) * ms);
+        Self {
+            bytes_sent: s.bytes_sent,
+            // (the peer's acknowledgement of our SYN is counted too)
+            bytes_acked: s.bytes_acked.saturating_sub(1).min(s.bytes_sent),
+            bytes_received: s.bytes_received.saturating_sub(u64::from(fin_received)),
+            unacked: s.write_seq.wrapping_sub(s.snd_una),
+            unread: s.rcv_nxt.wrapping_sub(s.copied_seq).saturating_sub(u32::from(fin_received)),
+            retransmits: s.total_retrans,
+            since_send_ms: ago(s.lsndtime),
+            since_receive_ms: ago(s.lrcvtime),
+            fin_received,
+        }
+    }
+}
+
+/// Whether the last data of the connection went out from us, after the last data that came in
+/// (`lsndtime` later than `lrcvtime`, in ticks; the same tick is not "after"), or we sent data
+/// and never received any.
+pub fn wrote_last(s: &Stakes, v: &View) -> bool {
+    let sent = v.bytes_acked > 0 || v.unacked > 0;
+    sent && (v.bytes_received == 0 || (s.lsndtime.wrapping_sub(s.lrcvtime) as i32) > 0)
+}
+
+/// Whether the socket was accepted from a listener (which it keeps the backlog of) rather than
+/// connected.
+pub fn accepted(s: &Stakes) -> bool {
+    s.backlog > 0
+}
+
+/// The kernel's tick rate (`CONFIG_HZ`), from one reading of `jiffies` and CLOCK_MONOTONIC made
+/// together: jiffies start at `2^32 - 300 * HZ` at boot (`INITIAL_JIFFIES`, so that their
+/// wrap-around is met five minutes in), so `jiffies - 2^32 = HZ * (uptime - 300 s)`. The rates
+/// Linux is built with are few; the one that fits best is taken. None within a second of that
+/// five-minute mark, where they cannot be told apart.
+pub fn hz(jiffies: u64, ts_ns: u64) -> Option<u32> {
+    let from_mark = ts_ns as f64 / 1e9 - 300.0;
+    if from_mark.abs() < 1.0 || jiffies == 0 {
+        return None;
+    }
+    let ticks = jiffies.wrapping_sub(1 << 32) as i64 as f64;
+    [100u32, 250, 300, 1000]
+        .into_iter()
+        .map(|hz| (hz, (ticks - f64::from(hz) * from_mark).abs()))
+        .filter(|&(hz, off)| off < f64::from(hz) * 0.5 + 2.0)
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(hz, _)| hz)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jiffies(hz: u64, uptime_ns: u64) -> u64 {
+        (1u64 << 32) - 300 * hz + hz * uptime_ns / 1_000_000_000
+    }
+
+    #[test]
+    fn the_tick_rate_follows_from_jiffies_and_the_monotonic_clock() {
+        for hz_ in [100, 250, 300, 1000] {
+            for uptime_s in [5, 120, 298, 302, 3_600, 86_400 * 40] {
+                let ns = uptime_s * 1_000_000_000 + 123_456_789;
+                assert_eq!(hz(jiffies(hz_, ns), ns), Some(hz_ as u32), "{hz_} Hz at {uptime_s} s");
+            }
+        }
+        let mark = 300_000_000_000;
+        assert_eq!(hz(jiffies(250, mark), mark), None, "at the five-minute mark");
+    }
+
+    #[test]
+    fn unacknowledged_and_unread_bytes_come_from_sequence_numbers_across_their_wrap() {
+        let s = Stakes {
+            write_seq: 10,
+            snd_una: u32::MAX - 5,
+            rcv_nxt: 3,
+            copied_seq: u32::MAX,
+            bytes_received: 9,
+            ..Stakes::ZERO
+        };
+        let v = View::of(&s, 0, false);
+        assert_eq!((v.unacked, v.unread, v.bytes_received), (16, 4, 9));
+        // After the peer's FIN: its one unit is neither data received nor unread.
+        let v = View::of(&s, 0, true);
+        assert_eq!((v.unread, v.bytes_received), (3, 8));
+    }
+}
