@@ -94,6 +94,29 @@ fn wakeup_flags(ts_ns: u64) -> u64 {
 #[unsafe(no_mangle)]
 static DISCARD: u8 = 0;
 
+/// Builds a record of kind `E` in place in the ring buffer (`fill` writes every field through
+/// the pointer it gets), or counts it as lost: for records too large to build on the stack
+/// beside what their program already holds there (512 bytes in all).
+#[inline(always)]
+pub fn emit_in_place<E: Event + 'static>(ts_ns: u64, fill: impl FnOnce(*mut E)) {
+    // SAFETY: a valid static; volatile so that the compiler cannot fold the placeholder.
+    if unsafe { core::ptr::read_volatile(&raw const DISCARD) } != 0 {
+        return;
+    }
+    match EVENTS.reserve::<E>(0) {
+        Some(mut entry) => {
+            fill(entry.as_mut_ptr());
+            entry.submit(wakeup_flags(ts_ns));
+        }
+        None => {
+            if let Some(lost) = LOST.get_ptr_mut(0) {
+                // SAFETY: per-CPU slot, only this CPU writes it while the program runs.
+                unsafe { *lost += 1 };
+            }
+        }
+    }
+}
+
 /// Copies `event` into the ring buffer, or counts it as lost.
 #[inline(always)]
 pub fn emit<E: Event>(event: &E) {

@@ -49,8 +49,7 @@ pub fn take_held_close(sk: u64) -> Option<StateChange> {
 }
 
 /// Records the move to CLOSE held back on this CPU if it is `sk`'s (any socket's: 0).
-/// Out of line: its copy of the record needs no stack beside its caller's own record.
-#[inline(never)]
+#[inline(always)]
 pub fn release_held_of(sk: u64) {
     if let Some(close) = take_held(sk) {
         emit(&close);

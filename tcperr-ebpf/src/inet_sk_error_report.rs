@@ -9,7 +9,7 @@ use aya_ebpf::{
 use tcperr_common::SocketError;
 
 use crate::{
-    emit::{emit, header},
+    emit::{emit_in_place, header},
     held_close::release_held_of,
     last_rst::take_rst,
     layout::layout,
@@ -42,8 +42,17 @@ fn socket_error<M: SockMem>(sk: u64) -> i32 {
     if errno == 0 {
         return 0; // a wake-up without an error (sk_err already collected)
     }
-    let sock = sock_info::<M>(sk);
-    let stakes = stakes::<M>(sk);
-    emit(&SocketError { header: header::<SocketError, M>(sk), sock, errno, _pad: 0, stakes });
+    let header = header::<SocketError, M>(sk);
+    // (in place: with the stakes, the record and what this program holds do not fit the stack)
+    emit_in_place::<SocketError>(header.ts_ns, |e| {
+        // SAFETY: `e` points at a reserved record of this type; every field is written.
+        unsafe {
+            (&raw mut (*e).header).write(header);
+            (&raw mut (*e).sock).write(sock_info::<M>(sk));
+            (&raw mut (*e).errno).write(errno);
+            (&raw mut (*e)._pad).write(0);
+            (&raw mut (*e).stakes).write(stakes::<M>(sk));
+        }
+    });
     0
 }

@@ -99,15 +99,18 @@ fn rst_reason_words(reason: RstReason) -> Option<&'static str> {
 /// What was at stake, for an error's story: bytes never acknowledged or never read, and the
 /// retransmissions made (for a timeout, over how long nothing came back).
 pub fn stakes_clause(v: &crate::stakes::View, cause: Cause) -> String {
+    let n = |count: u32, one: &str, many: &str| {
+        format!("{count} {}", if count == 1 { one } else { many })
+    };
     let mut out = String::new();
     if v.unacked > 0 {
-        out.push_str(&format!("; {} bytes we wrote were never acknowledged", v.unacked));
+        out.push_str(&format!("; {} we wrote never acknowledged", n(v.unacked, "byte", "bytes")));
     }
     if v.unread > 0 {
-        out.push_str(&format!("; {} bytes received were never read", v.unread));
+        out.push_str(&format!("; {} received never read", n(v.unread, "byte", "bytes")));
     }
     if v.retransmits > 0 {
-        out.push_str(&format!("; {} retransmissions", v.retransmits));
+        out.push_str(&format!("; {}", n(v.retransmits, "retransmission", "retransmissions")));
         if let (Cause::Timeout, Some(ms)) = (cause, v.since_receive_ms) {
             out.push_str(&format!(", nothing received for {:.1} s", ms / 1000.0));
         }

@@ -21,27 +21,48 @@ pub struct View {
     /// rate could not be told).
     pub since_send_ms: Option<f64>,
     pub since_receive_ms: Option<f64>,
-    /// The peer's FIN had arrived (its one unit of sequence space is not counted as data).
-    #[serde(skip)]
-    pub fin_received: bool,
+}
+
+/// The control units the sequence numbers hold besides data, one each: our SYN while it is
+/// unacknowledged, our FIN once sent, the peer's FIN once it came.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Units {
+    pub syn_out: bool,
+    pub fin_out: bool,
+    pub fin_in: bool,
+}
+
+impl Units {
+    /// From the socket's state, and what its timeline saw (`peer_fin`: the peer's FIN came;
+    /// `our_fin`: this side closed with a FIN) for a socket whose state no longer says.
+    pub fn of(state: u8, peer_fin: bool, our_fin: bool) -> Self {
+        use tcperr_common::tcp::state::*;
+        Self {
+            syn_out: matches!(state, SYN_SENT | SYN_RECV),
+            fin_out: our_fin || matches!(state, FIN_WAIT1 | CLOSING | LAST_ACK),
+            fin_in: peer_fin || matches!(state, CLOSE_WAIT | LAST_ACK | CLOSING | TIME_WAIT),
+        }
+    }
 }
 
 impl View {
-    /// `fin_received`: whether the peer's FIN had come (then `bytes_received` counts it).
-    pub fn of(s: &Stakes, ts_ns: u64, fin_received: bool) -> Self {
+    /// The stakes `s` of a record made at `ts_ns`, its sequence space less the control `units`.
+    pub fn of(s: &Stakes, ts_ns: u64, units: Units) -> Self {
+        let fin_in = u32::from(units.fin_in);
+        let control_out = u32::from(units.syn_out) + u32::from(units.fin_out);
         let tick_ms = hz(s.jiffies, ts_ns).map(|hz| 1000.0 / f64::from(hz));
         let ago = |t: u32| tick_ms.map(|ms| f64::from((s.jiffies as u32).wrapping_sub(t)) * ms);
         Self {
             bytes_sent: s.bytes_sent,
             // (the peer's acknowledgement of our SYN is counted too)
             bytes_acked: s.bytes_acked.saturating_sub(1).min(s.bytes_sent),
-            bytes_received: s.bytes_received.saturating_sub(u64::from(fin_received)),
-            unacked: s.write_seq.wrapping_sub(s.snd_una),
-            unread: s.rcv_nxt.wrapping_sub(s.copied_seq).saturating_sub(u32::from(fin_received)),
+            bytes_received: s.bytes_received.saturating_sub(u64::from(fin_in)),
+            unacked: s.write_seq.wrapping_sub(s.snd_una).saturating_sub(control_out),
+            // (a FIN the program has read EOF at is in both: then no data is left unread)
+            unread: s.rcv_nxt.wrapping_sub(s.copied_seq).saturating_sub(fin_in),
             retransmits: s.total_retrans,
             since_send_ms: ago(s.lsndtime),
             since_receive_ms: ago(s.lrcvtime),
-            fin_received,
         }
     }
 }
@@ -109,10 +130,24 @@ mod tests {
             bytes_received: 9,
             ..Stakes::ZERO
         };
-        let v = View::of(&s, 0, false);
+        let v = View::of(&s, 0, Units::default());
         assert_eq!((v.unacked, v.unread, v.bytes_received), (16, 4, 9));
         // After the peer's FIN: its one unit is neither data received nor unread.
-        let v = View::of(&s, 0, true);
+        let fin_in = Units { fin_in: true, ..Units::default() };
+        let v = View::of(&s, 0, fin_in);
         assert_eq!((v.unread, v.bytes_received), (3, 8));
+        // An unacknowledged SYN, or our FIN, is no byte we wrote.
+        let connecting = Stakes { write_seq: 1001, snd_una: 1000, ..Stakes::ZERO };
+        assert_eq!(
+            View::of(&connecting, 0, Units::of(tcperr_common::tcp::state::SYN_SENT, false, false))
+                .unacked,
+            0
+        );
+        let closing = Stakes { write_seq: 1005, snd_una: 1000, ..Stakes::ZERO };
+        assert_eq!(
+            View::of(&closing, 0, Units::of(tcperr_common::tcp::state::FIN_WAIT1, false, false))
+                .unacked,
+            4
+        );
     }
 }

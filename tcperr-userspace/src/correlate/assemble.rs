@@ -11,15 +11,9 @@ use crate::{
     report::{
         AcceptQueue, Brief, Counted, Report, endpoints, join_host_port, state_name, wall_time,
     },
-    stakes::View,
+    stakes::{Units, View},
     story::{self, Cause},
 };
-
-/// Whether a socket in `state` has had the peer's FIN.
-pub(super) fn fin_received(state: u8) -> bool {
-    use tcperr_common::tcp::state::{CLOSE_WAIT, CLOSING, LAST_ACK, TIME_WAIT};
-    matches!(state, CLOSE_WAIT | LAST_ACK | CLOSING | TIME_WAIT)
-}
 
 /// The event's brief, before any text is built (`shown`: whether it is printed).
 #[inline]
@@ -93,7 +87,11 @@ impl Correlator {
                 .unwrap_or_else(|| explain(ev, &peer, &self.rst_reasons)),
             None => explain(ev, &peer, &self.rst_reasons),
         };
-        let stakes = ev.stakes().map(|st| View::of(st, h.ts_ns, fin_received(sock.state)));
+        let units = self
+            .socks
+            .get(&h.sk)
+            .map_or(Units::of(sock.state, false, false), |e| e.units(sock.state));
+        let stakes = ev.stakes().map(|st| View::of(st, h.ts_ns, units));
         if let (Some(v), Some(c)) = (&stakes, brief.cause)
             && c != Cause::PeerClosed
         {

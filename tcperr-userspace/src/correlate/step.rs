@@ -14,7 +14,7 @@ use crate::{
     error_names,
     owner::fd_usage,
     report::state_name,
-    stakes::{View, accepted, wrote_last},
+    stakes::{Units, View, accepted, wrote_last},
     story::{self, Cause, PeerRst, Step, Tuple},
 };
 
@@ -24,7 +24,7 @@ use crate::{
 fn probe_or(cause: Cause, s: &Seen) -> Cause {
     // (sequence numbers start at random: 0 is a kernel that gave no stakes)
     let no_data = s.ev.stakes().is_some_and(|st| {
-        let v = View::of(st, s.h.ts_ns, false);
+        let v = View::of(st, s.h.ts_ns, Units::of(s.sock.state, false, false));
         st.snd_una != 0
             && accepted(st)
             && v.bytes_received == 0
@@ -125,13 +125,19 @@ impl SockEntry {
         if self.rst_state == Some(state::CLOSE_WAIT) {
             return Cause::WriteAfterPeerClose;
         }
-        let v = View::of(st, s.h.ts_ns, true);
+        let v = View::of(st, s.h.ts_ns, self.units(s.sock.state));
         let connected = self.timeline.iter().any(|i| i.step == Step::Connect);
         if v.unacked > 0 || ((connected || !accepted(st)) && wrote_last(st, &v)) {
             Cause::Unanswered
         } else {
             Cause::PeerClosed
         }
+    }
+
+    /// The control units in the socket's sequence numbers, from its state and its timeline.
+    pub(super) fn units(&self, state: u8) -> Units {
+        let saw = |step| self.timeline.iter().any(|i: &story::Item| i.step == step);
+        Units::of(state, saw(Step::PeerFin), saw(Step::Close))
     }
 
     /// A move between states: a step of the timeline; a move to CLOSE tells whether its owner
