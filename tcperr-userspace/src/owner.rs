@@ -105,16 +105,30 @@ pub enum OwnerSource {
     Unknown,
 }
 
-/// Maps socket inodes to processes by scanning /proc/*/fd, at most once per `min_age`.
+/// Maps socket inodes to processes by scanning /proc/*/fd, at most once per `min_age`; and
+/// tells whether one process still holds a socket (its own fds, at most once per
+/// [`RECHECK_EVERY`] per process).
 pub struct ProcSockets {
     by_ino: FxHashMap<u64, (u32, Comm)>,
     scanned: Option<Instant>,
     min_age: Duration,
+    /// Socket inodes each checked process held, and when its fds were read.
+    held: FxHashMap<u32, (Instant, rustc_hash::FxHashSet<u64>)>,
 }
+
+/// How often one process's fds are read again to see whether it still holds a socket.
+pub const RECHECK_EVERY: Duration = Duration::from_secs(1);
+/// Processes whose fds are remembered at once (all are forgotten past it).
+const HELD_CAP: usize = 4096;
 
 impl Default for ProcSockets {
     fn default() -> Self {
-        Self { by_ino: FxHashMap::default(), scanned: None, min_age: Duration::from_millis(50) }
+        Self {
+            by_ino: FxHashMap::default(),
+            scanned: None,
+            min_age: Duration::from_millis(50),
+            held: FxHashMap::default(),
+        }
     }
 }
 
@@ -130,6 +144,31 @@ impl ProcSockets {
         }
         let (pid, comm) = self.by_ino.get(&ino)?;
         Some(Owner { pid: *pid, tid: None, comm: *comm })
+    }
+
+    /// Whether process `pid` still holds socket `ino` (false once it exited or gave the socket
+    /// up: closed its fd after a fork or after passing it on with SCM_RIGHTS). Its fds are read
+    /// when `ino` is not among those last seen, at most once per [`RECHECK_EVERY`]; in between,
+    /// a socket it was last seen holding, or one newer than that reading, is taken as held.
+    pub fn still_holds(&mut self, pid: u32, ino: u64) -> bool {
+        if ino == 0 {
+            return true;
+        }
+        if let Some((at, inos)) = self.held.get(&pid)
+            && (inos.contains(&ino) || at.elapsed() < RECHECK_EVERY)
+        {
+            return inos.contains(&ino) || std::path::Path::new(&format!("/proc/{pid}")).exists();
+        }
+        if self.held.len() >= HELD_CAP {
+            self.held.clear();
+        }
+        let Some(inos) = socket_inodes(pid) else {
+            self.held.remove(&pid);
+            return false; // the process is gone
+        };
+        let holds = inos.contains(&ino);
+        self.held.insert(pid, (Instant::now(), inos));
+        holds
     }
 
     /// As [`Self::lookup`], from the last scan only.
@@ -169,6 +208,19 @@ impl ProcSockets {
             }
         }
     }
+}
+
+/// The socket inodes among process `pid`'s fds; None if the process is gone.
+fn socket_inodes(pid: u32) -> Option<rustc_hash::FxHashSet<u64>> {
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    Some(
+        fds.flatten()
+            .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+            .filter_map(|t| {
+                t.to_str()?.strip_prefix("socket:[")?.strip_suffix(']')?.parse::<u64>().ok()
+            })
+            .collect(),
+    )
 }
 
 /// Open files of process `pid` and its `RLIMIT_NOFILE` soft limit, from /proc.

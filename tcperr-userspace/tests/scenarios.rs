@@ -735,3 +735,63 @@ fn the_same_connection_in_two_network_namespaces_keeps_its_own_story_and_peer() 
         "{reports:#?}"
     );
 }
+
+#[test]
+fn an_rst_names_the_process_that_holds_the_socket_after_its_connecting_parent_forked_and_exited() {
+    // A process connects (so tcperr learns it as the socket's owner), forks, closes its copy
+    // and exits; the child holds the connection when the server resets it. Both the RST and the
+    // child's failed read are the child's.
+    let mut tracer =
+        Tracer::start(&Config::default()).unwrap_or_else(|e| panic!("tcperr cannot start: {e}"));
+    let mut correlator = Correlator::new(tracer.plan.rst_reasons.clone(), false);
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    // SAFETY: the children only make socket calls, sleep and leave with _exit.
+    let parent = unsafe { libc::fork() };
+    assert!(parent >= 0, "fork: {}", std::io::Error::last_os_error());
+    if parent == 0 {
+        // SAFETY: prctl with a NUL-terminated name; fork in a single-threaded child.
+        unsafe { libc::prctl(libc::PR_SET_NAME, c"parentproc".as_ptr()) };
+        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+            unsafe { libc::_exit(1) }
+        };
+        if unsafe { libc::fork() } == 0 {
+            unsafe { libc::prctl(libc::PR_SET_NAME, c"childproc".as_ptr()) };
+            let _ = stream.read(&mut [0u8; 1]); // fails when the server resets
+            std::thread::sleep(Duration::from_millis(1500)); // (still there to be found)
+            unsafe { libc::_exit(0) };
+        }
+        drop(stream);
+        unsafe { libc::_exit(0) };
+    }
+    let (server, _) = listener.accept().expect("accept");
+    let mut status = 0;
+    // SAFETY: waitpid on our own child.
+    assert_eq!(unsafe { libc::waitpid(parent, &mut status, 0) }, parent);
+    assert_eq!(status, 0, "the parent connected and exited");
+    std::thread::sleep(Duration::from_millis(100));
+    sock::set_linger_zero(&server).expect("linger");
+    drop(server); // RST to the child
+    let mut reports = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(1000) {
+        if tracer.wait(Duration::from_millis(50)) {
+            tracer.drain(|ev| {
+                let ev = ev.unwrap_or_else(|e| panic!("undecodable record: {e}"));
+                if let Some(r) = correlator.observe(&ev) {
+                    reports.push(serde_json::to_value(&r).expect("report serialises"));
+                }
+            });
+        }
+    }
+    let client: Vec<_> = reports
+        .iter()
+        .filter(|r| r["rport"] == port && r["kind"] != "rst_sent")
+        .map(|r| (r["kind"].as_str(), r["comm"].as_str()))
+        .collect();
+    assert_eq!(
+        client,
+        vec![(Some("rst_received"), Some("childproc")), (Some("recv_error"), Some("childproc"))],
+        "{reports:#?}"
+    );
+}

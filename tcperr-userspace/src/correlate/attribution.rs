@@ -52,8 +52,15 @@ pub(super) fn attribute(
         entry.owner = Some(task(h));
         return OwnerSource::Context;
     }
-    if entry.owner.is_some() {
-        return OwnerSource::Socket;
+    if let Some(o) = entry.owner {
+        // A socket can change hands without a call of its new holder: a fork whose parent
+        // closes its copy, SCM_RIGHTS. An RST or error report printed with an owner names one
+        // that still holds the socket, else whoever does now.
+        let printed = matches!(ev, Event::RstReceived(_) | Event::SocketError(_));
+        if !printed || procs.still_holds(o.pid, ino) {
+            return OwnerSource::Socket;
+        }
+        entry.owner = None;
     }
     let Some(owner) = procs.lookup(ino) else { return OwnerSource::Unknown };
     entry.owner = Some(owner);

@@ -307,14 +307,32 @@ mod tests {
         })
     }
 
+    /// This process's pid and the inode of a socket it holds (`_socket` keeps it open).
+    fn held_socket() -> (u32, u64, std::net::TcpListener) {
+        use std::os::{fd::AsRawFd, unix::fs::MetadataExt};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let ino = std::fs::metadata(format!("/proc/self/fd/{}", l.as_raw_fd())).expect("stat");
+        (std::process::id(), ino.ino(), l)
+    }
+
+    fn with_ino(mut ev: Event, ino: u64) -> Event {
+        match &mut ev {
+            Event::StateChange(e) => e.sock.ino = ino,
+            Event::RstReceived(e) => e.sock.ino = ino,
+            _ => unreachable!(),
+        }
+        ev
+    }
+
     #[test]
     fn softirq_rst_is_attributed_to_the_process_that_connected() {
         let mut c = Correlator::new(BTreeMap::new(), false);
-        assert_eq!(c.observe(&connect(4242, b"client")), None);
-        let r = c.observe(&rst(state::CLOSE_WAIT, 32, 0)).unwrap();
+        let (me, ino, _socket) = held_socket();
+        assert_eq!(c.observe(&with_ino(connect(me, b"client"), ino)), None);
+        let r = c.observe(&with_ino(rst(state::CLOSE_WAIT, 32, 0), ino)).unwrap();
         assert_eq!(
             (r.pid, r.comm.as_ref().map(Comm::as_str), r.owner_from),
-            (Some(4242), Some("client"), OwnerSource::Socket)
+            (Some(me), Some("client"), OwnerSource::Socket)
         );
         assert_eq!(
             (r.kind, r.state, r.errno.as_deref(), r.error.as_deref()),
@@ -548,5 +566,16 @@ mod tests {
             (eof.peer_pid, eof.peer_comm.as_ref().map(Comm::as_str)),
             (Some(9), Some("server"))
         );
+    }
+
+    #[test]
+    fn an_rst_does_not_name_a_process_that_gave_its_socket_up() {
+        // The connecting process forked and exited (or passed the socket on and closed it):
+        // the socket's RST names no one rather than it (no process holds inode 1 here).
+        let mut c = Correlator::new(BTreeMap::new(), false);
+        let (me, _, _socket) = held_socket();
+        c.observe(&connect(me, b"client"));
+        let r = c.observe(&rst(state::ESTABLISHED, 104, 0)).unwrap();
+        assert_eq!((r.pid, r.owner_from), (None, OwnerSource::Unknown));
     }
 }
