@@ -162,9 +162,13 @@ impl ProcSockets {
         if self.held.len() >= HELD_CAP {
             self.held.clear();
         }
-        let Some(inos) = socket_inodes(pid) else {
-            self.held.remove(&pid);
-            return false; // the process is gone
+        let inos = match socket_inodes(pid) {
+            Ok(inos) => inos,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.held.remove(&pid);
+                return false; // the process is gone
+            }
+            Err(_) => return true, // its fds cannot be read (no CAP_SYS_PTRACE): cannot tell
         };
         let holds = inos.contains(&ino);
         self.held.insert(pid, (Instant::now(), inos));
@@ -210,17 +214,24 @@ impl ProcSockets {
     }
 }
 
-/// The socket inodes among process `pid`'s fds; None if the process is gone.
-fn socket_inodes(pid: u32) -> Option<rustc_hash::FxHashSet<u64>> {
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
-    Some(
-        fds.flatten()
-            .filter_map(|fd| std::fs::read_link(fd.path()).ok())
-            .filter_map(|t| {
-                t.to_str()?.strip_prefix("socket:[")?.strip_suffix(']')?.parse::<u64>().ok()
-            })
-            .collect(),
-    )
+/// The socket inodes among process `pid`'s fds (NotFound: the process is gone; PermissionDenied:
+/// its fds cannot be read, without CAP_SYS_PTRACE).
+fn socket_inodes(pid: u32) -> std::io::Result<rustc_hash::FxHashSet<u64>> {
+    let mut inos = rustc_hash::FxHashSet::default();
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))?.flatten() {
+        let target = match std::fs::read_link(fd.path()) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return Err(e),
+            Err(_) => continue, // (closed meanwhile)
+        };
+        if let Some(ino) = target
+            .to_str()
+            .and_then(|t| t.strip_prefix("socket:[")?.strip_suffix(']')?.parse::<u64>().ok())
+        {
+            inos.insert(ino);
+        }
+    }
+    Ok(inos)
 }
 
 /// Open files of process `pid` and its `RLIMIT_NOFILE` soft limit, from /proc.
