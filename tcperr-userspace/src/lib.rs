@@ -28,3 +28,4 @@ pub mod story;
 pub mod summary;
 pub mod trace;
 pub mod tracefs;
+pub mod writer;

@@ -22,6 +22,7 @@ use crate::{
     output::{self, Format},
     report::Brief,
     summary::Summary,
+    writer::QueuedOut,
 };
 
 pub struct Options {
@@ -51,6 +52,8 @@ pub struct Stats {
     pub undecodable: u64,
     /// Per-socket entries dropped to bound memory before their socket closed.
     pub evicted: u64,
+    /// Lines not written because the output did not keep up (a reader that stopped reading).
+    pub unwritten: u64,
 }
 
 impl Default for Stats {
@@ -63,6 +66,7 @@ impl Default for Stats {
             lost: 0,
             undecodable: 0,
             evicted: 0,
+            unwritten: 0,
         }
     }
 }
@@ -170,6 +174,9 @@ impl<'a> Sink<'a> {
     }
 }
 
+/// How long tcperr waits, on its way out, for a reader to take what is left of the output.
+const WRITE_OUT_WITHIN: Duration = Duration::from_millis(500);
+
 /// The kernel's wake-up batch plus a margin for the timer's granularity.
 const REREAD_AFTER: Duration = Duration::from_nanos(tcperr_common::WAKEUP_BATCH_NS + 2_000_000);
 
@@ -199,8 +206,9 @@ pub async fn run(opts: Options) -> Result<Stats, Error> {
     let mut signals = Signals::register().map_err(Error::Io)?;
     output::note(format_args!("tcperr: hooks: {}", tracer.hook_summary().join(", ")));
     output::note(format_args!("tcperr: tracing TCP errors; Ctrl-C to stop"));
-    let stdout = io::stdout();
-    let mut out = io::BufWriter::new(stdout.lock());
+    // (stdout is written by a thread of its own: a reader that stops reading never holds up
+    // tracing or the signals)
+    let mut out = QueuedOut::start(io::stdout());
     if opts.format == Format::Human && !opts.summary_only {
         writeln!(out, "{}", output::HUMAN_HEADER).map_err(Error::Io)?;
         out.flush().map_err(Error::Io)?;
@@ -216,8 +224,17 @@ pub async fn run(opts: Options) -> Result<Stats, Error> {
     let _ = out.flush();
     stats.lost = tracer.lost();
     stats.evicted = correlator.evicted;
+    stats.unwritten = out.unwritten();
     drop(tracer); // detach before reporting
-    finish(&opts, &summary, &stats, &mut out)?;
+    let finished = finish(&opts, &summary, &stats, &mut out);
+    if !out.finish(WRITE_OUT_WITHIN) {
+        output::note(format_args!(
+            "tcperr: the output is not being read; exiting without writing the rest"
+        ));
+    }
+    stats.unwritten = out.unwritten();
+    closing_counts(&stats);
+    finished?;
     Ok(stats)
 }
 
@@ -309,16 +326,21 @@ fn finish(
     {
         return Err(Error::Io(e));
     }
+    Ok(())
+}
+
+/// The run's counts as a sentence on stderr, once the output is written (or given up on).
+fn closing_counts(stats: &Stats) {
     output::note(format_args!(
-        "tcperr: {} events seen, {} printed, {} folded into repeated lines, {} lost, {} undecodable, {} socket entries evicted",
+        "tcperr: {} events seen, {} printed, {} folded into repeated lines, {} lost, {} undecodable, {} socket entries evicted, {} lines not written (output not read)",
         stats.events_seen,
         stats.printed,
         stats.folded,
         stats.lost,
         stats.undecodable,
-        stats.evicted
+        stats.evicted,
+        stats.unwritten
     ));
-    Ok(())
 }
 
 #[cfg(test)]

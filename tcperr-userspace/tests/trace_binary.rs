@@ -167,3 +167,56 @@ fn a_reset_storm_prints_ten_a_second_of_each_story_and_counts_every_other_one_in
         assert_eq!(each, storm.connections, "{kind} with --every");
     }
 }
+
+#[test]
+fn a_reader_that_stops_reading_never_keeps_tcperr_from_stopping_on_sigterm() {
+    // stdout is a pipe nobody reads: once its 64 KiB are full, every write would block. SIGTERM
+    // must still end tcperr, at once and with exit 0, and the summary says what went unwritten.
+    use std::io::Read;
+    let mut child = Command::new(TCPERR)
+        .args(["trace", "--json", "--all"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start tcperr");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let mut started = String::new();
+    let mut byte = [0u8; 1];
+    while !started.contains("tracing TCP errors") {
+        assert_eq!(stderr.read(&mut byte).expect("stderr"), 1, "tcperr exited: {started}");
+        started.push(byte[0] as char);
+    }
+    // A few thousand lines of JSON: resets on loopback, each several records with --all.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    for _ in 0..400 {
+        let client = std::net::TcpStream::connect(addr).expect("connect");
+        let (server, _) = listener.accept().expect("accept");
+        tcperr_scenarios::sock::set_linger_zero(&server).expect("linger");
+        drop((server, client));
+    }
+    std::thread::sleep(Duration::from_millis(1500)); // (tcperr has met the full pipe)
+    // SAFETY: kill(2) on our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("tcperr did not stop within 3 s of SIGTERM with its output unread");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).expect("stderr");
+    assert_eq!(status.code(), Some(0), "{rest}");
+    let unwritten = rest
+        .split(", ")
+        .find_map(|p| p.strip_suffix(" lines not written (output not read)\n"))
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("the closing counts say what was not written: {rest}"));
+    assert!(unwritten > 0, "{rest}");
+    drop(child.stdout.take());
+}
