@@ -55,12 +55,19 @@ pub(super) fn attribute(
     if let Some(o) = entry.owner {
         // A socket can change hands without a call of its new holder: a fork whose parent
         // closes its copy, SCM_RIGHTS. An RST or error report printed with an owner names one
-        // that still holds the socket, else whoever does now.
+        // that still holds the socket, else another process that holds it now. (If none does,
+        // its owner closed it since: the event was still its.)
         let printed = matches!(ev, Event::RstReceived(_) | Event::SocketError(_));
         if !printed || procs.still_holds(o.pid, ino) {
             return OwnerSource::Socket;
         }
-        entry.owner = None;
+        return match procs.lookup(ino) {
+            Some(now) if now.pid != o.pid => {
+                entry.owner = Some(now);
+                OwnerSource::Proc
+            }
+            _ => OwnerSource::Socket,
+        };
     }
     let Some(owner) = procs.lookup(ino) else { return OwnerSource::Unknown };
     entry.owner = Some(owner);

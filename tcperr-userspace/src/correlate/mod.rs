@@ -569,13 +569,14 @@ mod tests {
     }
 
     #[test]
-    fn an_rst_does_not_name_a_process_that_gave_its_socket_up() {
-        // The connecting process forked and exited (or passed the socket on and closed it):
-        // the socket's RST names no one rather than it (no process holds inode 1 here).
+    fn an_rst_names_its_owner_that_closed_the_socket_since() {
+        // The connecting process no longer holds the socket (inode 1) by the time the RST is
+        // read, and no other process does: it closed it after the RST, which was still its.
+        // (A process that took the socket over is named instead: tests/scenarios.rs.)
         let mut c = Correlator::new(BTreeMap::new(), false);
         let (me, _, _socket) = held_socket();
         c.observe(&connect(me, b"client"));
         let r = c.observe(&rst(state::ESTABLISHED, 104, 0)).unwrap();
-        assert_eq!((r.pid, r.owner_from), (None, OwnerSource::Unknown));
+        assert_eq!((r.pid, r.owner_from), (Some(me), OwnerSource::Socket));
     }
 }
