@@ -10,7 +10,8 @@ use crate::{error_names, filter, probe};
     about = "Explains TCP socket errors (broken pipe, connection reset, EOF, refused, timeouts) from the kernel"
 )]
 pub struct Cli {
-    /// More log output (-v: warnings about hooks, -vv: debug).
+    /// More log output on stderr (-v: why hooks were passed over and other warnings; -vv: also
+    /// debug: each hook chosen and the kernel offsets; -vvv: everything).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
     #[command(subcommand)]
@@ -51,10 +52,15 @@ pub struct TraceArgs {
     /// (repeatable).
     #[arg(long, value_name = "NAME", value_parser = error_names::parse)]
     pub errno: Vec<u32>,
-    /// Print no events, only the summary table at the end (errors by errno × process × peer).
+    /// Print no events, only the summary at the end (errors by errno × process × peer).
     #[arg(long)]
     pub summary_only: bool,
-    /// Also print state changes and events that only repeat another (implies --every).
+    /// Add the kernel address of each event's socket (`sk`) to JSON: for debugging tcperr;
+    /// it is a kernel pointer, which logs should not carry.
+    #[arg(long)]
+    pub debug_fields: bool,
+    /// Also print orderly closes (an EOF after the peer finished), state changes, and RSTs on
+    /// sockets no process holds any more (implies --every).
     #[arg(long)]
     pub all: bool,
     /// Print every report even in a storm. By default, after 10 reports of one story (same
@@ -66,7 +72,46 @@ pub struct TraceArgs {
     /// of these that works on this kernel).
     #[arg(long, value_name = "FAMILY", value_parser = probe::Family::parse)]
     pub hooks: Option<probe::Family>,
-    /// Ring buffer size in bytes (power of two, at least 4096).
-    #[arg(long, value_name = "BYTES", default_value_t = 4 << 20)]
+    /// Ring buffer size: bytes, or with K, M or G (KiB, MiB, GiB: 4M is 4194304); a power of
+    /// two, at least 4096.
+    #[arg(long, value_name = "SIZE", default_value = "4M", value_parser = parse_size)]
     pub ringbuf_size: u32,
+}
+
+/// A size in bytes, or with a K, M or G suffix (binary: 4M = 4 MiB).
+pub fn parse_size(s: &str) -> Result<u32, String> {
+    let (digits, unit) = match s.trim().char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&s.trim()[..i], c.to_ascii_uppercase()),
+        _ => (s.trim(), 'B'),
+    };
+    let shift = match unit {
+        'B' => 0,
+        'K' => 10,
+        'M' => 20,
+        'G' => 30,
+        _ => return Err(format!("{s:?}: a size is bytes or a number with K, M or G")),
+    };
+    let n: u64 = digits.parse().map_err(|_| format!("{s:?} is not a size (4096, 64K, 4M)"))?;
+    n.checked_shl(shift)
+        .filter(|&b| b >> shift == n)
+        .and_then(|b| u32::try_from(b).ok())
+        .ok_or_else(|| format!("{s:?} is too large (at most 2G)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_buffer_sizes_take_binary_suffixes() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("64K"), Ok(64 << 10));
+        assert_eq!(parse_size("4M"), Ok(4 << 20));
+        assert_eq!(parse_size("4m"), Ok(4 << 20));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert!(parse_size("4G").is_err(), "too large");
+        assert!(parse_size("4T").is_err());
+        assert!(parse_size("M").is_err());
+        assert!(parse_size("-1").is_err());
+    }
 }

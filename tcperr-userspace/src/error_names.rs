@@ -66,25 +66,31 @@ fn known(
     TABLE.iter().find(|(n, ..)| *n == errno).map(|e| pick(e).to_owned())
 }
 
-/// Parses an errno given by name (`EPIPE`, `epipe`), by number (`32`), or `EOF` (returns 0).
+/// Parses an errno given by name (`EPIPE`, `epipe`), by number (`32`), or `EOF` (returns 0,
+/// as does `0`: EOF's `errno_code`). Refuses those tcperr never reports, which no filter could
+/// match: EAGAIN and EINTR (a healthy program meets them all the time) and the kernel's
+/// internal restart codes.
 pub fn parse(s: &str) -> Result<u32, String> {
     if s.eq_ignore_ascii_case(EOF) {
         return Ok(0);
     }
-    if let Ok(n) = s.parse::<u32>() {
-        return if n > 0 && n < 4096 {
-            Ok(n)
-        } else {
-            Err(format!("errno {s} out of range 1..4095"))
-        };
+    let n = match s.parse::<u32>() {
+        Ok(n) if n < 4096 => n,
+        Ok(_) => return Err(format!("errno {s} out of range 0..4095")),
+        Err(_) => TABLE
+            .iter()
+            .find(|(_, name, _)| name.eq_ignore_ascii_case(s))
+            .map(|(n, ..)| *n)
+            .ok_or_else(|| {
+                format!("unknown errno name {s:?} (try EPIPE, ECONNRESET, ECONNREFUSED, ETIMEDOUT, EOF or a number)")
+            })?,
+    };
+    match n {
+        4 | 11 | 512..=516 => Err(format!(
+            "{s} is never reported: a healthy program meets it all the time (try EPIPE, ECONNRESET, ECONNREFUSED, ETIMEDOUT, EOF)"
+        )),
+        n => Ok(n),
     }
-    TABLE
-        .iter()
-        .find(|(_, name, _)| name.eq_ignore_ascii_case(s))
-        .map(|(n, ..)| *n)
-        .ok_or_else(|| {
-            format!("unknown errno name {s:?} (try EPIPE, ECONNRESET, ECONNREFUSED, ETIMEDOUT, EOF or a number)")
-        })
 }
 
 #[cfg(test)]
@@ -108,7 +114,11 @@ mod tests {
         assert_eq!(parse("110"), Ok(110));
         assert_eq!(parse("eof"), Ok(0));
         assert!(parse("EWHAT").is_err());
-        assert!(parse("0").is_err());
+        assert_eq!(parse("0"), Ok(0), "EOF's errno_code");
         assert!(parse("-5").is_err());
+        // Never reported, so no filter of them could match.
+        for never in ["EAGAIN", "eintr", "11", "512"] {
+            assert!(parse(never).is_err(), "{never}");
+        }
     }
 }

@@ -8,7 +8,7 @@ use rustc_hash::FxHashMap;
 use crate::{
     error_names,
     owner::Comm,
-    report::{Brief, addr, wall_time},
+    report::{Brief, SCHEMA, addr, wall_time},
     story::Cause,
 };
 
@@ -42,9 +42,11 @@ pub struct Fold {
     slots: FxHashMap<Key, Slot>,
 }
 
-/// One story's folded reports (JSON kind `repeated`).
+/// One story's folded reports (JSON kind `repeated`): every field an event has, those of the
+/// folded reports' story filled in and the others null, and what was folded.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Repeated {
+    pub schema: u32,
     /// Wall-clock time of the last folded report.
     pub time: String,
     pub ts_ns: u64,
@@ -56,7 +58,11 @@ pub struct Repeated {
     /// Wall-clock time of the first folded report.
     pub first_time: String,
     pub pid: Option<u32>,
+    pub tid: Option<u32>,
     pub comm: Option<Comm>,
+    pub owner_from: Option<&'static str>,
+    pub family: &'static str,
+    pub laddr: Option<String>,
     pub raddr: String,
     /// A local and remote port of the last one (the others differ at most in ports).
     pub lport: u16,
@@ -64,6 +70,18 @@ pub struct Repeated {
     pub errno: Option<String>,
     pub errno_code: Option<u32>,
     pub cause: Option<&'static str>,
+    pub peer_pid: Option<u32>,
+    pub peer_comm: Option<Comm>,
+    pub netns: Option<u32>,
+    pub state: Option<&'static str>,
+    pub newstate: Option<&'static str>,
+    pub error: Option<String>,
+    pub reason: Option<String>,
+    pub timeline: [(); 0],
+    pub accept_queue: Option<()>,
+    pub stakes: Option<()>,
+    pub cookie: Option<u64>,
+    pub ino: Option<u64>,
     pub explanation: String,
 }
 
@@ -132,6 +150,7 @@ fn repeated(count: u64, first_ns: u64, b: &Brief) -> Repeated {
         (None, None) => "-".to_owned(),
     };
     Repeated {
+        schema: SCHEMA,
         time: wall_time(b.ts_ns),
         ts_ns: b.ts_ns,
         kind: "repeated",
@@ -139,13 +158,29 @@ fn repeated(count: u64, first_ns: u64, b: &Brief) -> Repeated {
         count,
         first_time: wall_time(first_ns),
         pid: b.pid,
+        tid: None,
         comm: b.comm,
+        owner_from: None,
+        family: if b.family == tcperr_common::tcp::AF_INET6 { "ipv6" } else { "ipv4" },
+        laddr: None,
         raddr: raddr.clone(),
         lport: b.lport,
         rport: b.rport,
         errno,
         errno_code: b.errno_code,
         cause: b.cause.map(Cause::name),
+        peer_pid: None,
+        peer_comm: None,
+        netns: None,
+        state: None,
+        newstate: None,
+        error: b.errno_code.map(error_names::words),
+        reason: None,
+        timeline: [],
+        accept_queue: None,
+        stakes: None,
+        cookie: None,
+        ino: None,
         explanation: format!(
             "{count} more {} like the above ({what}) for {who} with {raddr} in {secs:.1} s; more than {FULL_PER_SECOND} a second of one story are counted, not printed (--every prints each)",
             b.kind

@@ -225,6 +225,9 @@ fn select(
     for why in &sel.passed_over {
         log::warn!("{}: {why}", choice.source.name());
     }
+    if let Some(h) = &sel.hook {
+        log::debug!("{}: {}", choice.source.name(), h.attach);
+    }
     if let (Some(f), None) = (forced, sel.hook) {
         return Err(fail(format!(
             "--hooks {}: {} cannot use it on this kernel ({})",

@@ -14,8 +14,8 @@ fn main() -> ExitCode {
     let level = match cli.verbose {
         0 => log::LevelFilter::Error,
         1 => log::LevelFilter::Warn,
-        2 => log::LevelFilter::Info,
-        _ => log::LevelFilter::Debug,
+        2 => log::LevelFilter::Debug,
+        _ => log::LevelFilter::Trace,
     };
     env_logger::Builder::new().filter_level(level).format_target(false).init();
     match cli.command {
@@ -38,6 +38,7 @@ fn main() -> ExitCode {
                 all: args.all,
                 every: args.every || args.all,
                 summary_only: args.summary_only,
+                debug_fields: args.debug_fields,
                 config: Config {
                     ringbuf_bytes: args.ringbuf_size,
                     hooks: args.hooks,

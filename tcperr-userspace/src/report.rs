@@ -45,8 +45,15 @@ pub enum Counted {
     Not,
 }
 
+/// The version of the JSON objects tcperr prints (`schema` on every one): raised when a field
+/// changes meaning or type or goes away (fields are only added within one version).
+/// docs/tcperr.schema.json describes every object of this version.
+pub const SCHEMA: u32 = 1;
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Report {
+    /// [`SCHEMA`].
+    pub schema: u32,
     /// Wall-clock time, RFC 3339 with microseconds, UTC.
     pub time: String,
     /// Kernel CLOCK_MONOTONIC nanoseconds.
@@ -69,7 +76,6 @@ pub struct Report {
     /// TCP state when the event fired (for state_change: the old state).
     pub state: &'static str,
     /// state_change only: the new state.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub newstate: Option<&'static str>,
     /// errno name ("EPIPE", ...), "EOF" for recv_eof, null when the event carries none.
     pub errno: Option<String>,
@@ -78,7 +84,6 @@ pub struct Report {
     /// What the program saw in its logs: "broken pipe", "connection reset by peer", "EOF", ...
     pub error: Option<String>,
     /// rst_sent only: the kernel's reason (`enum sk_rst_reason`) where it gives one.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// Why, as a class (README "Causes"): write_after_peer_close, peer_aborted,
     /// peer_closed_with_unread_data, accept_queue_overflow, refused, timeout, peer_closed, ...
@@ -86,19 +91,22 @@ pub struct Report {
     /// The process at the other end, when it is on this host.
     pub peer_pid: Option<u32>,
     pub peer_comm: Option<Comm>,
-    /// The socket's recent steps, times relative to the first (errors and RSTs received).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    /// The socket's recent steps, times relative to the first (errors and RSTs received; empty
+    /// for other kinds).
     pub timeline: Vec<crate::story::Item>,
     /// accept_queue_full only: the listener's queue and what the kernel did.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub accept_queue: Option<AcceptQueue>,
     /// What was at stake on the socket (calls that failed or read EOF, RSTs received, errors
     /// the kernel set); null for other kinds.
     pub stakes: Option<crate::stakes::View>,
-    /// Kernel socket cookie (0 if not assigned), kernel `struct sock` address, socket inode.
-    pub cookie: u64,
-    pub sk: String,
-    pub ino: u64,
+    /// The kernel's socket cookie where one was assigned (`ss -e` shows it), else null.
+    pub cookie: Option<u64>,
+    /// The kernel address of the `struct sock`: printed only with `--debug-fields` (a kernel
+    /// pointer is what `kptr_restrict` hides; logs need not carry it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sk: Option<String>,
+    /// The socket's inode (`/proc/PID/fd/N -> socket:[INODE]`); null when no file holds it.
+    pub ino: Option<u64>,
     /// One line saying why.
     pub explanation: String,
 }
@@ -139,9 +147,9 @@ pub fn state_name(state: u8) -> &'static str {
 
 pub fn addr(family: u16, bytes: &[u8; 16]) -> IpAddr {
     if family == AF_INET6 {
-        let v6 = Ipv6Addr::from(*bytes);
-        // Show v4-mapped addresses as v4, as ss does.
-        v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4)
+        // (a v4-mapped address stays in its IPv6 form, ::ffff:a.b.c.d, as ss shows it: the
+        // family says ipv6)
+        IpAddr::V6(Ipv6Addr::from(*bytes))
     } else {
         IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]))
     }
@@ -226,6 +234,7 @@ impl Report {
         Report {
             time: String::new(),
             ts_ns: 0,
+            schema: SCHEMA,
             kind: "send_error",
             pid: Some(42),
             tid: Some(43),
@@ -249,9 +258,9 @@ impl Report {
             timeline: vec![],
             accept_queue: None,
             stakes: None,
-            cookie: 0,
-            sk: "0x0".into(),
-            ino: 0,
+            cookie: None,
+            sk: None,
+            ino: None,
             explanation: String::new(),
         }
     }
@@ -269,12 +278,13 @@ mod tests {
     }
 
     #[test]
-    fn shows_v4_mapped_ipv6_as_ipv4_and_brackets_ipv6() {
+    fn keeps_v4_mapped_ipv6_in_its_ipv6_form_and_brackets_ipv6() {
         let mut b = [0u8; 16];
         b[10] = 0xff;
         b[11] = 0xff;
         b[12..].copy_from_slice(&[127, 0, 0, 1]);
-        assert_eq!(addr(AF_INET6, &b).to_string(), "127.0.0.1");
+        // (its family says ipv6: the address says so too, as ss shows it)
+        assert_eq!(addr(AF_INET6, &b).to_string(), "::ffff:127.0.0.1");
         assert_eq!(join_host_port("::1", 80), "[::1]:80");
         assert_eq!(join_host_port("10.0.0.2", 8090), "10.0.0.2:8090");
         assert_eq!(state_name(8), "CLOSE_WAIT");

@@ -55,10 +55,16 @@ pub struct Item {
     /// Milliseconds since the first step of this timeline.
     pub t_ms: f64,
     pub step: Step,
-    /// errno name, TCP state or RST reason, as fits the step.
+    /// What the step carries: the errno name (call_failed, socket_error), the cause (rst_sent),
+    /// else the TCP state the socket was in before the step; null where there is none (eof).
+    #[serde(serialize_with = "null_if_empty")]
     pub detail: Cow<'static, str>,
     #[serde(skip)]
     pub ts_ns: u64,
+}
+
+fn null_if_empty<S: serde::Serializer>(s: &str, ser: S) -> Result<S::Ok, S::Error> {
+    if s.is_empty() { ser.serialize_none() } else { ser.serialize_str(s) }
 }
 
 pub const TIMELINE_LEN: usize = 16;

@@ -13,17 +13,22 @@ use crate::{
     report::{Brief, Counted, addr, join_host_port, wall_time},
 };
 
+/// One row (JSON: `{"schema": 1, "kind": "summary", ...}`, the events' key names).
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct Row {
+    pub schema: u32,
+    pub kind: &'static str,
     pub errno: String,
+    pub errno_code: u32,
     pub pid: Option<u32>,
     pub comm: Option<String>,
     /// The remote address, with its port when that port is below the ephemeral range (a
     /// service); clients of a server collapse into one row per address.
     pub peer: String,
     pub count: u64,
-    pub first: String,
-    pub last: String,
+    /// When the first and the last of them happened.
+    pub first_time: String,
+    pub last_time: String,
 }
 
 /// errno, pid, comm, (family, remote address, service port or 0): plain values, so that adding
@@ -74,31 +79,36 @@ impl Summary {
             .map(|(&(errno, pid, comm, (family, raddr, port)), t)| {
                 let host = addr(family, &raddr).to_string();
                 Row {
+                    schema: crate::report::SCHEMA,
+                    kind: "summary",
                     errno: error_names::name(errno),
+                    errno_code: errno,
                     pid,
                     comm: comm.map(|c| c.to_string()),
                     peer: if port != 0 { join_host_port(&host, port) } else { host },
                     count: t.count,
-                    first: wall_time(t.first_ns),
-                    last: wall_time(t.last_ns),
+                    first_time: wall_time(t.first_ns),
+                    last_time: wall_time(t.last_ns),
                 }
             })
             .collect()
     }
 
     pub fn write_table(&self, out: &mut impl Write) -> std::io::Result<()> {
-        writeln!(
-            out,
-            "{:<14} {:>7} {:<7} {:<15} {:<40} {:<26} LAST",
-            "ERROR", "COUNT", "PID", "COMM", "PEER", "FIRST"
-        )?;
+        if !self.rows.is_empty() {
+            writeln!(
+                out,
+                "{:<14} {:>7} {:<7} {:<15} {:<40} {:<26} LAST",
+                "ERROR", "COUNT", "PID", "COMM", "PEER", "FIRST"
+            )?;
+        }
         for r in self.rows() {
             let pid = r.pid.map_or_else(|| "-".to_owned(), |p| p.to_string());
             let comm = r.comm.as_deref().map_or_else(|| "?".to_owned(), escape);
             writeln!(
                 out,
                 "{:<14} {:>7} {pid:<7} {comm:<15} {:<40} {:<26} {}",
-                r.errno, r.count, r.peer, r.first, r.last
+                r.errno, r.count, r.peer, r.first_time, r.last_time
             )?;
         }
         if self.closed > 0 {
@@ -111,12 +121,34 @@ impl Summary {
         Ok(())
     }
 
+    /// One `{"kind": "summary", ...}` object per row.
     pub fn write_json(&self, out: &mut impl Write) -> std::io::Result<()> {
         for r in self.rows() {
-            serde_json::to_writer(&mut *out, &serde_json::json!({ "summary": r }))?;
+            serde_json::to_writer(&mut *out, &r)?;
             out.write_all(b"\n")?;
         }
         Ok(())
+    }
+
+    /// The summary in the output's format: JSON objects, or the table (nothing at all when
+    /// there is nothing to say; `after_interrupt`: a terminal that just echoed ^C gets a new
+    /// line first).
+    pub fn write(
+        &self,
+        out: &mut impl Write,
+        format: crate::output::Format,
+        after_interrupt: bool,
+    ) -> std::io::Result<()> {
+        if format == crate::output::Format::Json {
+            return self.write_json(out);
+        }
+        if self.rows.is_empty() && self.closed == 0 {
+            return Ok(());
+        }
+        if after_interrupt {
+            out.write_all(b"\n")?;
+        }
+        self.write_table(out)
     }
 }
 
@@ -150,7 +182,12 @@ mod tests {
         let rows = s.rows();
         assert_eq!(rows.len(), 3);
         assert_eq!(
-            (rows[0].errno.as_str(), rows[0].count, rows[0].first.clone(), rows[0].last.clone()),
+            (
+                rows[0].errno.as_str(),
+                rows[0].count,
+                rows[0].first_time.clone(),
+                rows[0].last_time.clone()
+            ),
             ("ECONNRESET", 2, wall_time(2_000), wall_time(3_000))
         );
         assert_eq!(rows[1].errno, "EOF");

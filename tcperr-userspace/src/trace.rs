@@ -33,6 +33,8 @@ pub struct Options {
     pub every: bool,
     /// Only the summary, at the end (stdout).
     pub summary_only: bool,
+    /// Reports carry kernel addresses (`sk`).
+    pub debug_fields: bool,
     pub config: Config,
 }
 
@@ -40,6 +42,7 @@ pub struct Options {
 /// line of `--json` output, and as a sentence on stderr.
 #[derive(Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Stats {
+    pub schema: u32,
     /// Always "stats": the JSON line's kind, beside the events' kinds.
     pub kind: &'static str,
     /// Events handed over by the reader (records, and moves to CLOSE taken out of them).
@@ -54,11 +57,14 @@ pub struct Stats {
     pub evicted: u64,
     /// Lines not written because the output did not keep up (a reader that stopped reading).
     pub unwritten: u64,
+    /// Orderly closes seen (EOF after the peer finished): not errors, not printed by default.
+    pub orderly_closes: u64,
 }
 
 impl Default for Stats {
     fn default() -> Self {
         Self {
+            schema: crate::report::SCHEMA,
             kind: "stats",
             events_seen: 0,
             printed: 0,
@@ -67,6 +73,7 @@ impl Default for Stats {
             undecodable: 0,
             evicted: 0,
             unwritten: 0,
+            orderly_closes: 0,
         }
     }
 }
@@ -202,7 +209,8 @@ impl Signals {
 
 pub async fn run(opts: Options) -> Result<Stats, Error> {
     let mut tracer = Tracer::start(&opts.config).map_err(Error::Start)?;
-    let mut correlator = Correlator::new(tracer.plan.rst_reasons.clone(), opts.all);
+    let mut correlator = Correlator::new(tracer.plan.rst_reasons.clone(), opts.all)
+        .with_debug_fields(opts.debug_fields);
     let mut signals = Signals::register().map_err(Error::Io)?;
     output::note(format_args!("tcperr: hooks: {}", tracer.hook_summary().join(", ")));
     output::note(format_args!("tcperr: tracing TCP errors; Ctrl-C to stop"));
@@ -225,6 +233,7 @@ pub async fn run(opts: Options) -> Result<Stats, Error> {
     stats.lost = tracer.lost();
     stats.evicted = correlator.evicted;
     stats.unwritten = out.unwritten();
+    stats.orderly_closes = summary.closed;
     drop(tracer); // detach before reporting
     let finished = finish(&opts, &summary, &stats, &mut out);
     if !out.finish(WRITE_OUT_WITHIN) {
@@ -276,7 +285,9 @@ async fn follow(
                 sink.every_second(tracer.lost(), out);
             }
             _ = signals.usr1.recv() => {
-                let _ = sink.summary.write_table(&mut io::stderr());
+                // (where the events go, as they are written: the summary so far)
+                let _ = sink.summary.write(out, sink.opts.format, false);
+                sink.flush(out);
             }
             _ = signals.int.recv() => break,
             _ = signals.term.recv() => break,
@@ -299,34 +310,24 @@ async fn follow(
     Ok(())
 }
 
-/// The end of a run: the summary (the output itself with `--summary-only`, else on stderr), the
-/// stats line that ends `--json`, and the counts as a sentence on stderr.
+/// The end of a run: the summary, where the events went and in their format (the only output
+/// with `--summary-only`), then the stats line that ends `--json`.
 fn finish(
     opts: &Options,
     summary: &Summary,
     stats: &Stats,
     out: &mut impl Write,
 ) -> Result<(), Error> {
-    if opts.summary_only {
-        let res = match opts.format {
-            Format::Json => summary.write_json(out),
-            Format::Human => summary.write_table(out),
-        };
-        if let Err(e) = res.and_then(|()| out.flush())
-            && e.kind() != io::ErrorKind::BrokenPipe
-        {
-            return Err(Error::Io(e));
-        }
-    } else {
-        let _ = summary.write_table(&mut io::stderr());
+    // (a terminal shows "^C" where the summary would start)
+    let after_interrupt = io::IsTerminal::is_terminal(&io::stdout());
+    let mut res = summary.write(out, opts.format, after_interrupt);
+    if opts.format == Format::Json {
+        res = res.and_then(|()| output::write_stats(out, stats));
     }
-    if opts.format == Format::Json
-        && let Err(e) = output::write_stats(out, stats).and_then(|()| out.flush())
-        && e.kind() != io::ErrorKind::BrokenPipe
-    {
-        return Err(Error::Io(e));
+    match res.and_then(|()| out.flush()) {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(Error::Io(e)),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// The run's counts as a sentence on stderr, once the output is written (or given up on).
@@ -394,6 +395,7 @@ mod tests {
             all: false,
             every: true,
             summary_only: false,
+            debug_fields: false,
             config: Config::default(),
         };
         let mut correlator = Correlator::new(Default::default(), false);

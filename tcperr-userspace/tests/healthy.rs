@@ -10,6 +10,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+mod support;
+
 use tcperr_userspace::{
     correlate::Correlator,
     load::{Config, Tracer},
@@ -133,12 +135,14 @@ fn healthy_request_response_traffic_prints_nothing_and_its_eofs_are_orderly_clos
                 };
                 if let Some(r) = default.observe(&ev) {
                     let r = serde_json::to_value(&r).expect("report serialises");
+                    support::assert_schema(&r);
                     if ours(&r) {
                         printed.push(r);
                     }
                 }
                 if let Some(r) = all.observe(&ev) {
                     let r = serde_json::to_value(&r).expect("report serialises");
+                    support::assert_schema(&r);
                     if ours(&r) && r["kind"] != "state_change" {
                         shown_with_all.push(r);
                     }

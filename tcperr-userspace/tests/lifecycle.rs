@@ -9,6 +9,8 @@ use std::{
 
 use tcperr_scenarios::drive;
 
+mod support;
+
 const TCPERR: &str = env!("CARGO_BIN_EXE_tcperr");
 
 #[test]
@@ -139,6 +141,7 @@ fn tracing_runs_with_only_cap_bpf_and_cap_perfmon() {
     let run = tcperr_scenarios::run("reset_by_abort").expect("scenario");
     let stopped = drive::stop(t).expect("stop");
     assert_eq!(stopped.code, 0, "{:#?}", stopped.stderr);
+    support::assert_all_schema(stopped.events.iter().chain(&stopped.stats));
     assert_eq!(
         run.observed_lines(&stopped.events),
         run.expected_lines(drive::kernel_reports_rst_reason())
@@ -154,6 +157,7 @@ fn under_a_30_second_rst_storm_tcperr_keeps_up_its_memory_is_bounded_and_counts_
     let rss = drive::status_kib(pid, "VmHWM");
     let stopped = drive::stop(t).expect("stop");
     assert_eq!(stopped.code, 0, "{:#?}", stopped.stderr);
+    support::assert_all_schema(stopped.events.iter().chain(&stopped.stats));
     assert_eq!(storm.unexpected, 0);
     assert!(storm.connections > 10_000, "the storm made only {} connections", storm.connections);
     // Each storm connection: one error a program received, the client's failed read
@@ -162,9 +166,9 @@ fn under_a_30_second_rst_storm_tcperr_keeps_up_its_memory_is_bounded_and_counts_
     let resets: u64 = stopped
         .events
         .iter()
-        .filter(|r| r["summary"]["pid"] == me && r["summary"]["errno"] == "ECONNRESET")
-        .filter(|r| r["summary"]["comm"].as_str().is_some_and(|c| c.starts_with("storm")))
-        .filter_map(|r| r["summary"]["count"].as_u64())
+        .filter(|r| r["kind"] == "summary" && r["pid"] == me && r["errno"] == "ECONNRESET")
+        .filter(|r| r["comm"].as_str().is_some_and(|c| c.starts_with("storm")))
+        .filter_map(|r| r["count"].as_u64())
         .sum();
     let lost = stopped.stat("lost").expect("the stats line's lost count");
     let summary = stopped.stats.as_ref().map(ToString::to_string).unwrap_or_default();

@@ -9,6 +9,8 @@ use std::{
 };
 
 use tcperr_common::tcp::state;
+
+mod support;
 use tcperr_scenarios::{Run, sock};
 use tcperr_userspace::{
     correlate::Correlator,
@@ -51,7 +53,9 @@ fn trace_in_mode(
             tracer.drain(|ev| {
                 let ev = ev.unwrap_or_else(|e| panic!("undecodable record: {e}"));
                 if let Some(r) = correlator.observe(&ev) {
-                    reports.push(serde_json::to_value(&r).expect("report serialises"));
+                    let r = serde_json::to_value(&r).expect("report serialises");
+                    support::assert_schema(&r);
+                    reports.push(r);
                 }
             });
             last = Instant::now();
@@ -545,7 +549,9 @@ fn trace_two_processes(
             tracer.drain(|ev| {
                 let ev = ev.unwrap_or_else(|e| panic!("undecodable record: {e}"));
                 if let Some(r) = correlator.observe(&ev) {
-                    reports.push(serde_json::to_value(&r).expect("report serialises"));
+                    let r = serde_json::to_value(&r).expect("report serialises");
+                    support::assert_schema(&r);
+                    reports.push(r);
                 }
             });
             last = Instant::now();
@@ -706,7 +712,9 @@ fn the_same_connection_in_two_network_namespaces_keeps_its_own_story_and_peer() 
             tracer.drain(|ev| {
                 let ev = ev.unwrap_or_else(|e| panic!("undecodable record: {e}"));
                 if let Some(r) = correlator.observe(&ev) {
-                    reports.push(serde_json::to_value(&r).expect("report serialises"));
+                    let r = serde_json::to_value(&r).expect("report serialises");
+                    support::assert_schema(&r);
+                    reports.push(r);
                 }
             });
             last = Instant::now();
@@ -779,7 +787,9 @@ fn an_rst_names_the_process_that_holds_the_socket_after_its_connecting_parent_fo
             tracer.drain(|ev| {
                 let ev = ev.unwrap_or_else(|e| panic!("undecodable record: {e}"));
                 if let Some(r) = correlator.observe(&ev) {
-                    reports.push(serde_json::to_value(&r).expect("report serialises"));
+                    let r = serde_json::to_value(&r).expect("report serialises");
+                    support::assert_schema(&r);
+                    reports.push(r);
                 }
             });
         }

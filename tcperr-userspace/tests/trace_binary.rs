@@ -9,6 +9,8 @@ use std::{
 
 use tcperr_scenarios::drive::{self, Stopped, Traced};
 
+mod support;
+
 const TCPERR: &str = env!("CARGO_BIN_EXE_tcperr");
 
 fn start(args: &[&str]) -> Traced {
@@ -16,8 +18,11 @@ fn start(args: &[&str]) -> Traced {
         .unwrap_or_else(|(code, stderr)| panic!("tcperr did not start (exit {code:?}): {stderr}"))
 }
 
+/// Stops `t`; every line it printed is an object of the documented schema.
 fn stop(t: Traced) -> Stopped {
-    drive::stop(t).unwrap_or_else(|e| panic!("stopping tcperr: {e}"))
+    let stopped = drive::stop(t).unwrap_or_else(|e| panic!("stopping tcperr: {e}"));
+    support::assert_all_schema(stopped.events.iter().chain(&stopped.stats));
+    stopped
 }
 
 #[test]
@@ -29,7 +34,8 @@ fn trace_json_reports_scenarios_run_by_another_process_and_detaches_on_sigint() 
     let summary_only = start(&["--summary-only"]);
     let broken_pipe = tcperr_scenarios::run("broken_pipe").expect("broken_pipe");
     let refused = tcperr_scenarios::run("refused").expect("refused");
-    // SIGUSR1: the summary so far, on stderr, and tracing goes on.
+    // SIGUSR1: the summary so far, where the events go, and tracing goes on.
+    std::thread::sleep(Duration::from_millis(500)); // (the scenarios' events are read by now)
     // SAFETY: kill(2) on our own child.
     assert_eq!(unsafe { libc::kill(all.pid() as i32, libc::SIGUSR1) }, 0);
     let Stopped { events: rows, .. } = stop(summary_only);
@@ -41,7 +47,8 @@ fn trace_json_reports_scenarios_run_by_another_process_and_detaches_on_sigint() 
     let stat = |name| all.stat(name).unwrap_or_else(|| panic!("no {name}: {:?}", all.stats));
     assert_eq!((stat("lost"), stat("undecodable")), (0, 0));
     assert!(stat("events_seen") >= stat("printed") + stat("folded"), "{:?}", all.stats);
-    let reports = events.iter().filter(|e| e["kind"] != "repeated").count() as u64;
+    let reports =
+        events.iter().filter(|e| e["kind"] != "repeated" && e["kind"] != "summary").count() as u64;
     assert_eq!(stat("printed"), reports, "every printed report is a line");
     let rst_reason = drive::kernel_reports_rst_reason();
     for run in [&broken_pipe, &refused] {
@@ -55,8 +62,8 @@ fn trace_json_reports_scenarios_run_by_another_process_and_detaches_on_sigint() 
         .collect();
     assert_eq!(broken_pipe.observed_lines(&events_epipe), epipe);
     assert!(refused.observed_lines(&events_epipe).is_empty());
-    // (`repeated` lines are another test's storm, folded)
-    for e in events.iter().filter(|e| e["kind"] != "repeated") {
+    // (`repeated` lines are another test's storm, folded; summary rows are checked below)
+    for e in events.iter().filter(|e| e["kind"] != "repeated" && e["kind"] != "summary") {
         for field in [
             "time",
             "kind",
@@ -76,18 +83,17 @@ fn trace_json_reports_scenarios_run_by_another_process_and_detaches_on_sigint() 
         }
     }
     assert_eq!(drive::still_loaded(&programs), Vec::<u32>::new(), "programs left loaded");
-    let tables = stderr.iter().filter(|l| l.starts_with("ERROR ") && l.contains("COUNT")).count();
-    assert_eq!(tables, 2, "summary on SIGUSR1 and on exit: {stderr:#?}");
+    // The summary goes where the events go, in their format: with --json, `summary` objects
+    // on stdout, on SIGUSR1 and on exit (our EPIPE row twice); no table on stderr.
+    let mine = |r: &&serde_json::Value| r["kind"] == "summary" && r["pid"] == std::process::id();
+    let epipe_rows = events.iter().filter(mine).filter(|r| r["errno"] == "EPIPE").count();
+    assert_eq!(epipe_rows, 2, "summary on SIGUSR1 and on exit: {events:#?}");
+    assert!(!stderr.iter().any(|l| l.starts_with("ERROR ")), "no table on stderr: {stderr:#?}");
     // --summary-only: no events, one row per errno × process × peer, counting what programs
     // received, each once: the client's failed write, not also the RST that announced it.
-    let mine = |r: &&serde_json::Value| r["summary"]["pid"] == std::process::id();
-    let epipe =
-        rows.iter().filter(mine).find(|r| r["summary"]["errno"] == "EPIPE").expect("EPIPE row");
-    assert_eq!(
-        (epipe["summary"]["comm"].as_str(), epipe["summary"]["count"].as_u64()),
-        (Some("client"), Some(1))
-    );
-    assert!(rows.iter().all(|r| r.get("summary").is_some()), "only summary rows: {rows:#?}");
+    let epipe = rows.iter().filter(mine).find(|r| r["errno"] == "EPIPE").expect("EPIPE row");
+    assert_eq!((epipe["comm"].as_str(), epipe["count"].as_u64()), (Some("client"), Some(1)));
+    assert!(rows.iter().all(|r| r["kind"] == "summary"), "only summary rows: {rows:#?}");
 }
 
 fn run_tcperr(args: &[&str], as_nobody: bool) -> (i32, String) {
@@ -113,6 +119,8 @@ fn bad_input_exits_2_with_a_line_naming_the_problem() {
         (&["trace", "--comm", ""], "empty process name"),
         (&["trace", "--bogus"], "--bogus"),
         (&["trace", "--ringbuf-size", "1000"], "power of two"),
+        (&["trace", "--ringbuf-size", "4T"], "K, M or G"),
+        (&["trace", "--errno", "EAGAIN"], "never reported"),
         (&["trace", "--hooks", "uprobe"], "use fexit, kprobe or tracepoint"),
         (&["frobnicate"], "frobnicate"),
         (&[], "Usage"),
@@ -219,4 +227,40 @@ fn a_reader_that_stops_reading_never_keeps_tcperr_from_stopping_on_sigterm() {
         .unwrap_or_else(|| panic!("the closing counts say what was not written: {rest}"));
     assert!(unwritten > 0, "{rest}");
     drop(child.stdout.take());
+}
+
+#[test]
+fn the_documented_schema_refuses_what_it_does_not_describe() {
+    // An event tcperr printed, as printed: of the schema. Changed in the ways the schema
+    // forbids, it is refused, so that the checks on every object the tests see can fail.
+    let ok: serde_json::Value = serde_json::from_str(concat!(
+        r#"{"schema":1,"time":"2026-11-28T08:14:18.060816Z","ts_ns":1,"kind":"rst_received","#,
+        r#""pid":null,"tid":null,"comm":null,"owner_from":"unknown","family":"ipv4","#,
+        r#""laddr":"127.0.0.1","lport":34826,"raddr":"127.0.0.1","rport":38455,"netns":1,"#,
+        r#""state":"ESTABLISHED","newstate":null,"errno":"ECONNRESET","errno_code":104,"#,
+        r#""error":"connection reset by peer","reason":null,"cause":"peer_reset","#,
+        r#""peer_pid":null,"peer_comm":null,"timeline":[{"t_ms":0.0,"step":"connect","#,
+        r#""detail":"CLOSE"}],"accept_queue":null,"stakes":null,"cookie":null,"ino":7,"#,
+        r#""explanation":"why"}"#
+    ))
+    .expect("JSON");
+    assert_eq!(support::schema_errors(&ok), Vec::<String>::new());
+    let with = |key: &str, value: serde_json::Value| {
+        let mut v = ok.clone();
+        v[key] = value;
+        v
+    };
+    for bad in [
+        with("schema", 2.into()),
+        with("pid", "".into()),
+        with("cookie", 0.5.into()),
+        with("undocumented", 1.into()),
+        with("kind", "rst_received_v2".into()),
+        with("time", "08:14:18.060816".into()),
+    ] {
+        assert!(!support::schema_errors(&bad).is_empty(), "accepted: {bad}");
+    }
+    let mut missing = ok.clone();
+    missing.as_object_mut().expect("object").remove("netns");
+    assert!(!support::schema_errors(&missing).is_empty(), "a field may not be left out");
 }

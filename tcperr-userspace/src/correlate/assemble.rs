@@ -9,7 +9,8 @@ use crate::{
     explain::{explain, listener_out_of_files, stakes_clause, story_line},
     owner::Owner,
     report::{
-        AcceptQueue, Brief, Counted, Report, endpoints, join_host_port, state_name, wall_time,
+        AcceptQueue, Brief, Counted, Report, SCHEMA, endpoints, join_host_port, state_name,
+        wall_time,
     },
     stakes::{Units, View},
     story::{self, Cause},
@@ -109,6 +110,7 @@ impl Correlator {
             _ => None,
         };
         Report {
+            schema: SCHEMA,
             time: wall_time(h.ts_ns),
             ts_ns: h.ts_ns,
             kind: ev.kind_name(),
@@ -137,9 +139,9 @@ impl Correlator {
             timeline,
             accept_queue,
             stakes,
-            cookie: sock.cookie,
-            sk: format!("{:#x}", h.sk),
-            ino: sock.ino,
+            cookie: (sock.cookie != 0).then_some(sock.cookie),
+            sk: self.debug_fields.then(|| format!("{:#x}", h.sk)),
+            ino: (sock.ino != 0).then_some(sock.ino),
             explanation,
         }
     }

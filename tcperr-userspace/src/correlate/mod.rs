@@ -53,6 +53,8 @@ pub struct Correlator {
     cap: usize,
     /// Report every event, state changes and repeats included.
     all: bool,
+    /// Reports carry the kernel address of their socket (`--debug-fields`).
+    debug_fields: bool,
     pub evicted: u64,
 }
 
@@ -91,8 +93,15 @@ impl Correlator {
             rst_reasons,
             cap: DEFAULT_CAP,
             all,
+            debug_fields: false,
             evicted: 0,
         }
+    }
+
+    /// Reports carry the kernel address of their socket (`sk`).
+    pub fn with_debug_fields(mut self, on: bool) -> Self {
+        self.debug_fields = on;
+        self
     }
 
     pub fn with_cap(mut self, cap: usize) -> Self {

@@ -128,6 +128,7 @@ fn storm_replay(conns: usize) -> f64 {
         all: false,
         every: false,
         summary_only: false,
+        debug_fields: false,
         config: Config::default(),
     };
     let mut correlator = Correlator::new(BTreeMap::new(), false);
