@@ -57,7 +57,23 @@ pub fn run(config: &Config, out: &mut impl Write) -> Result<(), StartError> {
             writeln!(out, "  {:<20}   passed over: {why}", "").map_err(io)?;
         }
     }
+    // A source this kernel has a hook for but that could not be loaded or attached: tracing
+    // would run without it.
+    let failed: Vec<&str> = tracer
+        .selected
+        .iter()
+        .filter(|s| s.hook.is_none())
+        .filter(|s| {
+            s.passed_over.iter().any(|w| w.contains(": load: ") || w.contains(": attach: "))
+        })
+        .map(|s| s.source.name())
+        .collect();
     drop(tracer);
+    if !failed.is_empty() {
+        let why = format!("{} could not be loaded or attached (above)", failed.join(", "));
+        writeln!(out, "tracing:     cannot run fully: {why}").map_err(io)?;
+        return Err(StartError(why));
+    }
     writeln!(out, "tracing:     can run").map_err(io)?;
     Ok(())
 }

@@ -119,6 +119,7 @@ impl Tracer {
                 "ring buffer size {rb} must be a power of two of at least 4096 bytes"
             )));
         }
+        raise_open_files_limit();
         let plan = probe_kernel()?;
         let mut ebpf = EbpfLoader::new()
             .override_global(names::global::LAYOUT, &plan.layout, true)
@@ -126,14 +127,21 @@ impl Tracer {
             .map_max_entries(names::map::EVENTS, rb)
             .load(OBJECT)
             .map_err(|e| {
-                fail(format!(
-                    "loading the eBPF object failed: {e} (tcperr needs Linux 5.8+ with the BPF ring buffer)"
-                ))
+                let e = chain(&e);
+                let hint = if e.contains("(os error 24)") {
+                    "raise the open-files limit (ulimit -n: tcperr needs about 64)"
+                } else {
+                    "tcperr needs Linux 5.8+ with the BPF ring buffer"
+                };
+                fail(format!("loading the eBPF object failed: {e}: {hint}"))
             })?;
         let mut btf = None;
         let mut selected = Vec::new();
         for choice in &plan.choices {
             selected.push(select(&mut ebpf, &mut btf, choice, config)?);
+        }
+        if let Some(why) = out_of_resources(&selected) {
+            return Err(fail(why));
         }
         if selected.iter().all(|s| s.hook.is_none()) {
             let why: Vec<_> = selected
@@ -261,6 +269,53 @@ fn attach(ebpf: &mut Ebpf, btf: &mut Option<aya::Btf>, hook: &Hook) -> Result<()
     res
 }
 
+/// An error with the errors that caused it (aya says which syscall failed, its source says
+/// with which errno: "`bpf_raw_tracepoint_open` failed: Too many open files (os error 24)").
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !s.contains(&text) {
+            s = format!("{s}: {text}");
+        }
+        source = cause.source();
+    }
+    s
+}
+
+/// Raises the soft limit on open files to the hard limit: every program, link and map is a
+/// file descriptor (as libbpf-based tools do).
+fn raise_open_files_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit with a valid rlimit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+/// A source turned off because the process ran out of a resource, not because the kernel
+/// lacks a hook: tracing cannot run as it should, with what to do about it.
+fn out_of_resources(selected: &[Selected]) -> Option<String> {
+    const SHORT: [(&str, &str); 3] = [
+        ("(os error 24)", "raise the open-files limit (ulimit -n: tcperr needs about 64)"),
+        ("(os error 23)", "the system's open-files table is full (fs.file-max)"),
+        ("(os error 12)", "the kernel is out of memory for BPF"),
+    ];
+    let off = selected.iter().filter(|s| s.hook.is_none());
+    for s in off {
+        for why in &s.passed_over {
+            if let Some((_, advice)) = SHORT.iter().find(|(e, _)| why.contains(e)) {
+                return Some(format!("{} cannot be attached ({why}): {advice}", s.source.name()));
+            }
+        }
+    }
+    None
+}
+
 /// aya's parse of the kernel's BTF, made on first use (it is large: only hooks that need it).
 fn kernel_btf(btf: &mut Option<aya::Btf>) -> Result<&aya::Btf, String> {
     if btf.is_none() {
@@ -274,36 +329,36 @@ fn attach_inner(ebpf: &mut Ebpf, btf: &mut Option<aya::Btf>, hook: &Hook) -> Res
         Attach::TracePoint { category, name } => {
             let p: &mut TracePoint =
                 program_of(ebpf, hook.program)?.try_into().map_err(|e| format!("{e}"))?;
-            p.load().map_err(|e| format!("load: {e}"))?;
-            p.attach(category, name).map_err(|e| format!("attach: {e}"))?;
+            p.load().map_err(|e| format!("load: {}", chain(&e)))?;
+            p.attach(category, name).map_err(|e| format!("attach: {}", chain(&e)))?;
         }
         Attach::RawTracePoint { name } => {
             let p: &mut RawTracePoint =
                 program_of(ebpf, hook.program)?.try_into().map_err(|e| format!("{e}"))?;
-            p.load().map_err(|e| format!("load: {e}"))?;
-            p.attach(name).map_err(|e| format!("attach: {e}"))?;
+            p.load().map_err(|e| format!("load: {}", chain(&e)))?;
+            p.attach(name).map_err(|e| format!("attach: {}", chain(&e)))?;
         }
         Attach::BtfTracePoint { name } => {
             let btf = kernel_btf(btf)?;
             let p: &mut BtfTracePoint =
                 program_of(ebpf, hook.program)?.try_into().map_err(|e| format!("{e}"))?;
-            p.load(name, btf).map_err(|e| format!("load: {e}"))?;
-            p.attach().map_err(|e| format!("attach: {e}"))?;
+            p.load(name, btf).map_err(|e| format!("load: {}", chain(&e)))?;
+            p.attach().map_err(|e| format!("attach: {}", chain(&e)))?;
         }
         Attach::FExit { function } => {
             let btf = kernel_btf(btf)?;
             let p: &mut FExit =
                 program_of(ebpf, hook.program)?.try_into().map_err(|e| format!("{e}"))?;
-            p.load(function, btf).map_err(|e| format!("load: {e}"))?;
-            p.attach().map_err(|e| format!("attach: {e}"))?;
+            p.load(function, btf).map_err(|e| format!("load: {}", chain(&e)))?;
+            p.attach().map_err(|e| format!("attach: {}", chain(&e)))?;
         }
         Attach::KProbePair { function } => {
             let ret = hook.ret_program.ok_or("kprobe pair without a return program")?;
             for name in [hook.program, ret] {
                 let p: &mut KProbe =
                     program_of(ebpf, name)?.try_into().map_err(|e| format!("{e}"))?;
-                p.load().map_err(|e| format!("load: {e}"))?;
-                p.attach(function, 0).map_err(|e| format!("attach: {e}"))?;
+                p.load().map_err(|e| format!("load: {}", chain(&e)))?;
+                p.attach(function, 0).map_err(|e| format!("attach: {}", chain(&e)))?;
             }
         }
     }

@@ -208,3 +208,39 @@ fn the_object_holds_every_named_program_and_map_and_nothing_else() {
         ebpf.maps().map(|(name, _)| name).filter(|n| !n.starts_with('.')).collect();
     assert_eq!(maps, names::map::ALL.into_iter().collect());
 }
+
+#[test]
+fn out_of_file_descriptors_tcperr_says_so_and_exits_2_from_check_and_trace() {
+    // Under a hard RLIMIT_NOFILE too low for its programs, links and maps (tcperr raises its
+    // soft limit to the hard one, not further), a source cannot be attached: neither check nor
+    // trace may go on as if tracing could run.
+    use std::os::unix::process::CommandExt;
+    for limit in [16u64, 24] {
+        for args in [&["check"][..], &["trace"][..]] {
+            let mut cmd = Command::new(TCPERR);
+            cmd.args(args).stdin(Stdio::null());
+            // SAFETY: setrlimit between fork and exec, on the child's own limits.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit { rlim_cur: limit, rlim_max: limit };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+            let out = cmd.output().expect("run tcperr");
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(out.status.code(), Some(2), "limit {limit}, {args:?}: {text}");
+            assert!(
+                text.contains("Too many open files") && text.contains("open-files limit"),
+                "limit {limit}, {args:?}: {text}"
+            );
+        }
+    }
+}
