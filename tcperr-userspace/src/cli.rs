@@ -55,6 +55,10 @@ pub struct TraceArgs {
     /// Print no events, only the summary at the end (errors by errno × process × peer).
     #[arg(long)]
     pub summary_only: bool,
+    /// Human lines and the summary table in UTC (default: the system's time zone, `TZ` or
+    /// /etc/localtime; the TIME column says which). JSON is always UTC.
+    #[arg(long)]
+    pub utc: bool,
     /// Add the kernel address of each event's socket (`sk`) to JSON: for debugging tcperr;
     /// it is a kernel pointer, which logs should not carry.
     #[arg(long)]

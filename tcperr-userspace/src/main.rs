@@ -39,6 +39,7 @@ fn main() -> ExitCode {
                 every: args.every || args.all,
                 summary_only: args.summary_only,
                 debug_fields: args.debug_fields,
+                utc: args.utc,
                 config: Config {
                     ringbuf_bytes: args.ringbuf_size,
                     hooks: args.hooks,

@@ -13,7 +13,30 @@ pub enum Format {
     Json,
 }
 
-pub const HUMAN_HEADER: &str = "TIME            PID     COMM            EVENT         LOCAL -> REMOTE                               STATE        ERROR";
+/// The zone of human lines' times: the system's unless `--utc` (JSON is always UTC).
+static ZONE: std::sync::OnceLock<jiff::tz::TimeZone> = std::sync::OnceLock::new();
+
+/// Sets human output's zone to UTC (`--utc`) or the system's; before anything is printed.
+pub fn use_utc(utc: bool) {
+    let _ = ZONE.set(crate::report::human_zone(utc));
+}
+
+fn zone() -> &'static jiff::tz::TimeZone {
+    ZONE.get_or_init(|| crate::report::human_zone(false))
+}
+
+/// A kernel timestamp as human output shows it: RFC 3339 with the zone's offset.
+pub fn human_time(ts_ns: u64) -> String {
+    crate::report::zoned_time(ts_ns, zone())
+}
+
+/// The column titles of human lines; TIME says its zone (`TIME(UTC-05:00)`, `TIME(UTC)`).
+pub fn human_header() -> String {
+    let time = format!("TIME({})", crate::report::zone_label(zone()));
+    format!(
+        "{time:<15} PID     COMM            EVENT         LOCAL -> REMOTE                               STATE        ERROR"
+    )
+}
 
 /// One line of tcperr's own on stderr (start-up, warnings, the closing counts). A stderr that
 /// is gone (`tcperr trace 2>&1 | head`) is not an error: the line is dropped, never a panic as
@@ -41,7 +64,7 @@ pub fn write(out: &mut impl Write, format: Format, r: &Report) -> std::io::Resul
         _ => r.reason.clone().unwrap_or_else(|| "-".into()),
     };
     let who = (r.pid, r.comm);
-    human_line(out, &r.time, who, r.kind, &conn, &state, &error, &r.explanation)
+    human_line(out, r.ts_ns, who, r.kind, &conn, &state, &error, &r.explanation)
 }
 
 /// tcperr's own network namespace (the inode of `/proc/self/ns/net`): connections in another
@@ -61,7 +84,7 @@ pub fn write_repeated(out: &mut impl Write, format: Format, r: &Repeated) -> std
     }
     let conn = format!("* -> {}", r.raddr);
     let error = r.errno.as_deref().unwrap_or("-");
-    human_line(out, &r.time, (r.pid, r.comm), r.kind, &conn, "-", error, &r.explanation)
+    human_line(out, r.ts_ns, (r.pid, r.comm), r.kind, &conn, "-", error, &r.explanation)
 }
 
 /// The `{"kind": "stats", ...}` line that ends `--json` output.
@@ -74,11 +97,11 @@ fn json_line(out: &mut impl Write, value: &impl serde::Serialize) -> std::io::Re
     out.write_all(b"\n")
 }
 
-/// One human line, in the columns of [`HUMAN_HEADER`].
+/// One human line, in the columns of [`human_header`].
 #[allow(clippy::too_many_arguments)]
 fn human_line(
     out: &mut impl Write,
-    time: &str,
+    ts_ns: u64,
     (pid, comm): (Option<u32>, Option<Comm>),
     kind: &str,
     conn: &str,
@@ -86,7 +109,7 @@ fn human_line(
     error: &str,
     explanation: &str,
 ) -> std::io::Result<()> {
-    let time = time.get(11..26).unwrap_or(time);
+    let time = crate::report::clock_time(ts_ns, zone());
     let pid = pid.map_or_else(|| "-".to_owned(), |p| p.to_string());
     let comm = comm.map_or_else(|| "?".to_owned(), |c| c.escaped());
     writeln!(
@@ -102,7 +125,7 @@ mod tests {
     #[test]
     fn reports_and_repeated_lines_fill_the_same_human_columns() {
         let mut r = Report::sample();
-        r.time = "2026-11-26T10:00:00.123456Z".into();
+        r.ts_ns = 123_456_789;
         r.explanation = "why".into();
         let mut out = Vec::new();
         write(&mut out, Format::Human, &r).unwrap();
@@ -110,8 +133,10 @@ mod tests {
         assert_eq!(
             line,
             format!(
-                "10:00:00.123456 42      curl            send_error    {:<44} {:<12} EPIPE (broken pipe): why\n",
-                "127.0.0.1:40000 -> 127.0.0.1:8080", "CLOSE"
+                "{} 42      curl            send_error    {:<44} {:<12} EPIPE (broken pipe): why\n",
+                crate::report::clock_time(r.ts_ns, zone()),
+                "127.0.0.1:40000 -> 127.0.0.1:8080",
+                "CLOSE"
             )
         );
         let mut fold = crate::fold::Fold::default();

@@ -164,8 +164,8 @@ pub fn join_host_port(host: &str, port: u16) -> String {
     if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") }
 }
 
-/// The wall-clock time of a kernel timestamp (CLOCK_MONOTONIC ns), RFC 3339 UTC.
-pub fn wall_time(ts_ns: u64) -> String {
+/// CLOCK_REALTIME nanoseconds of a kernel timestamp (CLOCK_MONOTONIC ns).
+pub fn unix_ns(ts_ns: u64) -> i128 {
     static OFFSET: std::sync::OnceLock<i128> = std::sync::OnceLock::new();
     let offset = *OFFSET.get_or_init(|| {
         let ns = |clock| {
@@ -176,31 +176,49 @@ pub fn wall_time(ts_ns: u64) -> String {
         };
         ns(libc::CLOCK_REALTIME) - ns(libc::CLOCK_MONOTONIC)
     });
-    rfc3339_micros((i128::from(ts_ns) + offset).max(0) as u64)
+    i128::from(ts_ns) + offset
+}
+
+/// The wall-clock time of a kernel timestamp (CLOCK_MONOTONIC ns), RFC 3339 UTC (JSON's).
+pub fn wall_time(ts_ns: u64) -> String {
+    rfc3339_micros(unix_ns(ts_ns))
+}
+
+fn timestamp(unix_ns: i128) -> jiff::Timestamp {
+    jiff::Timestamp::from_nanosecond(unix_ns).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
 }
 
 /// Formats CLOCK_REALTIME nanoseconds as RFC 3339 UTC with microseconds.
-pub fn rfc3339_micros(unix_ns: u64) -> String {
-    let secs = unix_ns / 1_000_000_000;
-    let micros = (unix_ns % 1_000_000_000) / 1_000;
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+pub fn rfc3339_micros(unix_ns: i128) -> String {
+    timestamp(unix_ns).strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string()
+}
+
+/// The zone human output is in: the system's (`TZ`, else /etc/localtime), or UTC.
+pub fn human_zone(utc: bool) -> jiff::tz::TimeZone {
+    if utc { jiff::tz::TimeZone::UTC } else { jiff::tz::TimeZone::system() }
+}
+
+/// A kernel timestamp's time of day in `zone`, to the microsecond (human lines).
+pub fn clock_time(ts_ns: u64, zone: &jiff::tz::TimeZone) -> String {
+    timestamp(unix_ns(ts_ns)).to_zoned_datetime(zone.clone()).strftime("%H:%M:%S.%6f").to_string()
+}
+
+/// A kernel timestamp as RFC 3339 in `zone`, with its offset (the human summary table).
+pub fn zoned_time(ts_ns: u64, zone: &jiff::tz::TimeZone) -> String {
+    timestamp(unix_ns(ts_ns))
+        .to_zoned_datetime(zone.clone())
+        .strftime("%Y-%m-%dT%H:%M:%S.%6f%:z")
+        .to_string()
+}
+
+/// The zone as human output's TIME column names it: `UTC`, or the offset now (`UTC-05:00`).
+pub fn zone_label(zone: &jiff::tz::TimeZone) -> String {
+    let secs = zone.to_offset(jiff::Timestamp::now()).seconds();
+    if secs == 0 {
+        return "UTC".to_owned();
+    }
+    let sign = if secs < 0 { '-' } else { '+' };
+    format!("UTC{sign}{:02}:{:02}", secs.abs() / 3600, secs.abs() % 3600 / 60)
 }
 
 #[cfg(test)]
@@ -273,6 +291,13 @@ mod tests {
     #[test]
     fn formats_times_as_rfc3339_utc() {
         assert_eq!(rfc3339_micros(0), "1970-01-01T00:00:00.000000Z");
+        let zone = jiff::tz::TimeZone::get("America/New_York").expect("tzdata");
+        let ts = jiff::Timestamp::from_second(1_795_678_321).expect("ts");
+        assert_eq!(
+            ts.to_zoned_datetime(zone.clone()).strftime("%H:%M:%S%:z").to_string(),
+            "02:32:01-05:00"
+        );
+        assert_eq!(zone_label(&jiff::tz::TimeZone::UTC), "UTC");
         assert_eq!(rfc3339_micros(1_795_678_321_123_456_789), "2026-11-26T07:32:01.123456Z");
         assert_eq!(rfc3339_micros(951_782_400_000_001_000), "2000-02-29T00:00:00.000001Z");
     }

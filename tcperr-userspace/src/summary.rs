@@ -29,6 +29,11 @@ pub struct Row {
     /// When the first and the last of them happened.
     pub first_time: String,
     pub last_time: String,
+    /// The same as kernel timestamps (the human table shows them in its zone).
+    #[serde(skip)]
+    pub first_ns: u64,
+    #[serde(skip)]
+    pub last_ns: u64,
 }
 
 /// errno, pid, comm, (family, remote address, service port or 0): plain values, so that adding
@@ -89,6 +94,8 @@ impl Summary {
                     count: t.count,
                     first_time: wall_time(t.first_ns),
                     last_time: wall_time(t.last_ns),
+                    first_ns: t.first_ns,
+                    last_ns: t.last_ns,
                 }
             })
             .collect()
@@ -98,7 +105,7 @@ impl Summary {
         if !self.rows.is_empty() {
             writeln!(
                 out,
-                "{:<14} {:>7} {:<7} {:<15} {:<40} {:<26} LAST",
+                "{:<14} {:>7} {:<7} {:<15} {:<40} {:<32} LAST",
                 "ERROR", "COUNT", "PID", "COMM", "PEER", "FIRST"
             )?;
         }
@@ -107,8 +114,12 @@ impl Summary {
             let comm = r.comm.as_deref().map_or_else(|| "?".to_owned(), escape);
             writeln!(
                 out,
-                "{:<14} {:>7} {pid:<7} {comm:<15} {:<40} {:<26} {}",
-                r.errno, r.count, r.peer, r.first_time, r.last_time
+                "{:<14} {:>7} {pid:<7} {comm:<15} {:<40} {:<32} {}",
+                r.errno,
+                r.count,
+                r.peer,
+                crate::output::human_time(r.first_ns),
+                crate::output::human_time(r.last_ns)
             )?;
         }
         if self.closed > 0 {

@@ -35,6 +35,8 @@ pub struct Options {
     pub summary_only: bool,
     /// Reports carry kernel addresses (`sk`).
     pub debug_fields: bool,
+    /// Human output in UTC instead of the system's zone.
+    pub utc: bool,
     pub config: Config,
 }
 
@@ -208,6 +210,7 @@ impl Signals {
 }
 
 pub async fn run(opts: Options) -> Result<Stats, Error> {
+    output::use_utc(opts.utc);
     let mut tracer = Tracer::start(&opts.config).map_err(Error::Start)?;
     let mut correlator = Correlator::new(tracer.plan.rst_reasons.clone(), opts.all)
         .with_debug_fields(opts.debug_fields);
@@ -218,7 +221,7 @@ pub async fn run(opts: Options) -> Result<Stats, Error> {
     // tracing or the signals)
     let mut out = QueuedOut::start(io::stdout());
     if opts.format == Format::Human && !opts.summary_only {
-        writeln!(out, "{}", output::HUMAN_HEADER).map_err(Error::Io)?;
+        writeln!(out, "{}", output::human_header()).map_err(Error::Io)?;
         out.flush().map_err(Error::Io)?;
     }
     let mut summary = Summary::default();
@@ -396,6 +399,7 @@ mod tests {
             every: true,
             summary_only: false,
             debug_fields: false,
+            utc: false,
             config: Config::default(),
         };
         let mut correlator = Correlator::new(Default::default(), false);

@@ -264,3 +264,31 @@ fn the_documented_schema_refuses_what_it_does_not_describe() {
     missing.as_object_mut().expect("object").remove("netns");
     assert!(!support::schema_errors(&missing).is_empty(), "a field may not be left out");
 }
+
+#[test]
+fn human_times_are_in_the_local_zone_the_header_names_or_in_utc_with_utc() {
+    // TZ=America/New_York: the TIME column says UTC-05:00 (or -04:00 in summer); --utc: UTC.
+    use std::io::{BufRead, BufReader};
+    let header = |args: &[&str]| {
+        let mut child = Command::new(TCPERR)
+            .arg("trace")
+            .args(args)
+            .env("TZ", "America/New_York")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tcperr");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("header");
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        assert_eq!(child.wait().expect("wait").code(), Some(0));
+        line
+    };
+    let local = header(&[]);
+    assert!(
+        local.starts_with("TIME(UTC-05:00) ") || local.starts_with("TIME(UTC-04:00) "),
+        "{local}"
+    );
+    assert!(header(&["--utc"]).starts_with("TIME(UTC)       PID"));
+}

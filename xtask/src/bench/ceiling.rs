@@ -129,6 +129,7 @@ fn storm_replay(conns: usize) -> f64 {
         every: false,
         summary_only: false,
         debug_fields: false,
+        utc: false,
         config: Config::default(),
     };
     let mut correlator = Correlator::new(BTreeMap::new(), false);
