@@ -174,6 +174,9 @@ pub fn story_line(
         Cause::Unanswered => format!(
             "{peer}{who} closed the connection (FIN{fin_at}) without answering our last write; {call}: the request went unanswered"
         ),
+        Cause::PeerListenerClosed => format!(
+            "{peer}{who} closed its listener before accepting this connection (it was still in the accept queue): its kernel reset it{rst}; {call}: {words}"
+        ),
         Cause::ProbeReset => format!(
             "{peer}{who} reset the connection before any data was exchanged{rst} (a connect-then-reset probe, as load balancers and health checkers make); {call}: {words}"
         ),

@@ -129,7 +129,7 @@ impl Tracer {
             .map_err(|e| {
                 let e = chain(&e);
                 let hint = if e.contains("(os error 24)") {
-                    "raise the open-files limit (ulimit -n: tcperr needs about 64)"
+                    "raise the open-files limit (ulimit -n: tcperr needs about 32)"
                 } else {
                     "tcperr needs Linux 5.8+ with the BPF ring buffer"
                 };
@@ -301,7 +301,7 @@ fn raise_open_files_limit() {
 /// lacks a hook: tracing cannot run as it should, with what to do about it.
 fn out_of_resources(selected: &[Selected]) -> Option<String> {
     const SHORT: [(&str, &str); 3] = [
-        ("(os error 24)", "raise the open-files limit (ulimit -n: tcperr needs about 64)"),
+        ("(os error 24)", "raise the open-files limit (ulimit -n: tcperr needs about 32)"),
         ("(os error 23)", "the system's open-files table is full (fs.file-max)"),
         ("(os error 12)", "the kernel is out of memory for BPF"),
     ];

@@ -134,6 +134,11 @@ pub enum Cause {
     NoSocket,
     /// A segment hit a TIME_WAIT socket.
     TimeWait,
+    /// This host's listener closed with the connection still in its accept queue: the kernel
+    /// resets each connection never accepted.
+    NotAccepted,
+    /// The peer closed its listener before accepting this connection.
+    PeerListenerClosed,
     Unknown,
 }
 
@@ -157,6 +162,8 @@ impl Cause {
             Self::DataAfterClose => "data_after_close",
             Self::NoSocket => "no_socket",
             Self::TimeWait => "time_wait",
+            Self::NotAccepted => "not_accepted",
+            Self::PeerListenerClosed => "peer_listener_closed",
             Self::Unknown => "unknown",
         }
     }
@@ -241,6 +248,7 @@ pub fn reset_cause(rst_state: Option<u8>, peer: Option<&PeerRst>) -> Cause {
         (_, Some(Cause::DataAfterClose | Cause::TimeWait)) => Cause::WriteAfterPeerClose,
         (_, Some(Cause::NoSocket)) => Cause::PeerHasNoSocket,
         (_, Some(Cause::AcceptQueueOverflow)) => Cause::AcceptQueueOverflow,
+        (_, Some(Cause::NotAccepted)) => Cause::PeerListenerClosed,
         (Some(state::CLOSE_WAIT), _) => Cause::WriteAfterPeerClose,
         _ => Cause::PeerReset,
     }

@@ -805,3 +805,50 @@ fn an_rst_names_the_process_that_holds_the_socket_after_its_connecting_parent_fo
         "{reports:#?}"
     );
 }
+
+#[test]
+fn closing_a_listener_with_a_connection_still_queued_resets_it_as_never_accepted() {
+    // The program never set SO_LINGER and never accepted: closing its listener makes the
+    // kernel reset every connection still in the accept queue. Its own cause on both ends.
+    let mut tracer =
+        Tracer::start(&Config::default()).unwrap_or_else(|e| panic!("tcperr cannot start: {e}"));
+    let mut correlator = Correlator::new(tracer.plan.rst_reasons.clone(), false);
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let mut client = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    std::thread::sleep(Duration::from_millis(50)); // (queued, never accepted)
+    drop(listener);
+    client.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+    assert!(client.read(&mut [0u8; 1]).is_err(), "the queued connection is reset");
+    let mut reports = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(600) {
+        if tracer.wait(Duration::from_millis(50)) {
+            tracer.drain(|ev| {
+                let ev = ev.unwrap_or_else(|e| panic!("undecodable record: {e}"));
+                if let Some(r) = correlator.observe(&ev) {
+                    let r = serde_json::to_value(&r).expect("report serialises");
+                    support::assert_schema(&r);
+                    reports.push(r);
+                }
+            });
+        }
+    }
+    let ours: Vec<_> = reports
+        .iter()
+        .filter(|r| r["lport"] == port || r["rport"] == port)
+        .filter(|r| r["kind"] == "rst_sent" || r["kind"] == "recv_error")
+        .map(|r| (r["kind"].as_str(), r["cause"].as_str()))
+        .collect();
+    assert_eq!(
+        ours,
+        vec![
+            (Some("rst_sent"), Some("not_accepted")),
+            (Some("recv_error"), Some("peer_listener_closed"))
+        ],
+        "{reports:#?}"
+    );
+    let sent = reports.iter().find(|r| r["kind"] == "rst_sent" && r["lport"] == port);
+    let text = sent.and_then(|r| r["explanation"].as_str()).unwrap_or_default();
+    assert!(text.contains("accept queue") && !text.contains("SO_LINGER"), "{text}");
+}

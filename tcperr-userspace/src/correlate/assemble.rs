@@ -84,6 +84,10 @@ impl Correlator {
             None => (None, None),
         };
         let mut explanation = match brief.cause {
+            // (the kernel's reason, TCP_STATE, says only that the state needed an RST)
+            Some(Cause::NotAccepted) => format!(
+                "this host sent RST to {peer}: its listener was closed with this connection still in the accept queue, never accepted: the kernel resets each one"
+            ),
             Some(c) => story_line(ev, c, &peer, peer_owner.as_ref(), &timeline)
                 .unwrap_or_else(|| explain(ev, &peer, &self.rst_reasons)),
             None => explain(ev, &peer, &self.rst_reasons),

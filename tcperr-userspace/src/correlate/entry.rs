@@ -39,6 +39,9 @@ pub(super) struct SockEntry {
     pub(super) aborted_on_data: bool,
     /// The socket reached CLOSE inside its owner's close() (an abort).
     pub(super) closed_in_close: bool,
+    /// The socket was aborted from ESTABLISHED without ever having had a file: a connection
+    /// still in its listener's accept queue when the listener closed.
+    pub(super) never_accepted: bool,
     pub(super) timeline: Vec<Item>,
 }
 

@@ -148,6 +148,10 @@ impl SockEntry {
             let by_owner =
                 e.sock.locked != 0 && matches!(e.oldstate, state::ESTABLISHED | state::CLOSE_WAIT);
             self.closed_in_close |= by_owner && self.rst_state.is_none();
+            // (an established socket without a file was never accepted: closing its listener
+            // aborts each one still queued)
+            self.never_accepted |=
+                e.oldstate == state::ESTABLISHED && e.sock.ino == 0 && self.ino == 0;
             self.aborted_on_data |=
                 e.sock.ino == 0 && matches!(e.oldstate, state::FIN_WAIT1 | state::FIN_WAIT2);
         }
@@ -180,7 +184,11 @@ impl SockEntry {
     fn rst_sent(&mut self, s: &Seen, reason: Option<&str>) -> Verdict {
         self.rst_sent = true;
         let in_close = s.sock.locked != 0 || self.closed_in_close;
-        let c = story::rst_sent_cause(reason, in_close, self.aborted_on_data);
+        let c = if self.never_accepted {
+            Cause::NotAccepted
+        } else {
+            story::rst_sent_cause(reason, in_close, self.aborted_on_data)
+        };
         story::push(&mut self.timeline, s.h.ts_ns, Step::RstSent, c.name());
         let pending_rst =
             s.conn.map(|t| (t, PeerRst { ts_ns: s.h.ts_ns, cause: c, owner: s.owner }));
