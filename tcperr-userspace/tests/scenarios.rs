@@ -40,14 +40,28 @@ fn trace_in_mode(
     // still exist (as they are by `tcperr trace`).
     let name = scenario.to_owned();
     let running = std::thread::spawn(move || tcperr_scenarios::run(&name));
+    let reports = reports_until(&mut tracer, &mut correlator, || running.is_finished());
+    let run =
+        running.join().expect("scenario thread").unwrap_or_else(|e| panic!("{scenario}: {e}"));
+    assert_eq!(tracer.lost(), 0, "records lost");
+    (run, reports, tcperr_scenarios::drive::kernel_reports_rst_reason())
+}
+
+/// tcperr's reports (as JSON, each checked against the documented schema), read until `done`
+/// has said so and the ring buffer has then been quiet for 300 ms: what happened meanwhile is
+/// handled while its processes still exist, as `tcperr trace` does.
+fn reports_until(
+    tracer: &mut Tracer,
+    correlator: &mut Correlator,
+    mut done: impl FnMut() -> bool,
+) -> Vec<serde_json::Value> {
     let mut reports = Vec::new();
-    // Drain until the scenario is over and the ring buffer has been quiet for 300 ms.
     let mut last = Instant::now();
     let mut finished = false;
     while !finished || last.elapsed() < Duration::from_millis(300) {
-        if !finished && running.is_finished() {
+        if !finished && done() {
             finished = true;
-            last = Instant::now(); // the quiet period counts from the scenario's end
+            last = Instant::now(); // the quiet period counts from the end
         }
         if tracer.wait(Duration::from_millis(50)) {
             tracer.drain(|ev| {
@@ -61,10 +75,7 @@ fn trace_in_mode(
             last = Instant::now();
         }
     }
-    let run =
-        running.join().expect("scenario thread").unwrap_or_else(|e| panic!("{scenario}: {e}"));
-    assert_eq!(tracer.lost(), 0, "records lost");
-    (run, reports, tcperr_scenarios::drive::kernel_reports_rst_reason())
+    reports
 }
 
 fn assert_scenario(scenario: &str) {
@@ -536,27 +547,12 @@ fn trace_two_processes(
         .spawn(move || client(TcpStream::connect(addr).expect("connect")))
         .expect("client thread");
     let mut status = 0;
-    let mut reports = Vec::new();
-    let mut last = Instant::now();
     let mut exited = false;
-    while !exited || last.elapsed() < Duration::from_millis(300) {
+    let mut reports = reports_until(&mut tracer, &mut correlator, || {
         // SAFETY: waitpid on our own child.
-        if !exited && unsafe { libc::waitpid(child, &mut status, libc::WNOHANG) } == child {
-            exited = true;
-            last = Instant::now();
-        }
-        if tracer.wait(Duration::from_millis(50)) {
-            tracer.drain(|ev| {
-                let ev = ev.unwrap_or_else(|e| panic!("undecodable record: {e}"));
-                if let Some(r) = correlator.observe(&ev) {
-                    let r = serde_json::to_value(&r).expect("report serialises");
-                    support::assert_schema(&r);
-                    reports.push(r);
-                }
-            });
-            last = Instant::now();
-        }
-    }
+        exited = exited || unsafe { libc::waitpid(child, &mut status, libc::WNOHANG) } == child;
+        exited
+    });
     running.join().expect("client thread");
     assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "server: {status:#x}");
     let port = u64::from(addr.port());
@@ -705,21 +701,8 @@ fn the_same_connection_in_two_network_namespaces_keeps_its_own_story_and_peer() 
             }),
         ));
     }
-    let mut reports = Vec::new();
-    let mut last = Instant::now();
-    while threads.iter().any(|t| !t.is_finished()) || last.elapsed() < Duration::from_millis(300) {
-        if tracer.wait(Duration::from_millis(50)) {
-            tracer.drain(|ev| {
-                let ev = ev.unwrap_or_else(|e| panic!("undecodable record: {e}"));
-                if let Some(r) = correlator.observe(&ev) {
-                    let r = serde_json::to_value(&r).expect("report serialises");
-                    support::assert_schema(&r);
-                    reports.push(r);
-                }
-            });
-            last = Instant::now();
-        }
-    }
+    let reports =
+        reports_until(&mut tracer, &mut correlator, || threads.iter().all(|t| t.is_finished()));
     threads.into_iter().for_each(|t| t.join().expect("thread"));
     let mut calls: Vec<_> = reports
         .iter()
@@ -780,20 +763,10 @@ fn an_rst_names_the_process_that_holds_the_socket_after_its_connecting_parent_fo
     std::thread::sleep(Duration::from_millis(100));
     sock::set_linger_zero(&server).expect("linger");
     drop(server); // RST to the child
-    let mut reports = Vec::new();
     let start = Instant::now();
-    while start.elapsed() < Duration::from_millis(1000) {
-        if tracer.wait(Duration::from_millis(50)) {
-            tracer.drain(|ev| {
-                let ev = ev.unwrap_or_else(|e| panic!("undecodable record: {e}"));
-                if let Some(r) = correlator.observe(&ev) {
-                    let r = serde_json::to_value(&r).expect("report serialises");
-                    support::assert_schema(&r);
-                    reports.push(r);
-                }
-            });
-        }
-    }
+    let reports = reports_until(&mut tracer, &mut correlator, || {
+        start.elapsed() > Duration::from_millis(1000)
+    });
     let client: Vec<_> = reports
         .iter()
         .filter(|r| r["rport"] == port && r["kind"] != "rst_sent")
@@ -820,20 +793,10 @@ fn closing_a_listener_with_a_connection_still_queued_resets_it_as_never_accepted
     drop(listener);
     client.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
     assert!(client.read(&mut [0u8; 1]).is_err(), "the queued connection is reset");
-    let mut reports = Vec::new();
     let start = Instant::now();
-    while start.elapsed() < Duration::from_millis(600) {
-        if tracer.wait(Duration::from_millis(50)) {
-            tracer.drain(|ev| {
-                let ev = ev.unwrap_or_else(|e| panic!("undecodable record: {e}"));
-                if let Some(r) = correlator.observe(&ev) {
-                    let r = serde_json::to_value(&r).expect("report serialises");
-                    support::assert_schema(&r);
-                    reports.push(r);
-                }
-            });
-        }
-    }
+    let reports = reports_until(&mut tracer, &mut correlator, || {
+        start.elapsed() > Duration::from_millis(600)
+    });
     let ours: Vec<_> = reports
         .iter()
         .filter(|r| r["lport"] == port || r["rport"] == port)
