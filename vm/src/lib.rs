@@ -11,6 +11,7 @@ use std::{
 
 use serde_json::Value;
 
+pub mod child;
 pub mod drive;
 pub mod load;
 pub mod netns;
