@@ -13,6 +13,8 @@ use serde_json::Value;
 
 pub mod child;
 pub mod drive;
+pub mod health_check;
+pub mod idle;
 pub mod load;
 pub mod netns;
 pub mod out_of_files;

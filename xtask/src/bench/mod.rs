@@ -3,12 +3,13 @@
 //! Results go to stdout and `bench/results/latest.md`. `--smoke`: seconds, no targets.
 //!
 //! Each section measures and returns its typed results (`hot_path` §1, `throughput` §2, `storm`
-//! §3, `ceiling` §4, `startup` §5); `render` turns them into the markdown, `targets` holds what
-//! the full run is held to.
+//! §3, `ceiling` §4, `startup` §5, `idle` §6); `render` turns them into the markdown, `targets`
+//! holds what the full run is held to.
 use std::process::Command;
 
 mod ceiling;
 mod hot_path;
+mod idle;
 mod process;
 mod render;
 mod soak;
@@ -41,6 +42,12 @@ struct Sizes {
     storm_secs: f64,
     /// §4: records in the synthetic stream.
     synthetic_events: usize,
+    /// §6: idle connections (two sockets each), rounds, and seconds of health checks per case
+    /// per round: a first part, then the part measured as the steady cost.
+    idle_connections: usize,
+    idle_rounds: usize,
+    idle_first_secs: f64,
+    idle_secs: f64,
 }
 
 impl Sizes {
@@ -53,6 +60,10 @@ impl Sizes {
         storm_rounds: 1,
         storm_secs: 1.0,
         synthetic_events: 50_000,
+        idle_connections: 2_000,
+        idle_rounds: 1,
+        idle_first_secs: 0.5,
+        idle_secs: 1.0,
     };
 
     const FULL: Self = Self {
@@ -65,6 +76,10 @@ impl Sizes {
         storm_rounds: 10,
         storm_secs: 3.0,
         synthetic_events: 1_000_000,
+        idle_connections: 50_000,
+        idle_rounds: 4,
+        idle_first_secs: 1.0,
+        idle_secs: 4.0,
     };
 }
 
@@ -79,6 +94,7 @@ struct Results {
     storm: storm::Storm,
     ceiling: ceiling::Ceiling,
     startup: startup::Startup,
+    idle: idle::Idle,
 }
 
 impl Results {
@@ -111,6 +127,7 @@ pub fn bench(o: &Options) -> Result<bool, String> {
         storm: storm::run(&s, &bin, have_bpftrace)?,
         ceiling: ceiling::run(&s),
         startup,
+        idle: idle::run(&s, &bin)?,
     };
     let report = render::markdown(&results);
     print!("{report}");

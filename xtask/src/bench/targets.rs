@@ -22,7 +22,7 @@ enum Met {
     When(fn(&Results) -> bool),
 }
 
-pub const TARGETS: [Target; 10] = [
+pub const TARGETS: [Target; 12] = [
     Target {
         name: "hot-path programs within 10 % of the floor",
         value: |r| Some(r.hot_path.slowest_tcperr()),
@@ -88,6 +88,18 @@ pub const TARGETS: [Target; 10] = [
         value: |r| Some(r.tcperr_storm_rss_kib() as f64 / 1024.0),
         shown: |v| format!("{v:.1} MB"),
         met: Met::AtMost(30.0),
+    },
+    Target {
+        name: "health checks: tracer CPU with 100,000 idle sockets ≤ 1.5× without",
+        value: |r| Some(r.idle.cpu_ratio()),
+        shown: |v| format!("{v:.2}"),
+        met: Met::AtMost(1.5),
+    },
+    Target {
+        name: "ready with 100,000 idle sockets ≤ 1.5× without",
+        value: |r| Some(r.idle.ready_ratio()),
+        shown: |v| format!("{v:.2}"),
+        met: Met::AtMost(1.5),
     },
 ];
 
