@@ -21,6 +21,7 @@ pub mod output;
 pub mod owner;
 pub mod privileges;
 pub mod probe;
+pub mod proc_sockets;
 pub mod read;
 pub mod report;
 pub mod stakes;

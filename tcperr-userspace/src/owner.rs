@@ -1,12 +1,9 @@
 //! Which process owns a socket. Hooks in the owner's context (send/recv results, connect, close)
 //! name it directly; events raised in softirq (RST receipt, most state changes) take the owner
 //! learned earlier for the same socket, else the process holding the socket's inode in
-//! `/proc/*/fd` (sockets opened before tracing started). A record raised while the running task
-//! held the socket's lock (inside its close(), whose fd is already gone) names that task.
-use std::time::{Duration, Instant};
-
-use rustc_hash::FxHashMap;
-
+//! `/proc/*/fd` (sockets opened before tracing started, accepted ones: `proc_sockets.rs`). A
+//! record raised while the running task held the socket's lock (inside its close(), whose fd is
+//! already gone) names that task.
 use serde::Serialize;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -103,149 +100,6 @@ pub enum OwnerSource {
     /// Found in /proc/<pid>/fd by socket inode.
     Proc,
     Unknown,
-}
-
-/// Maps socket inodes to processes by scanning /proc/*/fd, at most once per `min_age`; and
-/// tells whether one process still holds a socket (its own fds, at most once per
-/// [`RECHECK_EVERY`] per process).
-pub struct ProcSockets {
-    by_ino: FxHashMap<u64, (u32, Comm)>,
-    scanned: Option<Instant>,
-    min_age: Duration,
-    /// Socket inodes each checked process held, and when its fds were read.
-    held: FxHashMap<u32, (Instant, rustc_hash::FxHashSet<u64>)>,
-}
-
-/// How often one process's fds are read again to see whether it still holds a socket.
-pub const RECHECK_EVERY: Duration = Duration::from_secs(1);
-/// Processes whose fds are remembered at once (all are forgotten past it).
-const HELD_CAP: usize = 4096;
-
-impl Default for ProcSockets {
-    fn default() -> Self {
-        Self {
-            by_ino: FxHashMap::default(),
-            scanned: None,
-            min_age: Duration::from_millis(50),
-            held: FxHashMap::default(),
-        }
-    }
-}
-
-impl ProcSockets {
-    pub fn lookup(&mut self, ino: u64) -> Option<Owner> {
-        if ino == 0 {
-            return None;
-        }
-        if !self.by_ino.contains_key(&ino)
-            && self.scanned.is_none_or(|t| t.elapsed() >= self.min_age)
-        {
-            self.scan();
-        }
-        let (pid, comm) = self.by_ino.get(&ino)?;
-        Some(Owner { pid: *pid, tid: None, comm: *comm })
-    }
-
-    /// Whether process `pid` still holds socket `ino` (false once it exited or gave the socket
-    /// up: closed its fd after a fork or after passing it on with SCM_RIGHTS). Its fds are read
-    /// when `ino` is not among those last seen, at most once per [`RECHECK_EVERY`]; in between,
-    /// a socket it was last seen holding, or one newer than that reading, is taken as held.
-    pub fn still_holds(&mut self, pid: u32, ino: u64) -> bool {
-        if ino == 0 {
-            return true;
-        }
-        if let Some((at, inos)) = self.held.get(&pid)
-            && (inos.contains(&ino) || at.elapsed() < RECHECK_EVERY)
-        {
-            return inos.contains(&ino) || std::path::Path::new(&format!("/proc/{pid}")).exists();
-        }
-        if self.held.len() >= HELD_CAP {
-            self.held.clear();
-        }
-        let inos = match socket_inodes(pid) {
-            Ok(inos) => inos,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                self.held.remove(&pid);
-                return false; // the process is gone
-            }
-            Err(_) => return true, // its fds cannot be read (no CAP_SYS_PTRACE): cannot tell
-        };
-        let holds = inos.contains(&ino);
-        self.held.insert(pid, (Instant::now(), inos));
-        holds
-    }
-
-    /// As [`Self::lookup`], from the last scan only.
-    pub fn lookup_cached(&self, ino: u64) -> Option<Owner> {
-        let (pid, comm) = self.by_ino.get(&ino)?;
-        Some(Owner { pid: *pid, tid: None, comm: *comm })
-    }
-
-    fn scan(&mut self) {
-        self.scanned = Some(Instant::now());
-        self.by_ino.clear();
-        let Ok(procs) = std::fs::read_dir("/proc") else { return };
-        for p in procs.flatten() {
-            let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-                continue;
-            };
-            let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else { continue };
-            let mut comm = None;
-            for fd in fds.flatten() {
-                let Ok(target) = std::fs::read_link(fd.path()) else { continue };
-                let Some(ino) = target
-                    .to_str()
-                    .and_then(|t| t.strip_prefix("socket:["))
-                    .and_then(|t| t.strip_suffix(']'))
-                    .and_then(|t| t.parse::<u64>().ok())
-                else {
-                    continue;
-                };
-                let comm = *comm.get_or_insert_with(|| {
-                    Comm::new(
-                        std::fs::read_to_string(p.path().join("comm"))
-                            .unwrap_or_default()
-                            .trim_end(),
-                    )
-                });
-                self.by_ino.entry(ino).or_insert((pid, comm));
-            }
-        }
-    }
-}
-
-/// The socket inodes among process `pid`'s fds (NotFound: the process is gone; PermissionDenied:
-/// its fds cannot be read, without CAP_SYS_PTRACE).
-fn socket_inodes(pid: u32) -> std::io::Result<rustc_hash::FxHashSet<u64>> {
-    let mut inos = rustc_hash::FxHashSet::default();
-    for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))?.flatten() {
-        let target = match std::fs::read_link(fd.path()) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return Err(e),
-            Err(_) => continue, // (closed meanwhile)
-        };
-        if let Some(ino) = target
-            .to_str()
-            .and_then(|t| t.strip_prefix("socket:[")?.strip_suffix(']')?.parse::<u64>().ok())
-        {
-            inos.insert(ino);
-        }
-    }
-    Ok(inos)
-}
-
-/// Open files of process `pid` and its `RLIMIT_NOFILE` soft limit, from /proc.
-pub fn fd_usage(pid: u32) -> Option<(u64, u64)> {
-    let open = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64;
-    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
-    let soft = limits
-        .lines()
-        .find(|l| l.starts_with("Max open files"))?
-        .split_whitespace()
-        .nth(3)?
-        .parse()
-        .ok()?;
-    Some((open, soft))
 }
 
 #[cfg(test)]

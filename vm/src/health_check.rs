@@ -18,6 +18,14 @@ use crate::{
 /// services listen.
 const PORTS: std::ops::Range<u16> = 20_000..32_000;
 
+/// A listener on 127.0.0.1 at the first free service port.
+pub fn service_listener() -> io::Result<std::net::TcpListener> {
+    PORTS
+        .clone()
+        .find_map(|p| std::net::TcpListener::bind(("127.0.0.1", p)).ok())
+        .ok_or_else(|| io::Error::other("no free service port"))
+}
+
 /// The server process (task name "hc-server"). Dropping it ends the process.
 pub struct HealthServer {
     pub pid: u32,

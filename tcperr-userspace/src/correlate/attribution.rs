@@ -1,12 +1,14 @@
 //! Who owns the socket of an event: the task itself where the event runs in the owner's
 //! context (its own call, or any record raised while it held the socket's lock), else the
-//! owner the socket already has, else `/proc`.
-use tcperr_common::{EventHeader, tcp::is_owner_context_transition};
+//! owner the socket already has, else `/proc`. Owners learned are noted by local port: hints
+//! for finding the owner of the port's next socket in `/proc` (`proc_sockets.rs`).
+use tcperr_common::{EventHeader, SockInfo, tcp::is_owner_context_transition, tcp::state};
 
 use super::entry::SockEntry;
 use crate::{
     decode::Event,
-    owner::{Comm, Owner, OwnerSource, ProcSockets},
+    owner::{Comm, Owner, OwnerSource},
+    proc_sockets::ProcSockets,
 };
 
 /// Whether the event runs in the socket owner's own context: its own call's result, a
@@ -35,7 +37,17 @@ fn task(h: &EventHeader) -> Owner {
     }
 }
 
-/// Finds the owner of the event's socket (inode `ino`), kept as the entry's `owner` (None if
+/// Whether the event's socket is a listener (its `listen()`, or an overflow of its queue).
+#[inline]
+fn is_listener(ev: &Event) -> bool {
+    match ev {
+        Event::StateChange(e) => e.newstate == state::LISTEN,
+        Event::AcceptQueueFull(_) => true,
+        _ => false,
+    }
+}
+
+/// Finds the owner of the event's socket (`sock`), kept as the entry's `owner` (None if
 /// unknown), and says how it is known. `/proc` is read only when the socket has no owner yet.
 /// A record raised in another task's context is never that task's: on loopback the peer's
 /// segments are processed in softirq inside the sender's call (its close() moves our socket to
@@ -46,10 +58,16 @@ pub(super) fn attribute(
     procs: &mut ProcSockets,
     ev: &Event,
     h: &EventHeader,
-    ino: u64,
+    sock: &SockInfo,
 ) -> OwnerSource {
+    let ino = sock.ino;
     if in_owner_context(ev) {
-        entry.owner = Some(task(h));
+        let owner = task(h);
+        // (once per socket and owner: a storm's sockets pass here once each)
+        if entry.owner.is_none_or(|o| o.pid != owner.pid) {
+            procs.note(sock.lport, owner.pid, is_listener(ev));
+        }
+        entry.owner = Some(owner);
         return OwnerSource::Context;
     }
     if let Some(o) = entry.owner {
@@ -61,15 +79,17 @@ pub(super) fn attribute(
         if !printed || procs.still_holds(o.pid, ino) {
             return OwnerSource::Socket;
         }
-        return match procs.lookup(ino) {
+        return match procs.lookup(ino, sock.lport) {
             Some(now) if now.pid != o.pid => {
+                procs.note_found(sock.lport, now.pid, false);
                 entry.owner = Some(now);
                 OwnerSource::Proc
             }
             _ => OwnerSource::Socket,
         };
     }
-    let Some(owner) = procs.lookup(ino) else { return OwnerSource::Unknown };
+    let Some(owner) = procs.lookup(ino, sock.lport) else { return OwnerSource::Unknown };
+    procs.note_found(sock.lport, owner.pid, is_listener(ev));
     entry.owner = Some(owner);
     OwnerSource::Proc
 }

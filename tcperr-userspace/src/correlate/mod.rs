@@ -25,7 +25,8 @@ use self::{entry::SockEntry, step::Verdict};
 use crate::{
     decode::Event,
     explain::reason_name,
-    owner::{Owner, OwnerSource, ProcSockets},
+    owner::{Owner, OwnerSource},
+    proc_sockets::ProcSockets,
     report::{Brief, Report},
     story::{PeerRst, Tuple, mirror, tuple},
 };
@@ -114,6 +115,11 @@ impl Correlator {
         self.socks.len() + self.by_tuple.len() + self.rst_by_tuple.len() + self.closers.len()
     }
 
+    /// `/proc/PID/fd` links read to find owners, so far.
+    pub fn proc_links_read(&self) -> u64 {
+        self.procs.links_read
+    }
+
     /// Updates the socket's state with `ev` and returns its report, or None when the event is
     /// context only (state changes, an error report repeating an RST, an RST on an orphan).
     pub fn observe(&mut self, ev: &Event) -> Option<Report> {
@@ -132,7 +138,7 @@ impl Correlator {
             Some(e) => {
                 e.reset_if_reused(ev, h.sk, sock.ino, &mut self.by_tuple);
                 e.note(ev, h.ts_ns, &mut sock);
-                attribution::attribute(e, &mut self.procs, ev, h, sock.ino)
+                attribution::attribute(e, &mut self.procs, ev, h, &sock)
             }
             None => OwnerSource::Unknown,
         };

@@ -12,7 +12,7 @@ use super::{
 use crate::{
     decode::Event,
     error_names,
-    owner::fd_usage,
+    proc_sockets::fd_usage,
     report::state_name,
     stakes::{Units, View, accepted, wrote_last},
     story::{self, Cause, PeerRst, Step, Tuple},
