@@ -12,6 +12,7 @@ use crate::{
     decode::Event,
     error_names::words,
     owner::Owner,
+    proc_sockets::AtLimit,
     report::state_name,
     story::{Cause, Item, RstReason, Step},
 };
@@ -118,14 +119,31 @@ pub fn stakes_clause(v: &crate::stakes::View, cause: Cause) -> String {
     out
 }
 
-/// Why an overflowing listener's queue never drains when its process (`owner`) has used up its
-/// `open` files: appended to the overflow's explanation.
-pub fn listener_out_of_files(owner: &Owner, open: u64) -> String {
-    format!(
-        "; process {} ({}) has {open} open files, its limit: its accept() fails with EMFILE (\"too many open files\"), so the queue never drains",
-        owner.pid,
-        owner.comm.escaped()
-    )
+/// Why an overflowing listener's queue never drains when processes holding it (`at_limit`,
+/// at least one) have used up their open files: appended to the overflow's explanation, with the
+/// process that opened the listener (`opener`) when that is another (a prefork master).
+pub fn listener_out_of_files(at_limit: &[AtLimit], opener: Option<&Owner>) -> String {
+    let who = |a: &AtLimit| format!("{} ({})", a.pid, a.comm.escaped());
+    let mut s = match at_limit {
+        [a] => format!(
+            "; process {} has {} open files, its limit: its accept() fails with EMFILE (\"too many open files\"), so the queue never drains",
+            who(a),
+            a.open_files
+        ),
+        _ => format!(
+            "; processes {} have {} open files, their limits: their accept() fails with EMFILE (\"too many open files\"), so the queue never drains",
+            at_limit.iter().map(who).collect::<Vec<_>>().join(", "),
+            at_limit.iter().map(|a| a.open_files.to_string()).collect::<Vec<_>>().join(", ")
+        ),
+    };
+    if let Some(o) = opener.filter(|o| at_limit.iter().all(|a| a.pid != o.pid)) {
+        s.push_str(&format!(
+            "; the listener was opened by process {} ({}), which shares it",
+            o.pid,
+            o.comm.escaped()
+        ));
+    }
+    s
 }
 
 pub fn reason_name(reason: u32, names: &BTreeMap<u64, String>) -> Option<&str> {
@@ -289,10 +307,35 @@ mod tests {
 
     #[test]
     fn a_listener_out_of_files_is_named_with_its_count() {
-        let owner = Owner { pid: 42, tid: None, comm: crate::owner::Comm::new("nginx") };
+        let nginx = AtLimit {
+            pid: 42,
+            comm: crate::owner::Comm::new("nginx"),
+            open_files: 1024,
+            max_open_files: 1024,
+        };
+        let owner = Owner { pid: 42, tid: Some(42), comm: nginx.comm };
         assert_eq!(
-            listener_out_of_files(&owner, 1024),
+            listener_out_of_files(&[nginx], Some(&owner)),
             "; process 42 (nginx) has 1024 open files, its limit: its accept() fails with EMFILE (\"too many open files\"), so the queue never drains"
+        );
+    }
+
+    #[test]
+    fn prefork_workers_out_of_files_are_named_with_the_master_that_listened() {
+        let worker = |pid, open| AtLimit {
+            pid,
+            comm: crate::owner::Comm::new("worker"),
+            open_files: open,
+            max_open_files: open,
+        };
+        let master = Owner { pid: 41, tid: Some(41), comm: crate::owner::Comm::new("master") };
+        assert_eq!(
+            listener_out_of_files(&[worker(43, 64)], Some(&master)),
+            "; process 43 (worker) has 64 open files, its limit: its accept() fails with EMFILE (\"too many open files\"), so the queue never drains; the listener was opened by process 41 (master), which shares it"
+        );
+        assert_eq!(
+            listener_out_of_files(&[worker(43, 64), worker(44, 128)], Some(&master)),
+            "; processes 43 (worker), 44 (worker) have 64, 128 open files, their limits: their accept() fails with EMFILE (\"too many open files\"), so the queue never drains; the listener was opened by process 41 (master), which shares it"
         );
     }
 }

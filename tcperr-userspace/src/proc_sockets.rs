@@ -1,4 +1,5 @@
-//! Finding a socket's owner in `/proc` without paying for sockets that are not its own.
+//! Finding a socket's owner in `/proc` without paying for sockets that are not its own; and
+//! which processes holding an overflowing listener are at their open-files limit.
 //!
 //! Events raised in softirq (an RST received, an overflow) name no owner, and a socket tcperr has
 //! not seen in its owner's context (one opened before tracing, or accepted: accept() raises no
@@ -42,6 +43,7 @@ use std::{
 
 use crate::owner::{Comm, Owner};
 use rustc_hash::FxHashMap;
+use serde::Serialize;
 
 /// Each budget: this share of one core over time...
 const BUDGET_SHARE: f64 = 0.01;
@@ -52,7 +54,7 @@ const HINT_BURST: Duration = Duration::from_millis(50);
 const PER_PORT: usize = 4;
 /// Children of a port's processes read per lookup, at most.
 const MAX_FAMILY: usize = 64;
-/// How long a process's children are taken as known.
+/// How long a process's children, and a listener's holders at their limit, are taken as known.
 const FRESH: Duration = Duration::from_secs(1);
 /// A lookup reads for at most this much CPU time of a pass (an event waits no longer), testing
 /// the time every so many links.
@@ -145,6 +147,25 @@ impl Port {
     }
 }
 
+/// A process holding a listener at its open-files limit (`RLIMIT_NOFILE`): its accept() fails
+/// with EMFILE.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct AtLimit {
+    pub pid: u32,
+    pub comm: Comm,
+    pub open_files: u64,
+    pub max_open_files: u64,
+}
+
+/// What an overflowing listener's processes have of their open files.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListenerFiles {
+    /// The listener's owner's open files and limit, when known.
+    pub owner: Option<(u64, u64)>,
+    /// Every process holding the listener that is at its limit (the owner among them if it is).
+    pub at_limit: Vec<AtLimit>,
+}
+
 /// Socket owners found in `/proc`, the hints that find them cheaply, and the budgets that bound
 /// the cost.
 pub struct ProcSockets {
@@ -152,6 +173,8 @@ pub struct ProcSockets {
     known: FxHashMap<u64, (u32, Comm)>,
     ports: FxHashMap<u16, Port>,
     children: FxHashMap<u32, (Instant, Vec<u32>)>,
+    /// Listener inode → its holders at their limit, and when that was found.
+    at_limit: FxHashMap<u64, (Instant, Vec<AtLimit>)>,
     /// The pass under way, if one stopped with its budget spent.
     current: Option<Pass>,
     pass: Budget,
@@ -175,6 +198,7 @@ impl Default for ProcSockets {
             known: FxHashMap::default(),
             ports: FxHashMap::default(),
             children: FxHashMap::default(),
+            at_limit: FxHashMap::default(),
             current: None,
             pass: Budget::new(BUDGET_SHARE, PASS_BURST),
             hints: Budget::new(BUDGET_SHARE, HINT_BURST),
@@ -370,6 +394,78 @@ impl ProcSockets {
             self.current = Some(pass);
         }
     }
+
+    /// What the processes holding listener socket `ino` (of local port `lport`, owned by
+    /// `owner`, if known) have of their open files: every one at its limit. Processes at their
+    /// limit are rare and cheap to find (`/proc/PID/fd`'s size against `/proc/PID/limits`, no
+    /// link read); only those are read for the listener. Known for [`FRESH`] per listener; when
+    /// the pass budget is spent, only the listener's owner and the port's processes (and
+    /// children) are checked.
+    pub fn listener_files(&mut self, ino: u64, lport: u16, owner: Option<u32>) -> ListenerFiles {
+        let owner_files = owner.and_then(fd_usage);
+        if ino == 0 {
+            // The listener's inode is unknown (it listened before tracing): only its owner.
+            let at_limit = owner
+                .zip(owner_files)
+                .filter(|(_, (open, max))| open >= max)
+                .map(|(pid, (open, max))| AtLimit {
+                    pid,
+                    comm: read_comm(pid),
+                    open_files: open,
+                    max_open_files: max,
+                })
+                .into_iter()
+                .collect();
+            return ListenerFiles { owner: owner_files, at_limit };
+        }
+        let now = Instant::now();
+        if let Some((at, known)) = self.at_limit.get(&ino)
+            && now.saturating_duration_since(*at) < FRESH
+        {
+            return ListenerFiles { owner: owner_files, at_limit: known.clone() };
+        }
+        let everyone = self.pass.allows(now);
+        let t0 = thread_cpu();
+        let candidates: Vec<u32> = if everyone {
+            fs::read_dir("/proc")
+                .map(|d| {
+                    d.flatten()
+                        .filter_map(|p| p.file_name().to_str()?.parse::<u32>().ok())
+                        .collect()
+                })
+                .unwrap_or_default()
+        } else {
+            let port = self.ports.get(&lport).copied().unwrap_or_default();
+            let mut family = self.family(lport, &port, now);
+            if let Some(o) = owner
+                && !family.contains(&o)
+            {
+                family.push(o);
+            }
+            family
+        };
+        let mut at_limit: Vec<AtLimit> = candidates
+            .into_iter()
+            .filter_map(|pid| {
+                let (open, max) = at_its_limit(pid)?;
+                let holds = Reading::open(pid)?.slice(self, Some(ino), usize::MAX).0;
+                holds.then(|| AtLimit {
+                    pid,
+                    comm: read_comm(pid),
+                    open_files: open,
+                    max_open_files: max,
+                })
+            })
+            .collect();
+        // The owner first, then by pid.
+        at_limit.sort_by_key(|a| (Some(a.pid) != owner, a.pid));
+        self.pass.charge(cpu_since(t0));
+        if self.at_limit.len() > 1024 {
+            self.at_limit.clear();
+        }
+        self.at_limit.insert(ino, (now, at_limit.clone()));
+        ListenerFiles { owner: owner_files, at_limit }
+    }
 }
 
 /// A pass over `/proc`: the processes still to read, and the one being read.
@@ -485,6 +581,26 @@ fn socket_inodes(pid: u32) -> std::io::Result<rustc_hash::FxHashSet<u64>> {
 pub fn fd_usage(pid: u32) -> Option<(u64, u64)> {
     let soft = soft_limit(pid)?;
     Some((open_files(pid)?, soft))
+}
+
+/// Process `pid`'s open files and limit, if it is at its limit; cheap for the others: the size
+/// of `/proc/PID/fd` (kernel 6.2+), else the fd table's size (`FDSize`), which is at least the
+/// number of open files, rules them out before anything is counted.
+fn at_its_limit(pid: u32) -> Option<(u64, u64)> {
+    let soft = soft_limit(pid)?;
+    let size = fs::metadata(format!("/proc/{pid}/fd")).ok()?.len();
+    let open = if size > 0 {
+        size
+    } else {
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let table: u64 =
+            status.lines().find_map(|l| l.strip_prefix("FDSize:"))?.trim().parse().ok()?;
+        if table < soft {
+            return None;
+        }
+        open_files(pid)?
+    };
+    (open >= soft).then_some((open, soft))
 }
 
 /// Process `pid`'s open files: `/proc/PID/fd`'s size where the kernel gives it (6.2+), else its

@@ -7,6 +7,7 @@ use tcperr_common::{SockInfo, tcp::AF_INET6};
 
 use crate::{
     owner::{Comm, OwnerSource},
+    proc_sockets::AtLimit,
     story::Cause,
 };
 
@@ -119,10 +120,14 @@ pub struct AcceptQueue {
     pub queued: u32,
     /// "dropped" (the client's final ACK was dropped; `tcp_abort_on_overflow=0`) or "reset".
     pub action: &'static str,
-    /// The listener process's open files and its `RLIMIT_NOFILE` soft limit, when known: at the
-    /// limit, its accept() fails with EMFILE ("too many open files").
+    /// The open files and `RLIMIT_NOFILE` soft limit of the process named (the first in
+    /// `out_of_files`, else the listener's owner), when known: at the limit, its accept() fails
+    /// with EMFILE ("too many open files").
     pub open_files: Option<u64>,
     pub max_open_files: Option<u64>,
+    /// Every process holding the listener that is at its limit: the one that listened, or the
+    /// workers it forked (which inherit the listener).
+    pub out_of_files: Vec<AtLimit>,
 }
 
 pub fn state_name(state: u8) -> &'static str {

@@ -296,6 +296,28 @@ fn too_many_open_files_names_the_listener_out_of_descriptors() {
     assert!(full["explanation"].as_str().expect("text").contains("EMFILE"), "{full:#}");
 }
 
+#[test]
+fn a_prefork_workers_too_many_open_files_names_the_worker_not_the_master() {
+    // The master listened (tcperr learns the listener's owner there) with thousands of files to
+    // spare; the worker that inherited the listener is at its limit. The overflow names the
+    // worker, with its open files, and the master as the listener's opener.
+    assert_scenario("prefork_too_many_open_files");
+    let (run, reports, _) = trace("prefork_too_many_open_files");
+    let full = find(&run, &reports, "accept_queue_full");
+    let worker = run.actors.iter().find(|a| a.name == "worker").expect("a worker");
+    let master = run.actors.iter().find(|a| a.name == "master").expect("a master");
+    let q = &full["accept_queue"];
+    assert_eq!(
+        (full["pid"].as_u64(), full["owner_from"].as_str(), q["out_of_files"][0]["pid"].as_u64()),
+        (Some(u64::from(worker.pid)), Some("proc"), Some(u64::from(worker.pid))),
+        "{full:#}"
+    );
+    assert!(q["open_files"].as_u64() >= q["max_open_files"].as_u64(), "{full:#}");
+    let text = full["explanation"].as_str().expect("text");
+    assert!(text.contains(&format!("process {} (worker)", worker.pid)), "{text}");
+    assert!(text.contains(&format!("process {} (master)", master.pid)), "{text}");
+}
+
 /// One loopback connection that `end` finishes on the server's side; returns what the programs
 /// wrote about the server's socket, record by record: (kind, state or old state or
 /// `closed_from`, new state, errno).

@@ -1,4 +1,6 @@
-//! The "too many open files" server: a forked listener at its `RLIMIT_NOFILE`.
+//! The "too many open files" server: a forked listener at its `RLIMIT_NOFILE`; and its prefork
+//! form, a master that listens and forks a worker which inherits the listener, uses up its own
+//! descriptors and fails accept() with EMFILE, while the master has files to spare.
 use std::{io, net::SocketAddr};
 
 use crate::child::{self, Child};
@@ -7,8 +9,11 @@ use crate::child::{self, Child};
 /// lowered to what it has open, so each accept() fails with EMFILE and connections stay queued
 /// (the "too many open files" server). Dropping it ends the processes.
 pub struct OutOfFilesServer {
-    /// The process (task name "server").
+    /// The process at its limit: the listener's only process (task name "server"), or the
+    /// prefork worker (task name "worker").
     pub pid: u32,
+    /// The prefork master (task name "master"), which listened and forked the worker.
+    pub master: Option<u32>,
     pub addr: SocketAddr,
     _child: Child,
 }
@@ -23,7 +28,21 @@ impl OutOfFilesServer {
         let mut e = [0u8; 1];
         c.read_status(&mut e)?;
         check_emfile(e[0])?;
-        Ok(Self { pid: c.pid, addr: port, _child: c })
+        Ok(Self { pid: c.pid, master: None, addr: port, _child: c })
+    }
+
+    /// Forks the prefork master from the calling thread, in its network namespace; returns once
+    /// its worker's accept() has failed with EMFILE.
+    pub fn start_prefork() -> io::Result<Self> {
+        // SAFETY: the child makes raw libc calls only and ends in _exit.
+        let c = unsafe { Child::fork(|status, control| master_child(status, control)) }?;
+        let port = read_port(&c)?;
+        // The worker reports its pid and 'E' in one write.
+        let mut worker = [0u8; 5];
+        c.read_status(&mut worker)?;
+        check_emfile(worker[4])?;
+        let pid = u32::from_le_bytes([worker[0], worker[1], worker[2], worker[3]]);
+        Ok(Self { pid, master: Some(c.pid), addr: port, _child: c })
     }
 }
 
@@ -68,25 +87,63 @@ unsafe fn server_child(status: i32, control: i32) -> ! {
     unsafe {
         child::detach(&[status, control], c"server");
         let fd = listen_and_report(status);
-        lower_limit_and_accept(fd, status, b"E", || child::told_to_end(control, 0))
+        lower_limit_and_accept(fd, status, control, b"E", || child::told_to_end(control, 0))
+    }
+}
+
+/// The prefork master: listens, forks the worker, and holds the listener with its own files to
+/// spare until told to end (then ends the worker too).
+///
+/// # Safety
+/// Only in a freshly forked child: raw libc calls, no allocation, ends in `_exit`.
+unsafe fn master_child(status: i32, control: i32) -> ! {
+    // SAFETY: as documented on the function.
+    unsafe {
+        child::detach(&[status, control], c"master");
+        let fd = listen_and_report(status);
+        let master = libc::getpid();
+        let worker = libc::fork();
+        if worker == 0 {
+            // (the control pipe stays open but unread here: closing it would leave a hole
+            // below the limit, and `RLIMIT_NOFILE` bounds descriptor numbers, not their count)
+            libc::prctl(libc::PR_SET_NAME, c"worker".as_ptr());
+            let mut report = [0u8; 5];
+            report[..4].copy_from_slice(&libc::getpid().to_le_bytes());
+            report[4] = b'E';
+            lower_limit_and_accept(fd, status, control, &report, || libc::getppid() != master)
+        }
+        if worker < 0 {
+            libc::_exit(1);
+        }
+        while !child::told_to_end(control, -1) {}
+        libc::kill(worker, libc::SIGKILL);
+        libc::waitpid(worker, std::ptr::null_mut(), 0);
+        libc::_exit(0)
     }
 }
 
 /// Lowers `RLIMIT_NOFILE` to the lowest free descriptor (no new one fits), then tries to accept
 /// on listener `fd` until `done()`, writing `report` to `status` the first time accept() fails
-/// with EMFILE.
+/// with EMFILE. `status`, `control` and `fd` are the descriptors it holds beyond stdio.
 ///
 /// # Safety
 /// Only in a forked child.
 unsafe fn lower_limit_and_accept(
     fd: i32,
     status: i32,
+    control: i32,
     report: &[u8],
     done: impl Fn() -> bool,
 ) -> ! {
     // SAFETY: as documented on the function.
     unsafe {
-        let probe = libc::fcntl(fd, libc::F_DUPFD, 0);
+        // Holes below the highest descriptor are filled first (with copies of the listener), so
+        // that the limit is the number of open files as well as the lowest free descriptor.
+        let top = fd.max(status).max(control);
+        let mut probe = libc::fcntl(fd, libc::F_DUPFD, 0);
+        while probe >= 0 && probe < top {
+            probe = libc::fcntl(fd, libc::F_DUPFD, 0);
+        }
         libc::close(probe);
         let mut lim: libc::rlimit = std::mem::zeroed();
         libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);

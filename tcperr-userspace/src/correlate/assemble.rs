@@ -8,6 +8,7 @@ use crate::{
     error_names,
     explain::{explain, listener_out_of_files, stakes_clause, story_line},
     owner::Owner,
+    proc_sockets::ListenerFiles,
     report::{
         AcceptQueue, Brief, Counted, Report, SCHEMA, endpoints, join_host_port, state_name,
         wall_time,
@@ -48,28 +49,34 @@ pub(super) fn brief(s: &Seen, cause: Option<Cause>, shown: bool) -> Brief {
     }
 }
 
-/// The overflow's queue and what the kernel did (`files`: the listener process's open files and
-/// limit, when known).
-fn accept_queue(e: &AcceptQueueFull, files: Option<(u64, u64)>) -> AcceptQueue {
+/// The overflow's queue and what the kernel did, and the open files of the process named (the
+/// first holding the listener at its limit, else the listener's owner) and of every process
+/// holding it at its limit.
+fn accept_queue(e: &AcceptQueueFull, files: Option<&ListenerFiles>) -> AcceptQueue {
+    let at_limit = files.map_or(&[][..], |f| &f.at_limit);
+    let named = match at_limit.first() {
+        Some(a) => Some((a.open_files, a.max_open_files)),
+        None => files.and_then(|f| f.owner),
+    };
     AcceptQueue {
         backlog: e.backlog,
         queued: e.queued,
         action: if e.action == AcceptQueueFull::RESET { "reset" } else { "dropped" },
-        open_files: files.map(|u| u.0),
-        max_open_files: files.map(|u| u.1),
+        open_files: named.map(|u| u.0),
+        max_open_files: named.map(|u| u.1),
+        out_of_files: at_limit.to_vec(),
     }
 }
 
 impl Correlator {
     /// The report of an admitted event: its socket's timeline, its explanation and every field
-    /// (`reason`: an RST sent's kernel reason; `files`: an overflowing listener's open files and
-    /// limit; `peer_owner`: the process at the other end, when on this host).
+    /// (`reason`: an RST sent's kernel reason; `peer_owner`: the process at the other end, when
+    /// on this host).
     pub(super) fn build_report(
         &self,
         s: &Seen,
         brief: &Brief,
         reason: Option<String>,
-        files: Option<(u64, u64)>,
         peer_owner: Option<Owner>,
     ) -> Report {
         let (ev, h, sock, owner) = (s.ev, s.h, s.sock, s.owner);
@@ -104,12 +111,13 @@ impl Correlator {
         }
         let accept_queue = match ev {
             Event::AcceptQueueFull(e) => {
-                if let (Some((open, max)), Some(o)) = (files, &owner)
-                    && open >= max
+                if let Some(l) = s.listener
+                    && !l.at_limit.is_empty()
                 {
-                    explanation.push_str(&listener_out_of_files(o, open));
+                    let opener = self.socks.get(&h.sk).and_then(|entry| entry.owner);
+                    explanation.push_str(&listener_out_of_files(&l.at_limit, opener.as_ref()));
                 }
-                Some(accept_queue(e, files))
+                Some(accept_queue(e, s.listener))
             }
             _ => None,
         };

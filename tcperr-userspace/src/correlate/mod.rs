@@ -26,7 +26,7 @@ use crate::{
     decode::Event,
     explain::reason_name,
     owner::{Owner, OwnerSource},
-    proc_sockets::ProcSockets,
+    proc_sockets::{ListenerFiles, ProcSockets},
     report::{Brief, Report},
     story::{PeerRst, Tuple, mirror, tuple},
 };
@@ -68,6 +68,8 @@ struct Seen<'a> {
     conn: Option<Tuple>,
     owner: Option<Owner>,
     source: OwnerSource,
+    /// An overflowing listener's processes' open files.
+    listener: Option<&'a ListenerFiles>,
 }
 
 /// The other end's account of a reset of connection `conn`, if it is on this host: kept on the
@@ -142,8 +144,33 @@ impl Correlator {
             }
             None => OwnerSource::Unknown,
         };
-        let owner = entry.as_ref().and_then(|e| e.owner);
-        let s = Seen { ev, h, sock: &sock, conn: tuple(&sock), owner, source };
+        let mut owner = entry.as_ref().and_then(|e| e.owner);
+        let mut source = source;
+        // An overflow: the open files of every process holding the listener (prefork workers
+        // inherit it from the master that listened). One at its limit is the process named.
+        let listener = match ev {
+            Event::AcceptQueueFull(_) => {
+                let ino = entry.as_ref().map_or(0, |e| e.ino);
+                let files = self.procs.listener_files(ino, sock.lport, owner.map(|o| o.pid));
+                if let Some(a) = files.at_limit.first()
+                    && owner.is_none_or(|o| o.pid != a.pid)
+                {
+                    owner = Some(Owner { pid: a.pid, tid: None, comm: a.comm });
+                    source = OwnerSource::Proc;
+                }
+                Some(files)
+            }
+            _ => None,
+        };
+        let s = Seen {
+            ev,
+            h,
+            sock: &sock,
+            conn: tuple(&sock),
+            owner,
+            source,
+            listener: listener.as_ref(),
+        };
         let reason = match ev {
             Event::RstSent(e) => reason_name(e.reason, &self.rst_reasons).map(str::to_owned),
             _ => None,
@@ -181,7 +208,7 @@ impl Correlator {
             return None;
         }
         let peer_owner = self.peer_owner(s.h.sk, s.conn, peer_rst);
-        Some(self.build_report(&s, &brief, reason, verdict.listener_files, peer_owner))
+        Some(self.build_report(&s, &brief, reason, peer_owner))
     }
 
     /// Makes room for socket `sk` at the cap (evicting) unless it is already held.

@@ -12,7 +12,6 @@ use super::{
 use crate::{
     decode::Event,
     error_names,
-    proc_sockets::fd_usage,
     report::state_name,
     stakes::{Units, View, accepted, wrote_last},
     story::{self, Cause, PeerRst, Step, Tuple},
@@ -46,15 +45,13 @@ pub(super) struct Verdict {
     pub(super) cause: Option<Cause>,
     /// A reset this host sent or caused, to keep as the other end's account of it.
     pub(super) pending_rst: Option<(Tuple, PeerRst)>,
-    /// Overflows: the listener process's open files and limit, when known.
-    pub(super) listener_files: Option<(u64, u64)>,
 }
 
 impl Verdict {
     /// Reported, with `cause`.
     #[inline]
     fn report(cause: Option<Cause>) -> Self {
-        Self { report_it: true, cause, pending_rst: None, listener_files: None }
+        Self { report_it: true, cause, pending_rst: None }
     }
 
     /// The verdict on an event without a socket (`sk` 0): reported; an RST sent is classed from
@@ -209,7 +206,8 @@ impl SockEntry {
     }
 
     /// A listener's accept queue overflowed: reported once per client connection, however many
-    /// SYN-ACKs retransmit or ACKs the kernel resets; out of files if its process is.
+    /// SYN-ACKs retransmit or ACKs the kernel resets; out of files if a process holding the
+    /// listener is (the one that listened, or a prefork worker that inherited it).
     #[inline]
     fn accept_queue_full(&mut self, e: &AcceptQueueFull, s: &Seen) -> Verdict {
         let key = (e.sock.raddr, e.sock.rport);
@@ -223,12 +221,12 @@ impl SockEntry {
         let pending_rst = s.conn.map(|t| {
             (t, PeerRst { ts_ns: s.h.ts_ns, cause: Cause::AcceptQueueOverflow, owner: s.owner })
         });
-        let listener_files = s.owner.as_ref().and_then(|o| fd_usage(o.pid));
-        let cause = match listener_files {
-            Some((open, max)) if open >= max => Cause::ListenerOutOfFiles,
-            _ => Cause::AcceptQueueOverflow,
+        let cause = if s.listener.is_some_and(|l| !l.at_limit.is_empty()) {
+            Cause::ListenerOutOfFiles
+        } else {
+            Cause::AcceptQueueOverflow
         };
-        Verdict { report_it, cause: Some(cause), pending_rst, listener_files }
+        Verdict { report_it, cause: Some(cause), pending_rst }
     }
 }
 
@@ -303,7 +301,15 @@ mod tests {
     /// The verdict on `ev` for a socket seen for the first time, and the steps it added.
     fn step(ev: &Event, source: OwnerSource) -> Outcome {
         let sock = *ev.sock();
-        let s = Seen { ev, h: ev.header(), sock: &sock, conn: tuple(&sock), owner: None, source };
+        let s = Seen {
+            ev,
+            h: ev.header(),
+            sock: &sock,
+            conn: tuple(&sock),
+            owner: None,
+            source,
+            listener: None,
+        };
         let mut entry = SockEntry::default();
         let v = entry.record_step(&s, None, None);
         let steps = entry.timeline.iter().map(|i| i.step).collect();
@@ -415,6 +421,7 @@ mod tests {
             conn: None,
             owner: None,
             source: OwnerSource::Unknown,
+            listener: None,
         };
         // The error report that repeats an RST received.
         let (rst, err) = (rst_received(state::ESTABLISHED, 1), socket_error(104, 1));
@@ -464,8 +471,15 @@ mod tests {
         ];
         for (close, source, want) in cases {
             let mut entry = SockEntry::default();
-            let seen =
-                |ev| Seen { ev, h: ev.header(), sock: ev.sock(), conn: None, owner: None, source };
+            let seen = |ev| Seen {
+                ev,
+                h: ev.header(),
+                sock: ev.sock(),
+                conn: None,
+                owner: None,
+                source,
+                listener: None,
+            };
             entry.record_step(&seen(&close), None, None);
             let s = Seen { source: OwnerSource::Unknown, ..seen(&sent) };
             assert_eq!(entry.record_step(&s, None, None).cause, Some(want), "{close:?}");
@@ -490,6 +504,7 @@ mod tests {
             conn: tuple(&sock),
             owner: None,
             source: OwnerSource::Unknown,
+            listener: None,
         };
         let v = Verdict::without_socket(&s, Some("NO_SOCKET"));
         assert_eq!((v.report_it, v.cause), (true, Some(Cause::NoSocket)));
@@ -549,6 +564,7 @@ mod tests {
                 conn: None,
                 owner: None,
                 source: OwnerSource::Context,
+                listener: None,
             };
             let mut entry = SockEntry { rst_state, ..SockEntry::default() };
             let v = entry.record_step(&s, None, None);

@@ -12,6 +12,11 @@
 //! `too_many_open_files`: the same overflow, but the listener is a process that has used up its
 //! file descriptors (`RLIMIT_NOFILE`), so accept() fails with EMFILE and the queue never drains:
 //! the classic incident, which tcperr must name.
+//!
+//! `prefork_too_many_open_files`: the prefork form of it. A master listens (tcperr learns the
+//! listener's owner there) and forks a worker, which inherits the listener and is the one that
+//! accepts; the worker has used up its descriptors, the master has thousands to spare. tcperr
+//! must look past the master to every process holding the listener, and name the worker.
 use std::{
     io::{ErrorKind, Read},
     net::{SocketAddr, TcpListener, TcpStream},
@@ -23,9 +28,18 @@ use std::{
 use super::{actor, ctx, ev, finish, join};
 use crate::{Actor, Run, loopback, netns, out_of_files, proc_net, sock};
 
-/// `out_of_files`: the listener is a process whose accept() fails with EMFILE (the "too many
-/// open files" server), rather than a thread that just never accepts.
-pub fn run(abort_on_overflow: bool, out_of_files: bool) -> Result<Run, String> {
+/// Who holds the listener and does not accept.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// A thread that just never accepts.
+    Idle,
+    /// A process whose accept() fails with EMFILE (the "too many open files" server).
+    OutOfFiles,
+    /// A prefork master with files to spare, and its worker whose accept() fails with EMFILE.
+    PreforkOutOfFiles,
+}
+
+pub fn run(abort_on_overflow: bool, listener: Listener) -> Result<Run, String> {
     let ns = Arc::new(
         netns::Netns::new(&[(
             "net/ipv4/tcp_abort_on_overflow",
@@ -34,7 +48,7 @@ pub fn run(abort_on_overflow: bool, out_of_files: bool) -> Result<Run, String> {
         .map_err(ctx("network namespace"))?,
     );
     let (done_tx, done_rx) = mpsc::channel::<()>();
-    let (server, addr) = start_server(ns.clone(), out_of_files, done_rx)?;
+    let (server, addr) = start_server(ns.clone(), listener, done_rx)?;
     let (queued_tx, queued_rx) = mpsc::channel::<()>();
     let (filler_done_tx, filler_done_rx) = mpsc::channel::<()>();
     let filler_ns = ns.clone();
@@ -66,34 +80,50 @@ pub fn run(abort_on_overflow: bool, out_of_files: bool) -> Result<Run, String> {
     let _ = filler_done_tx.send(());
     let (filler, filler_port) = join(filler)?;
     let _ = done_tx.send(());
-    let server = match server {
-        Server::Thread(t) => join(t)?.0,
-        Server::Process(p) => Actor { name: "server", pid: p.pid, tid: p.pid },
-    };
-    Ok(finish(
-        if abort_on_overflow {
-            "accept_queue_overflow_reset"
-        } else {
-            "accept_queue_overflow_drop"
+    let servers = match server {
+        Server::Thread(t) => vec![join(t)?.0],
+        Server::Process(p) => match p.master {
+            None => vec![Actor { name: "server", pid: p.pid, tid: p.pid }],
+            Some(master) => vec![
+                Actor { name: "master", pid: master, tid: master },
+                Actor { name: "worker", pid: p.pid, tid: p.pid },
+            ],
         },
+    };
+    let scenario = match (abort_on_overflow, listener) {
+        (true, _) => "accept_queue_overflow_reset",
+        (false, Listener::Idle) => "accept_queue_overflow_drop",
+        (false, Listener::OutOfFiles) => "too_many_open_files",
+        (false, Listener::PreforkOutOfFiles) => "prefork_too_many_open_files",
+    };
+    let mut actors = vec![client, filler];
+    actors.extend(servers);
+    Ok(finish(
+        scenario,
         addr,
         [client_port, filler_port],
-        vec![client, filler, server],
-        expected(abort_on_overflow, out_of_files),
+        actors,
+        expected(abort_on_overflow, listener),
     ))
 }
 
 /// The listener, in namespace `ns`, with a backlog of 0, never accepting: a thread that stops
-/// when `done` says so, or the out-of-files process. Returns it and its address.
+/// when `done` says so, or the out-of-files process (or prefork pair). Returns it and its
+/// address.
 fn start_server(
     ns: Arc<netns::Netns>,
-    out_of_files: bool,
+    listener: Listener,
     done: mpsc::Receiver<()>,
 ) -> Result<(Server, SocketAddr), String> {
-    if out_of_files {
+    if listener != Listener::Idle {
         let forked = std::thread::spawn(move || {
             ns.enter().map_err(ctx("setns"))?;
-            out_of_files::OutOfFilesServer::start().map_err(ctx("out-of-files server"))
+            let started = if listener == Listener::PreforkOutOfFiles {
+                out_of_files::OutOfFilesServer::start_prefork()
+            } else {
+                out_of_files::OutOfFilesServer::start()
+            };
+            started.map_err(ctx("out-of-files server"))
         })
         .join()
         .map_err(|_| "fork thread panicked".to_owned())??;
@@ -136,10 +166,15 @@ fn client_outcome(c: &TcpStream, port: u16, abort_on_overflow: bool) -> Result<(
     }
 }
 
-/// The events tcperr must report.
-fn expected(abort_on_overflow: bool, out_of_files: bool) -> Vec<crate::Expected> {
-    let overflow_cause =
-        if out_of_files { "listener_out_of_files" } else { "accept_queue_overflow" };
+/// The events tcperr must report. The overflow is the listener's: named after its owner, the
+/// process that listened, unless a process holding the listener is at its open-files limit
+/// (the prefork worker): then after that one.
+fn expected(abort_on_overflow: bool, listener: Listener) -> Vec<crate::Expected> {
+    let (overflow_actor, overflow_cause) = match listener {
+        Listener::Idle => ("server", "accept_queue_overflow"),
+        Listener::OutOfFiles => ("server", "listener_out_of_files"),
+        Listener::PreforkOutOfFiles => ("worker", "listener_out_of_files"),
+    };
     if abort_on_overflow {
         return vec![
             ev(
@@ -170,7 +205,7 @@ fn expected(abort_on_overflow: bool, out_of_files: bool) -> Vec<crate::Expected>
         ];
     }
     vec![
-        ev("accept_queue_full", "server", "server->client", "LISTEN", "-", overflow_cause),
+        ev("accept_queue_full", overflow_actor, "server->client", "LISTEN", "-", overflow_cause),
         ev("rst_sent", "client", "client->server", "CLOSE", "-", "aborted"),
         ev("rst_sent", "filler", "client->server", "CLOSE", "-", "aborted"),
     ]

@@ -5,6 +5,7 @@ use std::{
     thread::{self, JoinHandle},
 };
 
+use self::accept_queue_overflow::Listener;
 use crate::{Actor, Expected, Needs, Run, sock};
 
 mod accept_queue_overflow;
@@ -30,6 +31,7 @@ pub const ALL: &[&str] = &[
     "accept_queue_overflow_reset",
     "accept_queue_overflow_drop",
     "too_many_open_files",
+    "prefork_too_many_open_files",
 ];
 
 /// Runs scenario `name`; Err names the valid ones or says what the kernel did not do.
@@ -45,9 +47,12 @@ pub fn run(name: &str) -> Result<Run, String> {
         "refused" => refused::run(false),
         "refused_nonblocking" => refused::run(true),
         "silent_peer" => silent_peer::run(),
-        "accept_queue_overflow_reset" => accept_queue_overflow::run(true, false),
-        "accept_queue_overflow_drop" => accept_queue_overflow::run(false, false),
-        "too_many_open_files" => accept_queue_overflow::run(false, true),
+        "accept_queue_overflow_reset" => accept_queue_overflow::run(true, Listener::Idle),
+        "accept_queue_overflow_drop" => accept_queue_overflow::run(false, Listener::Idle),
+        "too_many_open_files" => accept_queue_overflow::run(false, Listener::OutOfFiles),
+        "prefork_too_many_open_files" => {
+            accept_queue_overflow::run(false, Listener::PreforkOutOfFiles)
+        }
         _ => Err(format!("unknown scenario {name:?}; valid: {}", ALL.join(", "))),
     }?;
     // (after the scenario's function returned: its sockets are closed, their last RSTs sent)
