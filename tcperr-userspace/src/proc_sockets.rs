@@ -398,9 +398,9 @@ impl ProcSockets {
     /// What the processes holding listener socket `ino` (of local port `lport`, owned by
     /// `owner`, if known) have of their open files: every one at its limit. Processes at their
     /// limit are rare and cheap to find (`/proc/PID/fd`'s size against `/proc/PID/limits`, no
-    /// link read); only those are read for the listener. Known for [`FRESH`] per listener; when
-    /// the pass budget is spent, only the listener's owner and the port's processes (and
-    /// children) are checked.
+    /// link read); only those are read for the listener. The listener's owner and the port's
+    /// processes (and children) are checked first, every other process only within the pass
+    /// budget. Known for [`FRESH`] per listener.
     pub fn listener_files(&mut self, ino: u64, lport: u16, owner: Option<u32>) -> ListenerFiles {
         let owner_files = owner.and_then(fd_usage);
         if ino == 0 {
@@ -426,37 +426,32 @@ impl ProcSockets {
         }
         let everyone = self.pass.allows(now);
         let t0 = thread_cpu();
-        let candidates: Vec<u32> = if everyone {
-            fs::read_dir("/proc")
-                .map(|d| {
-                    d.flatten()
-                        .filter_map(|p| p.file_name().to_str()?.parse::<u32>().ok())
-                        .collect()
-                })
-                .unwrap_or_default()
-        } else {
-            let port = self.ports.get(&lport).copied().unwrap_or_default();
-            let mut family = self.family(lport, &port, now);
-            if let Some(o) = owner
-                && !family.contains(&o)
-            {
-                family.push(o);
+        // The listener's owner first, then the port's processes and their children: the usual
+        // holders (a prefork master's workers), checked before they can end; then, within the
+        // budget, everyone else.
+        let mut checked: Vec<u32> = owner.into_iter().collect();
+        let mut at_limit: Vec<AtLimit> =
+            checked.iter().filter_map(|&p| self.holder_at_limit(p, ino)).collect();
+        let port = self.ports.get(&lport).copied().unwrap_or_default();
+        let family = self.family(lport, &port, now);
+        let mut check = |procs: &mut Self, pid: u32| {
+            if !checked.contains(&pid) {
+                checked.push(pid);
+                at_limit.extend(procs.holder_at_limit(pid, ino));
             }
-            family
         };
-        let mut at_limit: Vec<AtLimit> = candidates
-            .into_iter()
-            .filter_map(|pid| {
-                let (open, max) = at_its_limit(pid)?;
-                let holds = Reading::open(pid)?.slice(self, Some(ino), usize::MAX).0;
-                holds.then(|| AtLimit {
-                    pid,
-                    comm: read_comm(pid),
-                    open_files: open,
-                    max_open_files: max,
-                })
-            })
-            .collect();
+        for pid in family {
+            check(self, pid);
+        }
+        if everyone && let Ok(procs) = fs::read_dir("/proc") {
+            let pids: Vec<u32> = procs
+                .flatten()
+                .filter_map(|p| p.file_name().to_str()?.parse::<u32>().ok())
+                .collect();
+            for pid in pids {
+                check(self, pid);
+            }
+        }
         // The owner first, then by pid.
         at_limit.sort_by_key(|a| (Some(a.pid) != owner, a.pid));
         self.pass.charge(cpu_since(t0));
@@ -465,6 +460,13 @@ impl ProcSockets {
         }
         self.at_limit.insert(ino, (now, at_limit.clone()));
         ListenerFiles { owner: owner_files, at_limit }
+    }
+
+    /// Process `pid`, if it is at its open-files limit and holds socket `ino`.
+    fn holder_at_limit(&mut self, pid: u32, ino: u64) -> Option<AtLimit> {
+        let (open, max) = at_its_limit(pid)?;
+        let holds = Reading::open(pid)?.slice(self, Some(ino), usize::MAX).0;
+        holds.then(|| AtLimit { pid, comm: read_comm(pid), open_files: open, max_open_files: max })
     }
 }
 

@@ -82,13 +82,19 @@ pub fn run(abort_on_overflow: bool, listener: Listener) -> Result<Run, String> {
     let _ = done_tx.send(());
     let servers = match server {
         Server::Thread(t) => vec![join(t)?.0],
-        Server::Process(p) => match p.master {
-            None => vec![Actor { name: "server", pid: p.pid, tid: p.pid }],
-            Some(master) => vec![
-                Actor { name: "master", pid: master, tid: master },
-                Actor { name: "worker", pid: p.pid, tid: p.pid },
-            ],
-        },
+        Server::Process(p) => {
+            // tcperr reads the processes' files as it handles the overflow's record, after the
+            // fact (tens of ms later on an emulated CPU): they outlive the scenario's events by a
+            // second, as a real server would, rather than end with them.
+            std::thread::sleep(Duration::from_secs(1));
+            match p.master {
+                None => vec![Actor { name: "server", pid: p.pid, tid: p.pid }],
+                Some(master) => vec![
+                    Actor { name: "master", pid: master, tid: master },
+                    Actor { name: "worker", pid: p.pid, tid: p.pid },
+                ],
+            }
+        }
     };
     let scenario = match (abort_on_overflow, listener) {
         (true, _) => "accept_queue_overflow_reset",
