@@ -184,7 +184,8 @@ pub struct ProcSockets {
     pub links_read: u64,
     /// Socket inodes each process checked by [`ProcSockets::still_holds`] held, and when its
     /// fds were read.
-    held: FxHashMap<u32, (Instant, rustc_hash::FxHashSet<u64>)>,
+    /// None: the process was gone.
+    held: FxHashMap<u32, (Instant, Option<rustc_hash::FxHashSet<u64>>)>,
 }
 
 /// How often one process's fds are read again to see whether it still holds a socket.
@@ -281,28 +282,29 @@ impl ProcSockets {
     /// Whether process `pid` still holds socket `ino` (false once it exited or gave the socket
     /// up: closed its fd after a fork or after passing it on with SCM_RIGHTS). Its fds are read
     /// when `ino` is not among those last seen, at most once per [`RECHECK_EVERY`]; in between,
-    /// a socket it was last seen holding, or one newer than that reading, is taken as held.
+    /// a socket it was last seen holding, or one newer than that reading, is taken as held, and
+    /// a process last seen gone stays gone.
     pub fn still_holds(&mut self, pid: u32, ino: u64) -> bool {
         if ino == 0 {
             return true;
         }
-        if let Some((at, inos)) = self.held.get(&pid)
-            && (inos.contains(&ino) || at.elapsed() < RECHECK_EVERY)
-        {
-            return inos.contains(&ino) || std::path::Path::new(&format!("/proc/{pid}")).exists();
+        // (no syscall between readings: in an RST storm this runs for every record)
+        if let Some((at, inos)) = self.held.get(&pid) {
+            match inos {
+                Some(held) if held.contains(&ino) => return true,
+                _ if at.elapsed() < RECHECK_EVERY => return inos.is_some(),
+                _ => {}
+            }
         }
         if self.held.len() >= HELD_CAP {
             self.held.clear();
         }
         let inos = match socket_inodes(pid) {
-            Ok(inos) => inos,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                self.held.remove(&pid);
-                return false; // the process is gone
-            }
+            Ok(inos) => Some(inos),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None, // the process is gone
             Err(_) => return true, // its fds cannot be read (no CAP_SYS_PTRACE): cannot tell
         };
-        let holds = inos.contains(&ino);
+        let holds = inos.as_ref().is_some_and(|held| held.contains(&ino));
         self.held.insert(pid, (Instant::now(), inos));
         holds
     }
