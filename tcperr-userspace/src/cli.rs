@@ -25,6 +25,23 @@ pub enum Command {
     /// Show what this kernel offers and which hook serves each event (exit 0: tracing can run;
     /// 2: it cannot, and why).
     Check(CheckArgs),
+    /// Run as an agent: trace continuously and serve Prometheus metrics at
+    /// http://ADDR/metrics. Logs to stderr (RUST_LOG or -v); stops on SIGTERM or SIGINT.
+    /// Exit 0 after a clean stop, 2 if it cannot start (address in use, no privileges).
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to serve metrics on (port 0: any free port, logged at start).
+    #[arg(long, value_name = "ADDR", default_value = crate::serve::DEFAULT_LISTEN)]
+    pub listen: std::net::SocketAddr,
+    /// Force the hooks for send/recv results, as `trace --hooks`.
+    #[arg(long, value_name = "FAMILY", value_parser = probe::Family::parse)]
+    pub hooks: Option<probe::Family>,
+    /// Ring buffer size, as `trace --ringbuf-size`.
+    #[arg(long, value_name = "SIZE", default_value = "4M", value_parser = parse_size)]
+    pub ringbuf_size: u32,
 }
 
 #[derive(Debug, Args)]

@@ -6,18 +6,27 @@ use tcperr_userspace::{
     filter::Filter,
     load::Config,
     output::Format,
+    serve::{self, ServeOptions},
     trace::{self, Error, Options},
 };
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let level = match cli.verbose {
-        0 => log::LevelFilter::Error,
-        1 => log::LevelFilter::Warn,
-        2 => log::LevelFilter::Debug,
+    // (an agent says what it serves and when it stops: info by default)
+    let agent = matches!(cli.command, Command::Serve(_));
+    let level = match (cli.verbose, agent) {
+        (0 | 1, true) => log::LevelFilter::Info,
+        (0, false) => log::LevelFilter::Error,
+        (1, false) => log::LevelFilter::Warn,
+        (2, _) => log::LevelFilter::Debug,
         _ => log::LevelFilter::Trace,
     };
-    env_logger::Builder::new().filter_level(level).format_target(false).init();
+    // RUST_LOG, when set, has the last word
+    env_logger::Builder::new()
+        .filter_level(level)
+        .format_target(false)
+        .parse_env("RUST_LOG")
+        .init();
     match cli.command {
         Command::Check(args) => {
             let config = Config { hooks: args.hooks, ..Config::default() };
@@ -46,26 +55,50 @@ fn main() -> ExitCode {
                     ..Config::default()
                 },
             };
-            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            let rt = match runtime() {
                 Ok(rt) => rt,
-                Err(e) => {
-                    tcperr_userspace::output::note(format_args!(
-                        "tcperr: cannot start the runtime: {e}"
-                    ));
-                    return ExitCode::from(1);
-                }
+                Err(code) => return code,
             };
-            match rt.block_on(trace::run(opts)) {
-                Ok(_) => ExitCode::SUCCESS,
-                Err(Error::Start(e)) => {
-                    tcperr_userspace::output::note(format_args!("tcperr: {e}"));
-                    ExitCode::from(2)
-                }
-                Err(Error::Io(e)) => {
-                    tcperr_userspace::output::note(format_args!("tcperr: {e}"));
-                    ExitCode::from(1)
-                }
-            }
+            exit(rt.block_on(trace::run(opts)))
+        }
+        Command::Serve(args) => {
+            let opts = ServeOptions {
+                listen: args.listen,
+                config: Config {
+                    ringbuf_bytes: args.ringbuf_size,
+                    hooks: args.hooks,
+                    ..Config::default()
+                },
+            };
+            let rt = match runtime() {
+                Ok(rt) => rt,
+                Err(code) => return code,
+            };
+            exit(rt.block_on(serve::run(opts)))
+        }
+    }
+}
+
+/// The runtime `trace` and `serve` run on: one thread (reading, correlating and the metrics
+/// endpoint are light; the hot path is in the kernel).
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| {
+        tcperr_userspace::output::note(format_args!("tcperr: cannot start the runtime: {e}"));
+        ExitCode::from(1)
+    })
+}
+
+/// Exit 2 for what stopped tcperr from starting, 1 for a failure while running.
+fn exit(res: Result<trace::Stats, Error>) -> ExitCode {
+    match res {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(Error::Start(e)) => {
+            tcperr_userspace::output::note(format_args!("tcperr: {e}"));
+            ExitCode::from(2)
+        }
+        Err(Error::Io(e)) => {
+            tcperr_userspace::output::note(format_args!("tcperr: {e}"));
+            ExitCode::from(1)
         }
     }
 }

@@ -19,6 +19,7 @@ use crate::{
     filter::Filter,
     fold::Fold,
     load::{Config, StartError, Tracer},
+    metrics::Metrics,
     output::{self, Format},
     report::Brief,
     summary::Summary,
@@ -103,6 +104,8 @@ pub struct Sink<'a> {
     fold: Fold,
     stats: &'a mut Stats,
     write_err: &'a mut Option<io::Error>,
+    /// `tcperr serve`'s counters: every event that passes the filter is counted.
+    metrics: Option<&'a mut Metrics>,
 }
 
 impl<'a> Sink<'a> {
@@ -113,13 +116,22 @@ impl<'a> Sink<'a> {
         stats: &'a mut Stats,
         write_err: &'a mut Option<io::Error>,
     ) -> Self {
-        Self { correlator, opts, summary, fold: Fold::default(), stats, write_err }
+        Self { correlator, opts, summary, fold: Fold::default(), stats, write_err, metrics: None }
+    }
+
+    /// Counts every event into `metrics` too (`tcperr serve`).
+    pub fn with_metrics(mut self, metrics: &'a mut Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Takes one event (as [`Tracer::drain`] hands them over) through correlation, the filter,
     /// the summary and storm folding, and writes its report if it is printed.
     pub fn handle(&mut self, ev: Result<Event, DecodeError>, out: &mut impl Write) {
         self.stats.events_seen += 1;
+        if let Some(m) = self.metrics.as_deref() {
+            m.handled(ev.is_err());
+        }
         let ev = match ev {
             Ok(ev) => ev,
             Err(e) => {
@@ -132,11 +144,15 @@ impl<'a> Sink<'a> {
         // and the stats say what tcperr saw), just not printed.
         let writing = self.write_err.is_none();
         let (opts, summary, fold) = (self.opts, &mut *self.summary, &mut self.fold);
+        let metrics = self.metrics.as_deref_mut();
         let admit = |b: &Brief| {
             if !opts.filter.matches(b) {
                 return false;
             }
             summary.add(b);
+            if let Some(m) = metrics {
+                m.count(b);
+            }
             writing && !opts.summary_only && b.shown && (opts.every || fold.admit(b))
         };
         let Some(report) = self.correlator.observe_if(&ev, admit) else { return };
@@ -161,6 +177,9 @@ impl<'a> Sink<'a> {
         self.flush_folded(out);
         self.flush(out);
         self.correlator.expire(monotonic_ns());
+        if let Some(m) = self.metrics.as_deref_mut() {
+            m.set_lost(lost);
+        }
         if lost > self.stats.lost {
             output::note(format_args!(
                 "tcperr: LOST {} events (ring buffer full; raise --ringbuf-size)",
@@ -191,7 +210,7 @@ const REREAD_AFTER: Duration = Duration::from_nanos(tcperr_common::WAKEUP_BATCH_
 
 /// The signals `tcperr trace` answers: SIGINT, SIGTERM, SIGHUP stop it; SIGUSR1 prints the
 /// summary so far. Registered before tcperr says it is tracing, so that none is missed.
-struct Signals {
+pub struct Signals {
     int: Signal,
     term: Signal,
     hup: Signal,
@@ -199,7 +218,7 @@ struct Signals {
 }
 
 impl Signals {
-    fn register() -> io::Result<Self> {
+    pub fn register() -> io::Result<Self> {
         Ok(Self {
             int: signal(SignalKind::interrupt())?,
             term: signal(SignalKind::terminate())?,
@@ -252,7 +271,7 @@ pub async fn run(opts: Options) -> Result<Stats, Error> {
 
 /// Reads, correlates and prints until a signal stops tracing or the reader of the output is
 /// gone; the ring buffer is left with what arrived after that.
-async fn follow(
+pub async fn follow(
     tracer: &mut Tracer,
     sink: &mut Sink<'_>,
     signals: &mut Signals,

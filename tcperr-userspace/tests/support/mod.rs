@@ -4,6 +4,8 @@
 
 use std::sync::OnceLock;
 
+pub mod serve;
+
 /// Panics unless `value` is an object of docs/tcperr.schema.json, naming what is wrong.
 pub fn assert_schema(value: &serde_json::Value) {
     let errors = schema_errors(value);

@@ -1,0 +1,339 @@
+//! `tcperr serve`'s Prometheus metrics: what programs on this host experienced, counted by the
+//! same classes `trace` prints (README "Metrics"). Built with the official client
+//! (`prometheus-client`), encoded as OpenMetrics text on each scrape.
+//!
+//! Label values are bounded: errno names, cause classes, hook names, listening ports and
+//! process names (`comm`) — never a pid, an address or an ephemeral port. Process names are the
+//! one unbounded value, so the number of label sets is capped ([`MAX_LABEL_SETS`]); an event
+//! past the cap is still counted, under `comm="other"`, and counted again in
+//! `tcperr_label_sets_refused_total`.
+use std::sync::Arc;
+
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, gauge::Gauge, info::Info},
+    registry::Registry,
+};
+use rustc_hash::FxHashSet;
+
+use crate::{
+    error_names,
+    load::Selected,
+    report::{Brief, Counted},
+};
+
+/// The most label sets `tcperr_socket_errors_total`, `tcperr_resets_total` and
+/// `tcperr_accept_queue_overflows_total` hold together (README "Metrics").
+pub const MAX_LABEL_SETS: usize = 2000;
+
+/// The `comm` of events counted after the cap was reached.
+const OTHER: &str = "other";
+
+/// The labels of `tcperr_socket_errors_total`: one place for them, so that later labels
+/// (container, pod) are added once.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    /// errno name (EPIPE, ECONNRESET, ECONNREFUSED, ETIMEDOUT) or EOF.
+    pub error: String,
+    /// tcperr's cause class (README "Causes"), "unknown" when it names none.
+    pub cause: String,
+    /// The process (thread) name the kernel keeps, 15 characters.
+    pub comm: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResetLabels {
+    /// "sent" (this host reset a connection) or "received".
+    pub direction: &'static str,
+    pub cause: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PortLabels {
+    /// The listener's port.
+    pub port: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    /// What is traced (send_error, rst_received, ...).
+    pub source: String,
+    /// The hook serving it ("tp_btf tcp_receive_reset", ...), "off" when none could.
+    pub hook: String,
+}
+
+/// One counted label set, whichever family it belongs to (for the cap).
+#[derive(Hash, PartialEq, Eq)]
+enum LabelSet {
+    Error(ErrorLabels),
+    Reset(ResetLabels),
+    Port(PortLabels),
+}
+
+/// The registry (shared with the HTTP task that encodes it) and the metrics the serve loop
+/// counts into.
+pub struct Metrics {
+    registry: Arc<Registry>,
+    socket_errors: Family<ErrorLabels, Counter>,
+    resets: Family<ResetLabels, Counter>,
+    overflows: Family<PortLabels, Counter>,
+    orderly_closes: Counter,
+    events: Counter,
+    lost: Counter,
+    undecodable: Counter,
+    refused: Counter,
+    /// Label sets counted so far, for the cap.
+    seen: FxHashSet<LabelSet>,
+    /// The kernel side's lost count when last read (its counter is cumulative).
+    lost_before: u64,
+}
+
+impl Metrics {
+    /// The metrics of an agent running `version` on kernel `kernel`, whose sources are served
+    /// as `selected` says.
+    pub fn new(version: &str, kernel: &str, selected: &[Selected]) -> Self {
+        let mut r = Registry::default();
+        let socket_errors = Family::<ErrorLabels, Counter>::default();
+        r.register(
+            "tcperr_socket_errors",
+            "Errors programs received from TCP sockets (a failed call, an EOF that ended a request), by error, cause and process name",
+            socket_errors.clone(),
+        );
+        let resets = Family::<ResetLabels, Counter>::default();
+        r.register(
+            "tcperr_resets",
+            "TCP resets this host sent or received, by cause",
+            resets.clone(),
+        );
+        let overflows = Family::<PortLabels, Counter>::default();
+        r.register(
+            "tcperr_accept_queue_overflows",
+            "Connections a listener's full accept queue could not take, by listening port",
+            overflows.clone(),
+        );
+        let orderly_closes = Counter::default();
+        r.register(
+            "tcperr_orderly_closes",
+            "EOFs of orderly closes (the peer finished): not errors, counted for comparison",
+            orderly_closes.clone(),
+        );
+        let events = Counter::default();
+        r.register("tcperr_events", "Kernel records handled", events.clone());
+        let lost = Counter::default();
+        r.register(
+            "tcperr_events_lost",
+            "Kernel records lost because the ring buffer was full",
+            lost.clone(),
+        );
+        let undecodable = Counter::default();
+        r.register(
+            "tcperr_events_undecodable",
+            "Kernel records that could not be decoded",
+            undecodable.clone(),
+        );
+        let refused = Counter::default();
+        r.register(
+            "tcperr_label_sets_refused",
+            "Events counted under comm=\"other\" because the label set cap was reached",
+            refused.clone(),
+        );
+        r.register(
+            "tcperr_build",
+            "tcperr's version and the kernel it runs on",
+            Info::new(vec![("version", version.to_owned()), ("kernel", kernel.to_owned())]),
+        );
+        let sources = Family::<SourceLabels, Gauge>::default();
+        r.register(
+            "tcperr_source",
+            "Each traced source and the hook serving it: 1 when attached, 0 when off",
+            sources.clone(),
+        );
+        for s in selected {
+            let (hook, on) = match &s.hook {
+                Some(h) => (h.attach.to_string(), 1),
+                None => ("off".to_owned(), 0),
+            };
+            let labels = SourceLabels { source: s.source.name().to_owned(), hook };
+            sources.get_or_create(&labels).set(on);
+        }
+        Self {
+            registry: Arc::new(r),
+            socket_errors,
+            resets,
+            overflows,
+            orderly_closes,
+            events,
+            lost,
+            undecodable,
+            refused,
+            seen: FxHashSet::default(),
+            lost_before: 0,
+        }
+    }
+
+    /// The registry, for the HTTP task.
+    pub fn registry(&self) -> Arc<Registry> {
+        Arc::clone(&self.registry)
+    }
+
+    /// Counts one event, as the summary does (each error a program received once).
+    pub fn count(&mut self, b: &Brief) {
+        let cause = || b.cause.map_or("unknown", |c| c.name()).to_owned();
+        match b.counts_as {
+            Counted::Error => {
+                let error = error_names::name(b.errno_code.unwrap_or(0));
+                let comm = b.comm.as_ref().map_or_else(String::new, |c| c.as_str().to_owned());
+                let labels = ErrorLabels { error, cause: cause(), comm };
+                if self.admit(LabelSet::Error(labels.clone())) {
+                    self.socket_errors.get_or_create(&labels).inc();
+                } else {
+                    let labels = ErrorLabels { comm: OTHER.to_owned(), ..labels };
+                    self.socket_errors.get_or_create(&labels).inc();
+                }
+            }
+            Counted::Closed => {
+                self.orderly_closes.inc();
+            }
+            Counted::Not => {}
+        }
+        let direction = match b.kind {
+            "rst_received" => Some("received"),
+            "rst_sent" => Some("sent"),
+            _ => None,
+        };
+        if let Some(direction) = direction {
+            let labels = ResetLabels { direction, cause: cause() };
+            // (bounded by directions × causes: past the cap, still counted)
+            self.admit(LabelSet::Reset(labels.clone()));
+            self.resets.get_or_create(&labels).inc();
+        }
+        if b.kind == "accept_queue_full" {
+            let labels = PortLabels { port: b.lport };
+            if self.admit(LabelSet::Port(labels.clone())) {
+                self.overflows.get_or_create(&labels).inc();
+            }
+        }
+    }
+
+    /// Whether `set` may be counted under its own labels: known already, or under the cap. A
+    /// refusal is counted.
+    fn admit(&mut self, set: LabelSet) -> bool {
+        if self.seen.contains(&set) {
+            return true;
+        }
+        if self.seen.len() >= MAX_LABEL_SETS {
+            self.refused.inc();
+            return false;
+        }
+        self.seen.insert(set);
+        true
+    }
+
+    /// Records handled: `seen` events, `undecodable` of them not decoded.
+    pub fn handled(&self, undecodable: bool) {
+        self.events.inc();
+        if undecodable {
+            self.undecodable.inc();
+        }
+    }
+
+    /// The kernel side's cumulative count of lost records.
+    pub fn set_lost(&mut self, total: u64) {
+        if total > self.lost_before {
+            self.lost.inc_by(total - self.lost_before);
+            self.lost_before = total;
+        }
+    }
+}
+
+/// The registry as OpenMetrics text.
+pub fn encode(registry: &Registry) -> String {
+    let mut text = String::new();
+    // (writing to a String cannot fail)
+    let _ = prometheus_client::encoding::text::encode(&mut text, registry);
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{owner::Comm, story::Cause};
+
+    fn error(comm: &str, errno: u32, cause: Cause) -> Brief {
+        Brief {
+            ts_ns: 1,
+            kind: "send_error",
+            pid: Some(7),
+            comm: Some(Comm::new(comm)),
+            family: tcperr_common::tcp::AF_INET,
+            raddr: [0; 16],
+            lport: 40000,
+            rport: 80,
+            errno_code: Some(errno),
+            cause: Some(cause),
+            shown: true,
+            counts_as: Counted::Error,
+        }
+    }
+
+    /// The sample lines of `prefix`, sorted (a family's order is its hash map's).
+    fn sample(text: &str, prefix: &str) -> Vec<String> {
+        let mut lines: Vec<String> =
+            text.lines().filter(|l| l.starts_with(prefix)).map(str::to_owned).collect();
+        lines.sort();
+        lines
+    }
+
+    #[test]
+    fn errors_are_counted_by_errno_cause_and_process_name_without_pids_or_ports() {
+        let mut m = Metrics::new("0.1.0", "6.18.0", &[]);
+        m.count(&error("curl", 32, Cause::WriteAfterPeerClose));
+        m.count(&error("curl", 32, Cause::WriteAfterPeerClose));
+        m.count(&error("nginx", 104, Cause::PeerAborted));
+        let text = encode(&m.registry());
+        assert_eq!(
+            sample(&text, "tcperr_socket_errors_total"),
+            [
+                "tcperr_socket_errors_total{error=\"ECONNRESET\",cause=\"peer_aborted\",comm=\"nginx\"} 1",
+                "tcperr_socket_errors_total{error=\"EPIPE\",cause=\"write_after_peer_close\",comm=\"curl\"} 2",
+            ]
+        );
+        assert!(!text.contains("40000") && !text.contains("pid"), "{text}");
+        assert!(
+            text.contains("tcperr_build_info{version=\"0.1.0\",kernel=\"6.18.0\"} 1"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn past_the_label_set_cap_events_are_still_counted_under_other_and_the_refusal_is_counted() {
+        let mut m = Metrics::new("0.1.0", "6.18.0", &[]);
+        for i in 0..MAX_LABEL_SETS + 5 {
+            m.count(&error(&format!("p{i}"), 32, Cause::WriteAfterPeerClose));
+        }
+        let text = encode(&m.registry());
+        let errors = sample(&text, "tcperr_socket_errors_total");
+        assert_eq!(errors.len(), MAX_LABEL_SETS + 1, "the cap and one `other` set");
+        assert!(
+            errors.contains(
+                &"tcperr_socket_errors_total{error=\"EPIPE\",cause=\"write_after_peer_close\",comm=\"other\"} 5"
+                    .to_owned()
+            ),
+            "{errors:?}"
+        );
+        assert_eq!(
+            sample(&text, "tcperr_label_sets_refused_total"),
+            ["tcperr_label_sets_refused_total 5"]
+        );
+    }
+
+    #[test]
+    fn lost_records_are_counted_from_the_kernels_cumulative_count() {
+        let mut m = Metrics::new("0.1.0", "6.18.0", &[]);
+        m.set_lost(3);
+        m.set_lost(3);
+        m.set_lost(10);
+        let text = encode(&m.registry());
+        assert_eq!(sample(&text, "tcperr_events_lost_total"), ["tcperr_events_lost_total 10"]);
+    }
+}
