@@ -29,6 +29,15 @@ pub enum Command {
     /// http://ADDR/metrics. Logs to stderr (RUST_LOG or -v); stops on SIGTERM or SIGINT.
     /// Exit 0 after a clean stop, 2 if it cannot start (address in use, no privileges).
     Serve(ServeArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout, e.g.
+    /// `tcperr completions bash > /etc/bash_completion.d/tcperr`.
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]

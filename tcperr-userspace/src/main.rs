@@ -61,6 +61,19 @@ fn main() -> ExitCode {
             };
             exit(rt.block_on(trace::run(opts)))
         }
+        Command::Completions(args) => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut out = Vec::new();
+            clap_complete::generate(args.shell, &mut cmd, "tcperr", &mut out);
+            match std::io::Write::write_all(&mut std::io::stdout(), &out) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+                Err(e) => {
+                    tcperr_userspace::output::note(format_args!("tcperr: {e}"));
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Serve(args) => {
             let opts = ServeOptions {
                 listen: args.listen,

@@ -11,6 +11,7 @@ use std::{
 
 mod bench;
 mod cpio;
+mod package;
 mod vm;
 
 pub fn workspace_root() -> PathBuf {
@@ -69,6 +70,7 @@ fn test() -> bool {
         // Every test binary runs even when one fails (cargo's summary names each failed one).
         ("tests", cargo(&["test", "--no-fail-fast", "--", "--test-threads", "2"])),
         ("vm", cargo(&["xtask", "vm"])),
+        ("package", cargo(&["xtask", "package", "--verify"])),
         ("bench smoke", cargo(&["xtask", "bench", "--smoke"])),
     ];
     let failed: Vec<&str> =
@@ -105,6 +107,12 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Some("package") => {
+            package::package(args.iter().any(|a| a == "--verify")).unwrap_or_else(|e| {
+                eprintln!("xtask package: {e}");
+                false
+            })
+        }
         Some("soak") => {
             let minutes = args
                 .iter()
@@ -137,7 +145,7 @@ fn main() -> ExitCode {
         },
         _ => {
             eprintln!(
-                "usage: cargo xtask test | cargo xtask vm [--kernel K] [--scenario S] [--hooks F] [-v] | cargo xtask bench [--smoke | --vm] | cargo xtask soak [--minutes N]"
+                "usage: cargo xtask test | cargo xtask vm [--kernel K] [--scenario S] [--hooks F] [-v] | cargo xtask bench [--smoke | --vm] | cargo xtask package [--verify] | cargo xtask soak [--minutes N]"
             );
             return ExitCode::from(2);
         }

@@ -124,6 +124,22 @@ fn debian_kernel(meta: &str, cache: &Path) -> Result<PathBuf, String> {
 /// Builds the static guest binaries and packs them as an initramfs.
 fn build_initramfs(root: &Path) -> Result<PathBuf, String> {
     eprintln!("==> vm: building static tcperr and guest /init");
+    let bin = build_static(root)?;
+    let read = |name: &str| fs::read(bin.join(name)).map_err(|e| format!("{name}: {e}"));
+    let mut cpio = Cpio::new(Vec::new());
+    let io = |e: std::io::Error| e.to_string();
+    cpio.dir("bin").map_err(io)?;
+    cpio.file("init", 0o755, &read("tcperr-vm-init")?).map_err(io)?;
+    cpio.file("bin/tcperr", 0o755, &read("tcperr")?).map_err(io)?;
+    let out = root.join("target/vm/initramfs.cpio");
+    fs::create_dir_all(root.join("target/vm")).map_err(io)?;
+    fs::write(&out, cpio.finish().map_err(io)?).map_err(io)?;
+    Ok(out)
+}
+
+/// Builds the static (no shared libraries) `tcperr` and guest `/init`; returns their directory.
+/// The VM's initramfs and `cargo xtask package` ship these.
+pub fn build_static(root: &Path) -> Result<PathBuf, String> {
     let target = "x86_64-unknown-linux-gnu";
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(["build", "--release", "--target", target])
@@ -142,19 +158,9 @@ fn build_initramfs(root: &Path) -> Result<PathBuf, String> {
         .status()
         .map_err(|e| e.to_string())?;
     if !status.success() {
-        return Err("building the static guest binaries failed".into());
+        return Err("building the static binaries failed".into());
     }
-    let bin = root.join("target").join(target).join("release");
-    let read = |name: &str| fs::read(bin.join(name)).map_err(|e| format!("{name}: {e}"));
-    let mut cpio = Cpio::new(Vec::new());
-    let io = |e: std::io::Error| e.to_string();
-    cpio.dir("bin").map_err(io)?;
-    cpio.file("init", 0o755, &read("tcperr-vm-init")?).map_err(io)?;
-    cpio.file("bin/tcperr", 0o755, &read("tcperr")?).map_err(io)?;
-    let out = root.join("target/vm/initramfs.cpio");
-    fs::create_dir_all(root.join("target/vm")).map_err(io)?;
-    fs::write(&out, cpio.finish().map_err(io)?).map_err(io)?;
-    Ok(out)
+    Ok(root.join("target").join(target).join("release"))
 }
 
 enum Boot {
