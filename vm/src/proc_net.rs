@@ -31,3 +31,28 @@ pub fn wait_for_synack_retransmits(
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Waits until the calling thread's network namespace holds no socket of local port `local` and
+/// remote port `remote` any more (what an RST sent to it does: the socket is unhashed at once,
+/// when the RST is processed — which, on a loaded or emulated CPU, can be after the sender's
+/// close() returned).
+pub fn wait_until_gone(local: u16, remote: u16, timeout: Duration) -> io::Result<()> {
+    let deadline = std::time::Instant::now() + timeout;
+    let port = |a: Option<&&str>| {
+        a.and_then(|a| a.rsplit(':').next()).and_then(|p| u16::from_str_radix(p, 16).ok())
+    };
+    loop {
+        let table = std::fs::read_to_string("/proc/thread-self/net/tcp")?;
+        let present = table.lines().skip(1).any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            port(f.get(1)) == Some(local) && port(f.get(2)) == Some(remote)
+        });
+        if !present {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "the socket is still there"));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

@@ -60,6 +60,11 @@ pub fn run(abort_on_overflow: bool, listener: Listener) -> Result<Run, String> {
         let port = f.local_addr().map_err(ctx("local_addr"))?.port();
         filler_done_rx.recv().map_err(ctx("wait"))?;
         sock::set_linger_zero(&f).map_err(ctx("SO_LINGER"))?;
+        drop(f);
+        // The listener closes next: it must find the queued connection already reset by this
+        // RST, or it resets it itself (a second RST, of another story).
+        proc_net::wait_until_gone(addr.port(), port, Duration::from_secs(5))
+            .map_err(ctx("the server side of the filler's connection"))?;
         Ok(port)
     });
     let client_ns = ns;
@@ -74,7 +79,11 @@ pub fn run(abort_on_overflow: bool, listener: Listener) -> Result<Run, String> {
         let outcome = client_outcome(&c, port, abort_on_overflow);
         sock::set_linger_zero(&c).map_err(ctx("SO_LINGER"))?;
         drop(c);
-        outcome.map(|()| port)
+        outcome?;
+        // (as the filler's below: the pending connection is gone before the listener closes)
+        proc_net::wait_until_gone(addr.port(), port, Duration::from_secs(5))
+            .map_err(ctx("the server side of the client's connection"))?;
+        Ok(port)
     });
     let (client, client_port) = join(client)?;
     let _ = filler_done_tx.send(());
