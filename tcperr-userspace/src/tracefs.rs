@@ -91,6 +91,14 @@ pub fn find() -> Option<PathBuf> {
     MOUNT_POINTS.iter().map(Path::new).find(|p| p.join("events").is_dir()).map(Path::to_owned)
 }
 
+/// A mount point where tracefs is mounted but whose `events/` this process may not enter.
+fn unreadable() -> Option<PathBuf> {
+    MOUNT_POINTS.iter().map(Path::new).find_map(|p| match std::fs::metadata(p.join("events")) {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Some(p.to_owned()),
+        _ => None,
+    })
+}
+
 /// How long to look again for a tracefs that another process is mounting at the same moment.
 const MOUNT_RACE: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -103,6 +111,14 @@ const MOUNT_RACE: std::time::Duration = std::time::Duration::from_secs(1);
 pub fn find_or_mount() -> Result<PathBuf, String> {
     if let Some(p) = find() {
         return Ok(p);
+    }
+    // Mounted, but closed to this user: tracefs is root's, mode 0700. Mounting again would
+    // not help; say which permission is missing.
+    if let Some(p) = unreadable() {
+        return Err(format!(
+            "tracefs at {} is not readable: permission denied (it is root's, mode 0700): run as root, or with CAP_DAC_READ_SEARCH besides CAP_BPF and CAP_PERFMON",
+            p.display()
+        ));
     }
     // SAFETY: constant NUL-terminated strings; mount(2) does not keep the pointers.
     let rc = unsafe {

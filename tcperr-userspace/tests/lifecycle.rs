@@ -148,6 +148,35 @@ fn tracing_runs_with_only_cap_bpf_and_cap_perfmon() {
     );
 }
 
+/// As a user other than root (nobody), holding exactly CAP_BPF and CAP_PERFMON as ambient
+/// capabilities: the way a non-root service account runs tcperr. Every source attaches (on a
+/// kernel whose hooks need no tracefs) and the scenario's events are reported; the processes,
+/// root's, are named from the kernel's records, not from their /proc entries (closed to nobody).
+#[test]
+fn tracing_runs_as_a_non_root_user_with_only_cap_bpf_and_cap_perfmon() {
+    let mut cmd = Command::new("setpriv");
+    cmd.args([
+        "--reuid=nobody",
+        "--regid=nogroup",
+        "--clear-groups",
+        "--inh-caps=-all,+bpf,+perfmon",
+        "--ambient-caps=-all,+bpf,+perfmon",
+        TCPERR,
+    ]);
+    let t = drive::start_command(cmd, &[], Duration::from_secs(30)).unwrap_or_else(|(code, e)| {
+        panic!("tcperr as nobody with CAP_BPF+CAP_PERFMON did not start ({code:?}): {e}")
+    });
+    assert!(!t.hooks.contains("OFF"), "every source attaches: {}", t.hooks);
+    let run = tcperr_scenarios::run("broken_pipe").expect("scenario");
+    let stopped = drive::stop(t).expect("stop");
+    assert_eq!(stopped.code, 0, "{:#?}", stopped.stderr);
+    support::assert_all_schema(stopped.events.iter().chain(&stopped.stats));
+    assert_eq!(
+        run.observed_lines(&stopped.events),
+        run.expected_lines(drive::kernel_reports_rst_reason())
+    );
+}
+
 #[test]
 fn under_a_30_second_rst_storm_tcperr_keeps_up_its_memory_is_bounded_and_counts_add_up() {
     let t = drive::start(Path::new(TCPERR), &["--summary-only"], Duration::from_secs(30))
