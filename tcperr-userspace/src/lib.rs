@@ -15,6 +15,7 @@ pub mod explain;
 pub mod filter;
 pub mod fold;
 pub mod held_close;
+pub mod journal;
 pub mod kernel_file;
 pub mod load;
 pub mod metrics;
