@@ -70,6 +70,8 @@ pub struct Repeated {
     pub errno: Option<String>,
     pub errno_code: Option<u32>,
     pub cause: Option<&'static str>,
+    /// What the summary counted each folded report as (`error`, `orderly_close`, null).
+    pub counted_as: Option<&'static str>,
     pub peer_pid: Option<u32>,
     pub peer_comm: Option<Comm>,
     pub netns: Option<u32>,
@@ -169,6 +171,7 @@ fn repeated(count: u64, first_ns: u64, b: &Brief) -> Repeated {
         errno,
         errno_code: b.errno_code,
         cause: b.cause.map(Cause::name),
+        counted_as: b.counts_as.name(),
         peer_pid: None,
         peer_comm: None,
         netns: None,

@@ -46,6 +46,27 @@ pub enum Counted {
     Not,
 }
 
+impl Counted {
+    /// JSON `counted_as`: `error`, `orderly_close`, or null (not counted): what lets `tcperr
+    /// query` build from stored events the summary `trace` built live.
+    pub fn name(self) -> Option<&'static str> {
+        match self {
+            Counted::Error => Some("error"),
+            Counted::Closed => Some("orderly_close"),
+            Counted::Not => None,
+        }
+    }
+
+    /// The inverse of [`Counted::name`] (anything else is not counted).
+    pub fn from_name(name: Option<&str>) -> Self {
+        match name {
+            Some("error") => Counted::Error,
+            Some("orderly_close") => Counted::Closed,
+            _ => Counted::Not,
+        }
+    }
+}
+
 /// The version of the JSON objects tcperr prints (`schema` on every one): raised when a field
 /// changes meaning or type or goes away (fields are only added within one version).
 /// docs/tcperr.schema.json describes every object of this version.
@@ -89,6 +110,8 @@ pub struct Report {
     /// Why, as a class (README "Causes"): write_after_peer_close, peer_aborted,
     /// peer_closed_with_unread_data, accept_queue_overflow, refused, timeout, peer_closed, ...
     pub cause: Option<&'static str>,
+    /// What the summary counts the event as ([`Counted::name`]): `error`, `orderly_close`, null.
+    pub counted_as: Option<&'static str>,
     /// The process at the other end, when it is on this host.
     pub peer_pid: Option<u32>,
     pub peer_comm: Option<Comm>,
@@ -276,6 +299,7 @@ impl Report {
             error: Some("broken pipe".into()),
             reason: None,
             cause: None,
+            counted_as: Some("error"),
             peer_pid: None,
             peer_comm: None,
             timeline: vec![],

@@ -239,6 +239,7 @@ fn the_documented_schema_refuses_what_it_does_not_describe() {
         r#""laddr":"127.0.0.1","lport":34826,"raddr":"127.0.0.1","rport":38455,"netns":1,"#,
         r#""state":"ESTABLISHED","newstate":null,"errno":"ECONNRESET","errno_code":104,"#,
         r#""error":"connection reset by peer","reason":null,"cause":"peer_reset","#,
+        r#""counted_as":null,"#,
         r#""peer_pid":null,"peer_comm":null,"timeline":[{"t_ms":0.0,"step":"connect","#,
         r#""detail":"CLOSE"}],"accept_queue":null,"stakes":null,"cookie":null,"ino":7,"#,
         r#""explanation":"why"}"#
@@ -256,6 +257,7 @@ fn the_documented_schema_refuses_what_it_does_not_describe() {
         with("cookie", 0.5.into()),
         with("undocumented", 1.into()),
         with("kind", "rst_received_v2".into()),
+        with("counted_as", "maybe".into()),
         with("time", "08:14:18.060816".into()),
     ] {
         assert!(!support::schema_errors(&bad).is_empty(), "accepted: {bad}");

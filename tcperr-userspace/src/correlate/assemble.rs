@@ -146,6 +146,7 @@ impl Correlator {
             error,
             reason,
             cause: brief.cause.map(Cause::name),
+            counted_as: brief.counts_as.name(),
             peer_pid: peer_owner.as_ref().map(|o| o.pid),
             peer_comm: peer_owner.map(|o| o.comm),
             timeline,
