@@ -25,9 +25,9 @@ fn zone() -> &'static jiff::tz::TimeZone {
     ZONE.get_or_init(|| crate::report::human_zone(false))
 }
 
-/// A kernel timestamp as human output shows it: RFC 3339 with the zone's offset.
-pub fn human_time(ts_ns: u64) -> String {
-    crate::report::zoned_time(ts_ns, zone())
+/// A time (CLOCK_REALTIME nanoseconds) as human output shows it: RFC 3339 with the zone's offset.
+pub fn human_time(unix_ns: i128) -> String {
+    crate::report::zoned_time(unix_ns, zone())
 }
 
 /// The column titles of human lines; TIME says its zone (`TIME(UTC-05:00)`, `TIME(UTC)`).
@@ -49,22 +49,92 @@ pub fn write(out: &mut impl Write, format: Format, r: &Report) -> std::io::Resul
     if format == Format::Json {
         return json_line(out, r);
     }
-    let mut conn =
-        format!("{} -> {}", join_host_port(&r.laddr, r.lport), join_host_port(&r.raddr, r.rport));
-    if let Some(ns) = r.netns.filter(|&ns| Some(ns) != host_netns()) {
-        conn.push_str(&format!(" netns:{ns}"));
-    }
-    let state = match r.newstate {
-        Some(new) => format!("{}>{new}", r.state),
-        None => r.state.to_owned(),
+    let what = What::Event {
+        laddr: &r.laddr,
+        lport: r.lport,
+        raddr: &r.raddr,
+        rport: r.rport,
+        netns: r.netns,
+        state: r.state,
+        newstate: r.newstate,
+        errno: r.errno.as_deref(),
+        error: r.error.as_deref(),
+        reason: r.reason.as_deref(),
     };
-    let error = match (&r.errno, &r.error) {
-        (Some(n), Some(w)) if n == w => n.clone(),
-        (Some(n), Some(w)) => format!("{n} ({w})"),
-        _ => r.reason.clone().unwrap_or_else(|| "-".into()),
+    let unix_ns = crate::report::unix_ns(r.ts_ns);
+    let explanation = &r.explanation;
+    write_line(out, &Line { unix_ns, pid: r.pid, comm: r.comm, kind: r.kind, what, explanation })
+}
+
+/// What a human line shows: of a live [`Report`] or [`Repeated`], or of the JSON object a
+/// journal stored for one (`tcperr query`), so that both print the very same line.
+pub struct Line<'a> {
+    /// When, in CLOCK_REALTIME nanoseconds.
+    pub unix_ns: i128,
+    pub pid: Option<u32>,
+    pub comm: Option<Comm>,
+    pub kind: &'a str,
+    pub what: What<'a>,
+    pub explanation: &'a str,
+}
+
+/// The columns between EVENT and the explanation, of an event or of a `repeated` line.
+pub enum What<'a> {
+    Event {
+        laddr: &'a str,
+        lport: u16,
+        raddr: &'a str,
+        rport: u16,
+        netns: Option<u32>,
+        state: &'a str,
+        newstate: Option<&'a str>,
+        errno: Option<&'a str>,
+        error: Option<&'a str>,
+        reason: Option<&'a str>,
+    },
+    Repeated {
+        raddr: &'a str,
+        errno: Option<&'a str>,
+    },
+}
+
+/// One human line, in the columns of [`human_header`].
+pub fn write_line(out: &mut impl Write, l: &Line<'_>) -> std::io::Result<()> {
+    let (conn, state, error) = match l.what {
+        What::Event {
+            laddr,
+            lport,
+            raddr,
+            rport,
+            netns,
+            state,
+            newstate,
+            errno,
+            error,
+            reason,
+        } => {
+            let mut conn =
+                format!("{} -> {}", join_host_port(laddr, lport), join_host_port(raddr, rport));
+            if let Some(ns) = netns.filter(|&ns| Some(ns) != host_netns()) {
+                conn.push_str(&format!(" netns:{ns}"));
+            }
+            let state = match newstate {
+                Some(new) => format!("{state}>{new}"),
+                None => state.to_owned(),
+            };
+            let error = match (errno, error) {
+                (Some(n), Some(w)) if n == w => n.to_owned(),
+                (Some(n), Some(w)) => format!("{n} ({w})"),
+                _ => reason.unwrap_or("-").to_owned(),
+            };
+            (conn, state, error)
+        }
+        What::Repeated { raddr, errno } => {
+            (format!("* -> {raddr}"), "-".to_owned(), errno.unwrap_or("-").to_owned())
+        }
     };
-    let who = (r.pid, r.comm);
-    human_line(out, r.ts_ns, who, r.kind, &conn, &state, &error, &r.explanation)
+    let who = (l.pid, l.comm);
+    human_line(out, l.unix_ns, who, l.kind, &conn, &state, &error, l.explanation)
 }
 
 /// tcperr's own network namespace (the inode of `/proc/self/ns/net`): connections in another
@@ -82,9 +152,10 @@ pub fn write_repeated(out: &mut impl Write, format: Format, r: &Repeated) -> std
     if format == Format::Json {
         return json_line(out, r);
     }
-    let conn = format!("* -> {}", r.raddr);
-    let error = r.errno.as_deref().unwrap_or("-");
-    human_line(out, r.ts_ns, (r.pid, r.comm), r.kind, &conn, "-", error, &r.explanation)
+    let what = What::Repeated { raddr: &r.raddr, errno: r.errno.as_deref() };
+    let unix_ns = crate::report::unix_ns(r.ts_ns);
+    let explanation = &r.explanation;
+    write_line(out, &Line { unix_ns, pid: r.pid, comm: r.comm, kind: r.kind, what, explanation })
 }
 
 /// The `{"kind": "stats", ...}` line that ends `--json` output.
@@ -101,7 +172,7 @@ fn json_line(out: &mut impl Write, value: &impl serde::Serialize) -> std::io::Re
 #[allow(clippy::too_many_arguments)]
 fn human_line(
     out: &mut impl Write,
-    ts_ns: u64,
+    unix_ns: i128,
     (pid, comm): (Option<u32>, Option<Comm>),
     kind: &str,
     conn: &str,
@@ -109,7 +180,7 @@ fn human_line(
     error: &str,
     explanation: &str,
 ) -> std::io::Result<()> {
-    let time = crate::report::clock_time(ts_ns, zone());
+    let time = crate::report::clock_time_at(unix_ns, zone());
     let pid = pid.map_or_else(|| "-".to_owned(), |p| p.to_string());
     let comm = comm.map_or_else(|| "?".to_owned(), |c| c.escaped());
     writeln!(

@@ -228,12 +228,17 @@ pub fn human_zone(utc: bool) -> jiff::tz::TimeZone {
 
 /// A kernel timestamp's time of day in `zone`, to the microsecond (human lines).
 pub fn clock_time(ts_ns: u64, zone: &jiff::tz::TimeZone) -> String {
-    timestamp(unix_ns(ts_ns)).to_zoned_datetime(zone.clone()).strftime("%H:%M:%S.%6f").to_string()
+    clock_time_at(unix_ns(ts_ns), zone)
 }
 
-/// A kernel timestamp as RFC 3339 in `zone`, with its offset (the human summary table).
-pub fn zoned_time(ts_ns: u64, zone: &jiff::tz::TimeZone) -> String {
-    timestamp(unix_ns(ts_ns))
+/// [`clock_time`] of CLOCK_REALTIME nanoseconds (a time read back from JSON).
+pub fn clock_time_at(unix_ns: i128, zone: &jiff::tz::TimeZone) -> String {
+    timestamp(unix_ns).to_zoned_datetime(zone.clone()).strftime("%H:%M:%S.%6f").to_string()
+}
+
+/// CLOCK_REALTIME nanoseconds as RFC 3339 in `zone`, with its offset (the human summary table).
+pub fn zoned_time(unix_ns: i128, zone: &jiff::tz::TimeZone) -> String {
+    timestamp(unix_ns)
         .to_zoned_datetime(zone.clone())
         .strftime("%Y-%m-%dT%H:%M:%S.%6f%:z")
         .to_string()

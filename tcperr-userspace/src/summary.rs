@@ -10,7 +10,7 @@ use crate::{
     error_names,
     owner::Comm,
     owner::escape,
-    report::{Brief, Counted, addr, join_host_port, wall_time},
+    report::{Brief, Counted, addr, join_host_port, rfc3339_micros, unix_ns},
 };
 
 /// One row (JSON: `{"schema": 1, "kind": "summary", ...}`, the events' key names).
@@ -29,22 +29,23 @@ pub struct Row {
     /// When the first and the last of them happened.
     pub first_time: String,
     pub last_time: String,
-    /// The same as kernel timestamps (the human table shows them in its zone).
+    /// The same as CLOCK_REALTIME nanoseconds (the human table shows them in its zone).
     #[serde(skip)]
-    pub first_ns: u64,
+    pub first_unix_ns: i128,
     #[serde(skip)]
-    pub last_ns: u64,
+    pub last_unix_ns: i128,
 }
 
 /// errno, pid, comm, (family, remote address, service port or 0): plain values, so that adding
 /// an event to the summary allocates nothing (it runs for every event in an RST storm).
 type Key = (u32, Option<u32>, Option<Comm>, (u16, [u8; 16], u16));
 
+/// Times in CLOCK_REALTIME nanoseconds: a journal's events may be of an earlier boot.
 #[derive(Clone, Copy)]
 struct Tally {
     count: u64,
-    first_ns: u64,
-    last_ns: u64,
+    first_ns: i128,
+    last_ns: i128,
 }
 
 #[derive(Default)]
@@ -61,17 +62,26 @@ impl Summary {
     /// Counts `b` if it is an error a program received (each once: the failed call, not the
     /// RST that announced it), or an orderly close.
     pub fn add(&mut self, b: &Brief) {
+        let at = unix_ns(b.ts_ns);
+        self.add_n(b, 1, at, at);
+    }
+
+    /// Counts `n` events like `b` (a `repeated` line read back from a journal) seen between
+    /// `first` and `last` (CLOCK_REALTIME nanoseconds), as [`Summary::add`] counts one.
+    pub fn add_n(&mut self, b: &Brief, n: u64, first: i128, last: i128) {
         match b.counts_as {
             Counted::Error => {}
-            Counted::Closed => return self.closed += 1,
+            Counted::Closed => return self.closed += n,
             Counted::Not => return,
         }
         let Some(errno) = b.errno_code else { return };
         let port = if b.rport < EPHEMERAL { b.rport } else { 0 };
         let key = (errno, b.pid, b.comm, (b.family, b.raddr, port));
-        let t = self.rows.entry(key).or_insert(Tally { count: 0, first_ns: b.ts_ns, last_ns: 0 });
-        t.count += 1;
-        t.last_ns = b.ts_ns;
+        let t = self.rows.entry(key).or_insert(Tally { count: 0, first_ns: first, last_ns: last });
+        t.count += n;
+        // (records of different CPUs arrive a little out of order: first and last are by time)
+        t.first_ns = t.first_ns.min(first);
+        t.last_ns = t.last_ns.max(last);
     }
 
     /// Rows by count, most first.
@@ -92,10 +102,10 @@ impl Summary {
                     comm: comm.map(|c| c.to_string()),
                     peer: if port != 0 { join_host_port(&host, port) } else { host },
                     count: t.count,
-                    first_time: wall_time(t.first_ns),
-                    last_time: wall_time(t.last_ns),
-                    first_ns: t.first_ns,
-                    last_ns: t.last_ns,
+                    first_time: rfc3339_micros(t.first_ns),
+                    last_time: rfc3339_micros(t.last_ns),
+                    first_unix_ns: t.first_ns,
+                    last_unix_ns: t.last_ns,
                 }
             })
             .collect()
@@ -118,8 +128,8 @@ impl Summary {
                 r.errno,
                 r.count,
                 r.peer,
-                crate::output::human_time(r.first_ns),
-                crate::output::human_time(r.last_ns)
+                crate::output::human_time(r.first_unix_ns),
+                crate::output::human_time(r.last_unix_ns)
             )?;
         }
         if self.closed > 0 {
@@ -166,6 +176,7 @@ impl Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::wall_time;
 
     fn brief(errno: u32, pid: u32, rport: u16, ts_ns: u64) -> Brief {
         let mut raddr = [0; 16];
@@ -204,5 +215,19 @@ mod tests {
         assert_eq!(rows[1].errno, "EOF");
         assert_eq!((rows[1].peer.as_str(), rows[1].count), ("10.0.0.2", 2));
         assert_eq!(rows[2].peer, "10.0.0.2:8080");
+    }
+
+    #[test]
+    fn a_repeated_line_counts_as_its_count_with_first_and_last_by_time() {
+        let mut s = Summary::default();
+        let b = brief(104, 1, 8080, 0);
+        s.add_n(&b, 5, 2_000, 9_000);
+        s.add_n(&b, 1, 1_000, 1_000); // (an earlier one, read after)
+        s.add_n(&Brief { counts_as: Counted::Closed, ..b }, 3, 0, 0);
+        s.add_n(&Brief { counts_as: Counted::Not, ..b }, 7, 0, 0);
+        let rows = s.rows();
+        assert_eq!(rows.len(), 1);
+        assert_eq!((rows[0].count, rows[0].first_unix_ns, rows[0].last_unix_ns), (6, 1_000, 9_000));
+        assert_eq!(s.closed, 3);
     }
 }
