@@ -1,7 +1,7 @@
 //! Command line. Every bad value is rejected by clap with one line and exit code 2.
 use clap::{Args, Parser, Subcommand};
 
-use crate::{error_names, filter, probe};
+use crate::{error_names, filter, journal, probe, query};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -22,6 +22,9 @@ pub struct Cli {
 pub enum Command {
     /// Stream socket errors and RSTs as they happen, one line each.
     Trace(TraceArgs),
+    /// Print the events a `tcperr serve` journal holds, filtered, as `trace` printed them, then
+    /// their summary (exit 2: the journal cannot be read).
+    Query(QueryArgs),
     /// Show what this kernel offers and which hook serves each event (exit 0: tracing can run;
     /// 2: it cannot, and why).
     Check(CheckArgs),
@@ -106,6 +109,44 @@ pub struct TraceArgs {
     /// two, at least 4096.
     #[arg(long, value_name = "SIZE", default_value = "4M", value_parser = parse_size)]
     pub ringbuf_size: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// Only events at or after WHEN: a duration back from now (30s, 10m, 2h, 1d, 1h30m) or a
+    /// time (2026-11-28T10:00:00Z; 2026-11-28 10:00[:SS] or 2026-11-28 in the local zone, UTC
+    /// with --utc).
+    #[arg(long, value_name = "WHEN", value_parser = query::parse_when)]
+    pub since: Option<query::When>,
+    /// Only events before WHEN (the forms of --since).
+    #[arg(long, value_name = "WHEN", value_parser = query::parse_when)]
+    pub until: Option<query::When>,
+    /// Only events of this process id (repeatable).
+    #[arg(long, value_name = "PID", value_parser = filter::parse_pid)]
+    pub pid: Vec<u32>,
+    /// Only events of processes with this name (repeatable; the kernel keeps 15 characters).
+    #[arg(long, value_name = "NAME", value_parser = filter::parse_comm)]
+    pub comm: Vec<String>,
+    /// Only connections with this local or remote port (repeatable).
+    #[arg(long, value_name = "PORT", value_parser = filter::parse_port)]
+    pub port: Vec<u16>,
+    /// Only this error: a name (EPIPE, ECONNRESET, ECONNREFUSED, ETIMEDOUT, EOF) or number
+    /// (repeatable).
+    #[arg(long, value_name = "NAME", value_parser = error_names::parse)]
+    pub errno: Vec<u32>,
+    /// The stored JSON objects as they are, one per line, then `summary` objects.
+    #[arg(long)]
+    pub json: bool,
+    /// Print no events, only the summary (errors by errno × process × peer).
+    #[arg(long)]
+    pub summary_only: bool,
+    /// Human lines and the summary table in UTC, and times given without an offset taken as
+    /// UTC (default: the system's time zone).
+    #[arg(long)]
+    pub utc: bool,
+    /// The journal's directory.
+    #[arg(long, value_name = "DIR", default_value = journal::DEFAULT_DIR)]
+    pub journal: std::path::PathBuf,
 }
 
 /// A size in bytes, or with a K, M or G suffix (binary: 4M = 4 MiB).

@@ -24,6 +24,7 @@ pub mod owner;
 pub mod privileges;
 pub mod probe;
 pub mod proc_sockets;
+pub mod query;
 pub mod read;
 pub mod report;
 pub mod serve;

@@ -35,6 +35,7 @@ fn main() -> ExitCode {
                 Err(_) => ExitCode::from(2),
             }
         }
+        Command::Query(args) => query(args),
         Command::Trace(args) => {
             let opts = Options {
                 format: if args.json { Format::Json } else { Format::Human },
@@ -106,6 +107,45 @@ fn exit(res: Result<trace::Stats, Error>) -> ExitCode {
     match res {
         Ok(_) => ExitCode::SUCCESS,
         Err(Error::Start(e)) => {
+            tcperr_userspace::output::note(format_args!("tcperr: {e}"));
+            ExitCode::from(2)
+        }
+        Err(Error::Io(e)) => {
+            tcperr_userspace::output::note(format_args!("tcperr: {e}"));
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `tcperr query`: the journal's matching events and their summary on stdout, what was read on
+/// stderr.
+fn query(args: tcperr_userspace::cli::QueryArgs) -> ExitCode {
+    use tcperr_userspace::query::{self, Error};
+    let opts = query::Options {
+        journal: args.journal,
+        since: args.since,
+        until: args.until,
+        filter: Filter { pids: args.pid, comms: args.comm, ports: args.port, errnos: args.errno },
+        format: if args.json { Format::Json } else { Format::Human },
+        summary_only: args.summary_only,
+        utc: args.utc,
+    };
+    let mut out = std::io::BufWriter::with_capacity(64 << 10, std::io::stdout().lock());
+    match query::run(&opts, &mut out) {
+        Ok(c) => {
+            tcperr_userspace::output::note(format_args!(
+                "tcperr: journal {}: {} lines in {} files, {} matched ({} events), {} torn lines skipped (cut short by a crash, or being written), {} unreadable lines skipped",
+                opts.journal.display(),
+                c.lines,
+                c.segments,
+                c.matched,
+                c.events,
+                c.torn,
+                c.unreadable
+            ));
+            ExitCode::SUCCESS
+        }
+        Err(Error::Input(e)) => {
             tcperr_userspace::output::note(format_args!("tcperr: {e}"));
             ExitCode::from(2)
         }
