@@ -44,6 +44,29 @@ pub const MAX_LINE: usize = 1 << 20;
 /// [`Journal::write`] writes out whole lines itself once this much is buffered.
 const BUFFER_LIMIT: usize = 4 << 20;
 
+/// Parses a size limit for the journal: bytes, or with K, M, G or T (binary: 256M is 256 MiB),
+/// at least [`MIN_MAX_BYTES`] (for `--journal-max-bytes`; an error is one line).
+pub fn parse_max_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (digits, shift) = match t.as_bytes().last().map(u8::to_ascii_uppercase) {
+        Some(b'K') => (&t[..t.len() - 1], 10),
+        Some(b'M') => (&t[..t.len() - 1], 20),
+        Some(b'G') => (&t[..t.len() - 1], 30),
+        Some(b'T') => (&t[..t.len() - 1], 40),
+        _ => (t, 0),
+    };
+    let n: u64 =
+        digits.parse().map_err(|_| format!("{s:?} is not a size (65536, 64K, 256M, 1G)"))?;
+    let bytes = n
+        .checked_shl(shift)
+        .filter(|b| b >> shift == n)
+        .ok_or_else(|| format!("{s:?} is too large"))?;
+    if bytes < MIN_MAX_BYTES {
+        return Err(format!("{s:?} is too small: a journal takes at least 64K"));
+    }
+    Ok(bytes)
+}
+
 const PREFIX: &str = "events-";
 const SUFFIX: &str = ".jsonl";
 
@@ -745,6 +768,40 @@ mod tests {
         assert_eq!(j.counters().lines_dropped, 1);
         assert!(on_disk(&tmp.0).0 <= MIN_MAX_BYTES);
         assert_eq!(numbers(&read_all(&tmp.0).0).last(), Some(&2));
+    }
+
+    #[test]
+    fn reading_since_a_time_skips_the_segments_last_written_well_before_it() {
+        let tmp = TempDir::new("mtime");
+        fs::create_dir_all(&tmp.0).unwrap();
+        for seq in 1..=3 {
+            fs::write(tmp.0.join(segment_name(seq)), line(seq)).unwrap();
+        }
+        let now = SystemTime::now();
+        let two_hours_ago = now - Duration::from_secs(7200);
+        let old = File::options().append(true).open(tmp.0.join(segment_name(1))).unwrap();
+        old.set_modified(two_hours_ago).unwrap();
+        let lines = |since| {
+            let reader = read(&tmp.0).unwrap().skip_before(since);
+            numbers(&reader.map(|l| String::from_utf8(l.unwrap()).unwrap()).collect::<Vec<_>>())
+        };
+        assert_eq!(lines(now - Duration::from_secs(3600)), [2, 3]);
+        // Within the slack of the segment's time: read (its events may be a little later).
+        assert_eq!(lines(two_hours_ago + MTIME_SLACK / 2), [1, 2, 3]);
+        assert_eq!(lines(two_hours_ago + MTIME_SLACK + Duration::from_secs(1)), [2, 3]);
+    }
+
+    #[test]
+    fn journal_size_limits_take_binary_suffixes_and_a_minimum() {
+        assert_eq!(parse_max_bytes("256M"), Ok(DEFAULT_MAX_BYTES));
+        assert_eq!(parse_max_bytes("64k"), Ok(MIN_MAX_BYTES));
+        assert_eq!(parse_max_bytes("1T"), Ok(1 << 40));
+        assert_eq!(parse_max_bytes("100000"), Ok(100_000));
+        assert!(parse_max_bytes("4K").unwrap_err().contains("too small"));
+        assert!(parse_max_bytes("lots").unwrap_err().contains("not a size"));
+        assert!(parse_max_bytes("99999999999T").unwrap_err().contains("too large"));
+        assert!(parse_max_bytes("").is_err());
+        assert!(parse_max_bytes("-1M").is_err());
     }
 
     #[test]
