@@ -1,6 +1,6 @@
 //! `tcperr query` as a separate process, over a journal of real errors: `tcperr trace --json`
-//! traces real sockets (the broken_pipe and refused scenarios, and whatever else the host does
-//! meanwhile), its output goes into a journal through the real writer (`Journal`), and the
+//! traces real sockets (the broken_pipe and refused scenarios, a short reset storm that trace
+//! folds into `repeated` lines, and whatever else the host does meanwhile), its output goes into a journal through the real writer (`Journal`), and the
 //! built `tcperr query` must print those same events, filtered and by time, in trace's human
 //! lines, with trace's summary; a journal with a torn or garbage tail is read without panic and
 //! says what it skipped; one kept at its size limit stays under it. Needs root (to trace).
@@ -37,11 +37,15 @@ struct Traced {
 fn traced() -> &'static Traced {
     static TRACED: OnceLock<Traced> = OnceLock::new();
     TRACED.get_or_init(|| {
-        let t = drive::start(Path::new(TCPERR), &[], Duration::from_secs(30))
+        // (room for the storm's burst: the test is about what was printed, not about keeping up)
+        let args = ["--ringbuf-size", "134217728"];
+        let t = drive::start(Path::new(TCPERR), &args, Duration::from_secs(30))
             .unwrap_or_else(|(code, e)| panic!("tcperr did not start (exit {code:?}): {e}"));
         let broken_pipe = tcperr_scenarios::run("broken_pipe").expect("broken_pipe");
         std::thread::sleep(Duration::from_millis(20)); // (the two runs' events apart in time)
         let refused = tcperr_scenarios::run("refused").expect("refused");
+        let (storm, _) = tcperr_scenarios::storm::run(1, Duration::from_millis(300));
+        assert_eq!(storm.unexpected, 0);
         let stopped = drive::stop(t).expect("stop tcperr");
         assert_eq!(stopped.code, 0, "{:#?}", stopped.stderr);
         let mut all = stopped.events.clone();
@@ -166,6 +170,18 @@ fn query_prints_the_journaled_events_trace_printed_and_trace_s_summary_of_them()
         rows.iter().filter(|r| r["pid"] == me && r["errno"] == "EPIPE").collect();
     assert_eq!(epipe.len(), 1, "{rows:#?}");
     assert_eq!((epipe[0]["comm"].as_str(), epipe[0]["count"].as_u64()), (Some("client"), Some(1)));
+    // The storm's failed reads: counted with the repeated lines' counts, far more than were
+    // printed in full.
+    let stormy =
+        |e: &Value| e["pid"] == me && e["comm"].as_str().is_some_and(|c| c.starts_with("storm"));
+    assert!(events.iter().any(|e| stormy(e) && e["kind"] == "repeated"), "the storm was folded");
+    let full = events.iter().filter(|e| stormy(e) && e["kind"] == "recv_error").count() as u64;
+    let counted: u64 = rows
+        .iter()
+        .filter(|r| stormy(r) && r["errno"] == "ECONNRESET")
+        .map(|r| r["count"].as_u64().expect("count"))
+        .sum();
+    assert!(counted > full, "{counted} counted, {full} printed in full");
 }
 
 #[test]
