@@ -421,3 +421,88 @@ fn a_journal_that_cannot_be_read_and_a_bad_time_exit_2_with_one_line() {
         assert!(q.stderr.contains(needle), "{args:?}: {needle:?} not in {}", q.stderr);
     }
 }
+
+/// Set in the environment of the child process [`a_journal_writer_killed_mid_write_never_corrupts_what_it_wrote_before`]
+/// starts: the journal directory to write until killed.
+const CHILD_DIR: &str = "TCPERR_TEST_JOURNAL_CHILD";
+
+/// Not a test of its own: the process the kill test starts (this test binary again, with
+/// `--ignored --exact`), writing numbered lines into the journal in batches until SIGKILL.
+#[test]
+#[ignore = "the child process of a_journal_writer_killed_mid_write_never_corrupts_what_it_wrote_before"]
+fn journal_writer_child_until_killed() {
+    let Some(dir) = std::env::var_os(CHILD_DIR) else { return };
+    let mut j = Journal::open(Path::new(&dir), 1 << 20).expect("open");
+    let pad = "p".repeat(300);
+    let mut n = 0u64;
+    loop {
+        writeln!(j, "{{\"n\":{n},\"pad\":\"{pad}\"}}").expect("write");
+        if n % 400 == 399 {
+            j.flush().expect("flush");
+        }
+        n += 1;
+    }
+}
+
+#[test]
+fn a_journal_writer_killed_mid_write_never_corrupts_what_it_wrote_before() {
+    let dir = Dir::new("killed");
+    let numbers = |dir: &Path| {
+        let mut reader = journal::read(dir).expect("read");
+        let n: Vec<u64> = reader
+            .by_ref()
+            .map(|l| {
+                let v: Value = serde_json::from_slice(&l.expect("line")).expect("a whole line");
+                v["n"].as_u64().expect("n")
+            })
+            .collect();
+        (n, reader.torn)
+    };
+    // Three writers in turn, each killed while writing (a killed writer's lock goes with it:
+    // the next one opens the journal).
+    for round in 0..3 {
+        let mut child = Command::new(std::env::current_exe().expect("test binary"))
+            .args(["--ignored", "--exact", "journal_writer_child_until_killed", "--test-threads=1"])
+            .env(CHILD_DIR, &dir.0)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the writer");
+        // Until it has rotated a few times (and deleted old segments after the first round).
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        // (the newest segment's sequence number: the count stays at the limit's once full)
+        let newest = || {
+            std::fs::read_dir(&dir.0)
+                .map(|d| {
+                    d.flatten()
+                        .filter_map(|e| {
+                            let name = e.file_name().to_string_lossy().into_owned();
+                            name.strip_prefix("events-")?
+                                .strip_suffix(".jsonl")?
+                                .parse::<u64>()
+                                .ok()
+                        })
+                        .max()
+                        .unwrap_or(0)
+                })
+                .unwrap_or(0)
+        };
+        let before = newest();
+        while newest() < before + 3 {
+            assert!(std::time::Instant::now() < deadline, "the writer made no progress");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        child.kill().expect("SIGKILL");
+        child.wait().expect("wait");
+        // Every line read is whole and in order: what the killed writer had written before is
+        // intact, a run of consecutive numbers per writer (each restart counts from 0 again).
+        let (n, torn) = numbers(&dir.0);
+        assert!(torn <= round + 1, "at most one torn line per kill: {torn}");
+        let restarts = n.windows(2).filter(|w| w[1] != w[0] + 1).count();
+        for w in n.windows(2).filter(|w| w[1] != w[0] + 1) {
+            assert_eq!(w[1], 0, "a gap that is not a restart: {} then {}", w[0], w[1]);
+        }
+        assert!(restarts <= round as usize, "{restarts} restarts in round {round}");
+        assert!(n.len() > 1000, "{} lines", n.len());
+    }
+}
