@@ -48,6 +48,16 @@ pub struct ServeArgs {
     /// Address to serve metrics on (port 0: any free port, logged at start).
     #[arg(long, value_name = "ADDR", default_value = crate::serve::DEFAULT_LISTEN)]
     pub listen: std::net::SocketAddr,
+    /// Directory of the journal of explained events, read by `tcperr query`.
+    #[arg(long, value_name = "DIR", default_value = crate::journal::DEFAULT_DIR)]
+    pub journal: std::path::PathBuf,
+    /// The journal's size limit: bytes, or with K, M, G or T (binary); the oldest events go
+    /// first. At least 64K.
+    #[arg(long, value_name = "SIZE", default_value = "256M", value_parser = crate::journal::parse_max_bytes)]
+    pub journal_max_bytes: u64,
+    /// Keep no journal (metrics only).
+    #[arg(long, conflicts_with_all = ["journal", "journal_max_bytes"])]
+    pub no_journal: bool,
     /// Force the hooks for send/recv results, as `trace --hooks`.
     #[arg(long, value_name = "FAMILY", value_parser = probe::Family::parse)]
     pub hooks: Option<probe::Family>,

@@ -78,6 +78,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => {
             let opts = ServeOptions {
                 listen: args.listen,
+                journal: (!args.no_journal).then_some((args.journal, args.journal_max_bytes)),
                 config: Config {
                     ringbuf_bytes: args.ringbuf_size,
                     hooks: args.hooks,

@@ -86,13 +86,31 @@ pub struct Metrics {
     seen: FxHashSet<LabelSet>,
     /// The kernel side's lost count when last read (its counter is cumulative).
     lost_before: u64,
+    /// The journal's counters, once registered.
+    journal: Option<[Counter; 4]>,
 }
 
 impl Metrics {
     /// The metrics of an agent running `version` on kernel `kernel`, whose sources are served
-    /// as `selected` says.
-    pub fn new(version: &str, kernel: &str, selected: &[Selected]) -> Self {
+    /// as `selected` says; with the journal's counters if it keeps one.
+    pub fn new(version: &str, kernel: &str, selected: &[Selected], journal: bool) -> Self {
         let mut r = Registry::default();
+        let journal = journal.then(|| {
+            let mut counter = |name: &str, help: &str| {
+                let c = Counter::default();
+                r.register(name, help, c.clone());
+                c
+            };
+            [
+                counter("tcperr_journal_bytes", "Bytes written to the journal"),
+                counter("tcperr_journal_lines", "Events (lines) written to the journal"),
+                counter(
+                    "tcperr_journal_lines_dropped",
+                    "Events not journaled: a write failed (disk full) or the line was too long",
+                ),
+                counter("tcperr_journal_write_errors", "Journal writes or deletions that failed"),
+            ]
+        });
         let socket_errors = Family::<ErrorLabels, Counter>::default();
         r.register(
             "tcperr_socket_errors",
@@ -168,7 +186,14 @@ impl Metrics {
             refused,
             seen: FxHashSet::default(),
             lost_before: 0,
+            journal,
         }
+    }
+
+    /// The journal's counters, for the writer to update (None without a journal).
+    pub fn journal(&self) -> Option<JournalCounters> {
+        let [bytes, lines, dropped, errors] = self.journal.clone()?;
+        Some(JournalCounters { bytes, lines, dropped, errors, last: Default::default() })
     }
 
     /// The registry, for the HTTP task.
@@ -246,6 +271,29 @@ impl Metrics {
     }
 }
 
+/// The journal's counters in the registry, updated from [`crate::journal::Counters`].
+pub struct JournalCounters {
+    bytes: Counter,
+    lines: Counter,
+    dropped: Counter,
+    errors: Counter,
+    last: crate::journal::Counters,
+}
+
+impl JournalCounters {
+    /// Adds what the journal did since the last update (its counts are cumulative).
+    pub fn update(&mut self, now: &crate::journal::Counters) {
+        let add = |c: &Counter, new: u64, old: u64| {
+            c.inc_by(new.saturating_sub(old));
+        };
+        add(&self.bytes, now.bytes_written, self.last.bytes_written);
+        add(&self.lines, now.lines_written, self.last.lines_written);
+        add(&self.dropped, now.lines_dropped, self.last.lines_dropped);
+        add(&self.errors, now.write_errors, self.last.write_errors);
+        self.last = *now;
+    }
+}
+
 /// The registry as OpenMetrics text.
 pub fn encode(registry: &Registry) -> String {
     let mut text = String::new();
@@ -286,7 +334,7 @@ mod tests {
 
     #[test]
     fn errors_are_counted_by_errno_cause_and_process_name_without_pids_or_ports() {
-        let mut m = Metrics::new("0.1.0", "6.18.0", &[]);
+        let mut m = Metrics::new("0.1.0", "6.18.0", &[], false);
         m.count(&error("curl", 32, Cause::WriteAfterPeerClose));
         m.count(&error("curl", 32, Cause::WriteAfterPeerClose));
         m.count(&error("nginx", 104, Cause::PeerAborted));
@@ -307,7 +355,7 @@ mod tests {
 
     #[test]
     fn past_the_label_set_cap_events_are_still_counted_under_other_and_the_refusal_is_counted() {
-        let mut m = Metrics::new("0.1.0", "6.18.0", &[]);
+        let mut m = Metrics::new("0.1.0", "6.18.0", &[], false);
         for i in 0..MAX_LABEL_SETS + 5 {
             m.count(&error(&format!("p{i}"), 32, Cause::WriteAfterPeerClose));
         }
@@ -329,7 +377,7 @@ mod tests {
 
     #[test]
     fn lost_records_are_counted_from_the_kernels_cumulative_count() {
-        let mut m = Metrics::new("0.1.0", "6.18.0", &[]);
+        let mut m = Metrics::new("0.1.0", "6.18.0", &[], false);
         m.set_lost(3);
         m.set_lost(3);
         m.set_lost(10);

@@ -2,7 +2,13 @@
 //! counted into Prometheus metrics served over HTTP (`GET /metrics`), with no terminal: its own
 //! lines go to stderr through `log` (`RUST_LOG`). Stops on SIGTERM/SIGINT/SIGHUP, detaching
 //! everything.
-use std::{convert::Infallible, io, net::SocketAddr, sync::Arc};
+use std::{
+    convert::Infallible,
+    io::{self, Write},
+    net::SocketAddr,
+    path::PathBuf,
+    sync::Arc,
+};
 
 use http_body_util::Full;
 use hyper::{Method, Request, Response, StatusCode, body::Bytes, service::service_fn};
@@ -13,6 +19,7 @@ use tokio::net::TcpListener;
 use crate::{
     correlate::Correlator,
     filter::Filter,
+    journal::Journal,
     load::{Config, StartError, Tracer},
     metrics::{self, Metrics},
     output::Format,
@@ -28,6 +35,8 @@ const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=
 
 pub struct ServeOptions {
     pub listen: SocketAddr,
+    /// The journal's directory and size limit; None: no journal.
+    pub journal: Option<(PathBuf, u64)>,
     pub config: Config,
 }
 
@@ -37,13 +46,27 @@ pub async fn run(opts: ServeOptions) -> Result<Stats, Error> {
         .await
         .map_err(|e| Error::Start(StartError(format!("cannot listen on {}: {e}", opts.listen))))?;
     let local = listener.local_addr().map_err(Error::Io)?;
+    let mut journal = match &opts.journal {
+        None => None,
+        Some((dir, max)) => Some(Journal::open(dir, *max).map_err(|e| {
+            Error::Start(StartError(format!("cannot open the journal {}: {e}", dir.display())))
+        })?),
+    };
     let mut tracer = Tracer::start(&opts.config).map_err(Error::Start)?;
-    let mut metrics = Metrics::new(env!("CARGO_PKG_VERSION"), &kernel_release(), &tracer.selected);
+    let mut metrics = Metrics::new(
+        env!("CARGO_PKG_VERSION"),
+        &kernel_release(),
+        &tracer.selected,
+        journal.is_some(),
+    );
     tokio::spawn(serve_http(listener, metrics.registry()));
     let mut signals = Signals::register().map_err(Error::Io)?;
     log::info!("hooks: {}", tracer.hook_summary().join(", "));
+    if let Some(j) = &journal {
+        log::info!("journal: {} (at most {} bytes)", j.dir().display(), j.max_bytes());
+    }
     log::info!("serving metrics on http://{local}/metrics");
-    // (the events as `trace --json` prints them; they go nowhere until the journal is written)
+    // (the events as `trace --json` prints them, storms folded: what the journal keeps)
     let topts = Options {
         format: Format::Json,
         filter: Filter::default(),
@@ -55,14 +78,16 @@ pub async fn run(opts: ServeOptions) -> Result<Stats, Error> {
         config: opts.config,
     };
     let mut correlator = Correlator::new(tracer.plan.rst_reasons.clone(), false);
-    let mut out = io::sink();
+    let mut out = Out { journal: journal.as_mut(), counted: metrics.journal(), failing: false };
     let (mut summary, mut stats, mut write_err) = (Summary::default(), Stats::default(), None);
     let mut sink = Sink::new(&mut correlator, &topts, &mut summary, &mut stats, &mut write_err)
         .with_metrics(&mut metrics);
     trace::follow(&mut tracer, &mut sink, &mut signals, &mut out).await?;
     tracer.drain(|ev| sink.handle(ev, &mut out));
     sink.flush_folded(&mut out);
+    sink.flush(&mut out);
     stats.lost = tracer.lost();
+
     drop(tracer); // detach before saying so
     log::info!(
         "stopped: {} events seen, {} lost, {} undecodable",
@@ -71,6 +96,44 @@ pub async fn run(opts: ServeOptions) -> Result<Stats, Error> {
         stats.undecodable
     );
     Ok(stats)
+}
+
+/// Where the serve loop's JSON lines go: the journal, whose failures (a full disk) are logged
+/// and counted, never fatal: the metrics go on.
+struct Out<'a> {
+    journal: Option<&'a mut Journal>,
+    counted: Option<metrics::JournalCounters>,
+    /// A failure was logged and no write has succeeded since (one line per outage).
+    failing: bool,
+}
+
+impl Write for Out<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match &mut self.journal {
+            Some(j) => j.write(buf),
+            None => Ok(buf.len()),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let Some(j) = &mut self.journal else { return Ok(()) };
+        match j.flush() {
+            Ok(()) if self.failing => {
+                log::info!("journal: writing again");
+                self.failing = false;
+            }
+            Ok(()) => {}
+            Err(e) if !self.failing => {
+                log::warn!("journal: {e}; events are dropped (counted) until it can be written");
+                self.failing = true;
+            }
+            Err(_) => {}
+        }
+        if let Some(c) = &mut self.counted {
+            c.update(&j.counters());
+        }
+        Ok(())
+    }
 }
 
 /// Accepts scrapes until the runtime stops; one task per connection.

@@ -274,8 +274,8 @@ fn unit_value(unit: &str, key: &str) -> Option<String> {
     unit.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix('=').map(str::to_owned))
 }
 
-/// Runs the unit's ExecStart (its binary from the package, `--listen` moved to a free port so
-/// that an agent already running is left alone) with the bounding set the unit grants and no
+/// Runs the unit's ExecStart (its binary from the package, `--listen` moved to a free port and
+/// a journal directory of its own, so that an agent already running is left alone) with the bounding set the unit grants and no
 /// other capability; a broken pipe made meanwhile must be counted, SIGTERM must end it with 0.
 fn unit_command_runs(tree: &Path) -> Result<(), String> {
     let unit = fs::read_to_string(tree.join("lib/systemd/system/tcperr.service"))
@@ -299,6 +299,9 @@ fn unit_command_runs(tree: &Path) -> Result<(), String> {
     args[0] = tree.join("usr/bin/tcperr").display().to_string();
     let listen = args.iter().position(|a| a == "--listen").ok_or("ExecStart has no --listen")?;
     args[listen + 1] = "127.0.0.1:0".into();
+    // (and a journal of its own, not this host's /var/lib/tcperr)
+    let journal = tree.with_extension("journal");
+    args.extend(["--journal".to_owned(), journal.display().to_string()]);
     let mut child = Command::new("setpriv")
         .arg(format!("--bounding-set=-all,{}", setpriv_caps.join(",")))
         .arg("--inh-caps=-all")
@@ -340,6 +343,7 @@ fn unit_command_runs(tree: &Path) -> Result<(), String> {
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let status = child.wait().map_err(|e| e.to_string())?;
+    let _ = fs::remove_dir_all(&journal);
     result?;
     if status.code() != Some(0) {
         return Err(format!(

@@ -21,9 +21,12 @@ pub struct Served {
 
 impl Served {
     /// Starts `tcperr serve --listen 127.0.0.1:0 ARGS` and waits until it says where it serves.
+    /// Without a journal unless ARGS give one (tests never write the host's /var/lib/tcperr).
     pub fn start(args: &[&str]) -> Self {
+        let journal = args.iter().any(|a| a.starts_with("--journal") || *a == "--no-journal");
         let mut child = Command::new(TCPERR)
             .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(if journal { &[][..] } else { &["--no-journal"][..] })
             .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -82,7 +85,11 @@ impl Served {
         // SAFETY: kill(2) on our own child.
         unsafe { libc::kill(self.child.id() as i32, signal) };
         let status = self.child.wait().expect("wait");
-        let rest = self.stderr.try_iter().collect();
+        // (its last lines are still on their way through the reader thread: until the pipe's end)
+        let mut rest = Vec::new();
+        while let Ok(line) = self.stderr.recv_timeout(Duration::from_secs(5)) {
+            rest.push(line);
+        }
         (status.code(), rest)
     }
 }
