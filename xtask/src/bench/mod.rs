@@ -161,6 +161,11 @@ fn machine() -> String {
 
 /// The median; of an even number of values, the mean of the middle two (the upper one alone,
 /// as this took before, leant every ratio of 8 or 12 rounds upward).
+/// Where `tcperr serve` journals during the bench (emptied after each run).
+fn journal_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join("tcperr-bench-journal")
+}
+
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     match v.len() {

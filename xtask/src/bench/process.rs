@@ -54,6 +54,15 @@ impl Launch {
         Self { name: "tcperr", cmd, ready: "tracing TCP errors", programs: 7 }
     }
 
+    /// `tcperr serve` on a free port, journaling under `journal` (README "tcperr serve"); the
+    /// harness scrapes it once a second ([`Tracer::scrape_every_second`]).
+    pub fn serve(bin: &Path, journal: &Path) -> Self {
+        let mut cmd = Command::new(bin);
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--journal"]).arg(journal);
+        cmd.stdout(Stdio::null());
+        Self { name: "tcperr serve", cmd, ready: "serving metrics on http://", programs: 7 }
+    }
+
     /// bpftrace running [`BPFTRACE`].
     pub fn bpftrace() -> Self {
         let mut cmd = Command::new("bpftrace");
@@ -75,7 +84,7 @@ impl Launch {
         let mut child =
             self.cmd.stderr(Stdio::piped()).spawn().map_err(|e| format!("{}: {e}", self.name))?;
         let lines = forward_lines(&mut child);
-        let seen = self.wait_ready(&child, &lines).map_err(|seen| {
+        let (seen, ready_line) = self.wait_ready(&child, &lines).map_err(|seen| {
             let _ = child.kill();
             format!("{} did not attach: {}", self.name, seen.join(" | "))
         })?;
@@ -97,27 +106,31 @@ impl Launch {
                 seen.join(" | ")
             ));
         }
-        Ok(Tracer { child, lines, ready_after })
+        let scrape = ready_line
+            .split("serving metrics on http://")
+            .nth(1)
+            .map(|a| a.trim_end_matches("/metrics").to_owned());
+        Ok(Tracer { child, lines, ready_after, scrape, scraper: None })
     }
 
-    /// Waits until it is ready. Returns the lines it printed before: Err if it exits or times out
-    /// first.
+    /// Waits until it is ready. Returns the lines it printed before, and the ready line (empty
+    /// when its programs told): Err if it exits or times out first.
     fn wait_ready(
         &self,
         child: &Child,
         lines: &mpsc::Receiver<String>,
-    ) -> Result<Vec<String>, Vec<String>> {
+    ) -> Result<(Vec<String>, String), Vec<String>> {
         let mut seen = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             match lines.recv_timeout(Duration::from_millis(50)) {
-                Ok(l) if l.contains(self.ready) => return Ok(seen),
+                Ok(l) if l.contains(self.ready) => return Ok((seen, l)),
                 Ok(l) => seen.push(l),
                 Err(mpsc::RecvTimeoutError::Timeout)
                     if drive::prog_ids(child.id()).len() >= self.programs =>
                 {
                     std::thread::sleep(Duration::from_millis(300)); // let it finish attaching
-                    return Ok(seen);
+                    return Ok((seen, String::new()));
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {}
                 Err(_) => return Err(seen),
@@ -154,6 +167,10 @@ pub struct Tracer {
     lines: mpsc::Receiver<String>,
     /// From its start to its being attached and ready.
     pub ready_after: Duration,
+    /// `tcperr serve`'s metrics address.
+    scrape: Option<String>,
+    /// The thread scraping it, and the flag that stops it.
+    scraper: Option<(std::sync::Arc<std::sync::atomic::AtomicBool>, std::thread::JoinHandle<u64>)>,
 }
 
 impl Tracer {
@@ -161,10 +178,33 @@ impl Tracer {
         self.child.id()
     }
 
+    /// For `tcperr serve`: GETs its metrics once a second, as Prometheus would, until stopped.
+    pub fn scrape_every_second(mut self) -> Self {
+        let Some(addr) = self.scrape.clone() else { return self };
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = std::sync::Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut scrapes = 0;
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                if scrape(&addr) {
+                    scrapes += 1;
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            scrapes
+        });
+        self.scraper = Some((stop, thread));
+        self
+    }
+
     /// Stops it and returns the lines (stderr and, where piped, stdout) it printed.
     /// SIGINT, repeated each second (bpftrace sometimes misses one that arrives while it is
     /// still setting up), SIGKILL after 10 s.
     pub fn stop(mut self) -> Vec<String> {
+        if let Some((stop, thread)) = self.scraper.take() {
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            let _ = thread.join();
+        }
         let pid = self.child.id() as i32;
         for i in 0..100 {
             if matches!(self.child.try_wait(), Ok(Some(_))) {
@@ -180,6 +220,18 @@ impl Tracer {
         let _ = self.child.wait();
         self.lines.try_iter().collect()
     }
+}
+
+/// One GET of `addr`'s /metrics, its body read to the end: whether it answered 200.
+fn scrape(addr: &str) -> bool {
+    use std::io::Write;
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else { return false };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let req = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let mut resp = Vec::new();
+    s.write_all(req.as_bytes()).is_ok()
+        && s.read_to_end(&mut resp).is_ok()
+        && resp.starts_with(b"HTTP/1.1 200")
 }
 
 /// Clock ticks per second, the unit of [`drive::cpu_ticks`].

@@ -26,6 +26,8 @@ pub enum StormMode {
     TcperrEvery,
     /// tcperr's programs alone (`Config::discard_records`), in this process.
     Discarded,
+    /// `tcperr serve`: metrics, the journal written, scraped once a second.
+    Serve,
     Bpftrace,
 }
 
@@ -36,18 +38,19 @@ impl StormMode {
             Self::Tcperr => "tcperr",
             Self::TcperrEvery => "tcperr --every",
             Self::Discarded => "records discarded in the kernel",
+            Self::Serve => "tcperr serve (journal, scraped 1/s)",
             Self::Bpftrace => "bpftrace",
         }
     }
 
     /// Whether a tracer process runs (whose CPU, lines and memory are measured).
     pub fn has_process(self) -> bool {
-        matches!(self, Self::Tcperr | Self::TcperrEvery | Self::Bpftrace)
+        matches!(self, Self::Tcperr | Self::TcperrEvery | Self::Serve | Self::Bpftrace)
     }
 
     /// Whether that process is tcperr.
     pub fn is_tcperr(self) -> bool {
-        matches!(self, Self::Tcperr | Self::TcperrEvery)
+        matches!(self, Self::Tcperr | Self::TcperrEvery | Self::Serve)
     }
 
     /// Starts its tracer process, its lines going to `out`.
@@ -56,6 +59,11 @@ impl StormMode {
             Self::Tcperr => Launch::tcperr(bin, &["--json"]),
             Self::TcperrEvery => Launch::tcperr(bin, &["--every", "--json"]),
             Self::Bpftrace => Launch::bpftrace(),
+            Self::Serve => {
+                return Ok(Some(
+                    Launch::serve(bin, &super::journal_dir()).spawn()?.scrape_every_second(),
+                ));
+            }
             Self::Untraced | Self::Discarded => return Ok(None),
         };
         let out = std::fs::File::create(out).map_err(|e| e.to_string())?;
@@ -126,9 +134,9 @@ impl Storm {
 pub fn run(s: &Sizes, bin: &Path, bpftrace: bool) -> Result<Storm, String> {
     use StormMode::*;
     let modes: &[StormMode] = if bpftrace {
-        &[Untraced, Tcperr, TcperrEvery, Discarded, Bpftrace]
+        &[Untraced, Tcperr, TcperrEvery, Serve, Discarded, Bpftrace]
     } else {
-        &[Untraced, Tcperr, TcperrEvery, Discarded]
+        &[Untraced, Tcperr, TcperrEvery, Serve, Discarded]
     };
     eprintln!(
         "==> bench: RST storm ({} interleaved rounds of {:.0} s per mode)",
@@ -212,14 +220,21 @@ fn once(mode: StormMode, bin: &Path, secs: f64) -> Result<Run, String> {
     if let Some(t) = tracer {
         std::thread::sleep(Duration::from_millis(500)); // let it drain
         run.cpu_secs = (drive::cpu_ticks(t.pid()) - cpu0) as f64 / clock_ticks();
-        t.stop();
-        let out = std::fs::read_to_string(&out_file).unwrap_or_default();
-        run.lines = out.lines().count() as u64;
-        if mode.is_tcperr() {
-            let stats = last_stats(&out);
-            run.lines -= u64::from(stats.is_some());
-            let num = |name: &str| stats.as_ref()?[name].as_u64();
-            run.seen_lost = num("events_seen").zip(num("lost"));
+        let said = t.stop();
+        if mode == StormMode::Serve {
+            // (its lines are the journal's; its counts end its log)
+            run.lines = journal_lines(&super::journal_dir());
+            run.seen_lost = said.iter().find_map(|l| serve_counts(l));
+            let _ = std::fs::remove_dir_all(super::journal_dir());
+        } else {
+            let out = std::fs::read_to_string(&out_file).unwrap_or_default();
+            run.lines = out.lines().count() as u64;
+            if mode.is_tcperr() {
+                let stats = last_stats(&out);
+                run.lines -= u64::from(stats.is_some());
+                let num = |name: &str| stats.as_ref()?[name].as_u64();
+                run.seen_lost = num("events_seen").zip(num("lost"));
+            }
         }
     }
     let _ = std::fs::remove_file(&out_file);
@@ -246,6 +261,25 @@ fn sample_rss(pid: u32, secs: f64) -> std::thread::JoinHandle<u64> {
         }
         peak
     })
+}
+
+/// The lines of every file in the journal directory `dir`.
+fn journal_lines(dir: &Path) -> u64 {
+    let files = std::fs::read_dir(dir).into_iter().flatten().flatten();
+    files
+        .filter_map(|f| std::fs::read(f.path()).ok())
+        .map(|b| b.iter().filter(|&&c| c == b'\n').count() as u64)
+        .sum()
+}
+
+/// The events seen and lost of `tcperr serve`'s last log line ("stopped: N events seen, M
+/// lost, ...").
+fn serve_counts(line: &str) -> Option<(u64, u64)> {
+    let rest = line.split("stopped: ").nth(1)?;
+    let mut words = rest.split_whitespace();
+    let seen = words.next()?.parse().ok()?;
+    let lost = words.nth(2)?.trim_end_matches(',').parse().ok()?;
+    Some((seen, lost))
 }
 
 /// The last line of `tcperr trace --json`'s output, `{"kind": "stats", ...}`, if it is that.

@@ -13,6 +13,8 @@ use super::{
 pub enum Mode {
     Untraced,
     Tcperr,
+    /// `tcperr serve`, journaling, scraped once a second.
+    Serve,
     Bpftrace,
 }
 
@@ -21,6 +23,7 @@ impl Mode {
         match self {
             Self::Untraced => "untraced",
             Self::Tcperr => "tcperr",
+            Self::Serve => "tcperr serve",
             Self::Bpftrace => "bpftrace",
         }
     }
@@ -29,6 +32,9 @@ impl Mode {
         Ok(match self {
             Self::Untraced => None,
             Self::Tcperr => Some(Launch::tcperr(bin, &["--json"]).spawn()?),
+            Self::Serve => {
+                Some(Launch::serve(bin, &super::journal_dir()).spawn()?.scrape_every_second())
+            }
             Self::Bpftrace => Some(Launch::bpftrace().spawn()?),
         })
     }
@@ -64,9 +70,9 @@ pub fn run(s: &Sizes, bin: &Path, bpftrace: bool) -> Result<Throughput, String> 
         s.throughput_rounds
     );
     let modes: &[Mode] = if bpftrace {
-        &[Mode::Untraced, Mode::Tcperr, Mode::Bpftrace]
+        &[Mode::Untraced, Mode::Tcperr, Mode::Serve, Mode::Bpftrace]
     } else {
-        &[Mode::Untraced, Mode::Tcperr]
+        &[Mode::Untraced, Mode::Tcperr, Mode::Serve]
     };
     // rates[mode][round]
     let mut rates = vec![Vec::new(); modes.len()];
@@ -79,6 +85,7 @@ pub fn run(s: &Sizes, bin: &Path, bpftrace: bool) -> Result<Throughput, String> 
             if let Some(t) = tracer {
                 t.stop();
             }
+            let _ = std::fs::remove_dir_all(super::journal_dir());
         }
     }
     let untraced = rates[0].clone();
