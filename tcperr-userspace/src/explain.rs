@@ -217,6 +217,11 @@ pub fn story_line(
         Cause::Refused => format!(
             "nothing listens at {peer}: its kernel answered our SYN with RST{rst}; {call}: {words}"
         ),
+        // A peer on this host reports its own side (the RST it sent, an overflow), which may
+        // arrive after this line: its reason is not "invisible", only not known yet.
+        Cause::PeerReset if peer_owner.is_some() => format!(
+            "{peer}{who} reset the connection{rst} (its side is reported on its own line); {call}: {words}"
+        ),
         Cause::PeerReset => format!(
             "{peer}{who} reset the connection{rst}; why is not visible from this host; {call}: {words}"
         ),
@@ -303,6 +308,24 @@ mod tests {
                 "{reason}"
             );
         }
+    }
+
+    #[test]
+    fn a_reset_by_a_peer_on_this_host_is_not_called_invisible() {
+        let header = EventHeader { kind: 0, cpu: 0, ts_ns: 0, pid_tgid: 0, comm: [0; 16], sk: 0 };
+        let ev = Event::RstReceived(tcperr_common::RstReceived {
+            stakes: tcperr_common::Stakes::ZERO,
+            header,
+            sock: SockInfo { state: tcperr_common::tcp::state::ESTABLISHED, ..SockInfo::ZERO },
+            errno: 104,
+            _pad: 0,
+        });
+        let line = |owner| story_line(&ev, Cause::PeerReset, "10.0.0.2:80", owner, &[]);
+        let server = Owner { pid: 42, tid: None, comm: crate::owner::Comm::new("server") };
+        let local = line(Some(&server)).unwrap_or_default();
+        assert!(local.starts_with("10.0.0.2:80 (pid 42 server) reset the connection (its side is reported on its own line)"), "{local}");
+        let remote = line(None).unwrap_or_default();
+        assert!(remote.contains("why is not visible from this host"), "{remote}");
     }
 
     #[test]
