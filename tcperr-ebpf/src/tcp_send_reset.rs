@@ -15,7 +15,7 @@ use crate::{
     layout::layout,
     listener::{accept_queue_full, overflow},
     skb::segment_tuple,
-    sock::{Head, sock_info},
+    sock::{Head, SockMem, sock_info},
 };
 
 #[raw_tracepoint(tracepoint = "tcp_send_reset")]
@@ -26,7 +26,7 @@ pub fn tcp_send_reset(ctx: RawTracePointContext) -> i32 {
     let reason =
         if layout!(send_reset_reason_arg) == 2 { ctx.arg::<u64>(2) as u32 } else { ABSENT };
     if sk == 0 {
-        emit(&rst_sent(header::<RstSent, Head>(sk), segment_tuple(skb), reason, 0));
+        emit(&rst_sent(header::<RstSent, Head>(sk), segment_tuple(skb), reason, 0, 0));
         return 0;
     }
     if let Some(close) = take_held_close(sk) {
@@ -38,6 +38,7 @@ pub fn tcp_send_reset(ctx: RawTracePointContext) -> i32 {
             SockInfo { state: state::CLOSE, ..close.sock },
             reason,
             close.oldstate,
+            unread(sk),
         ));
         return 0;
     }
@@ -50,11 +51,28 @@ pub fn tcp_send_reset(ctx: RawTracePointContext) -> i32 {
     }
     let header = header::<RstSent, Head>(sk);
     note_rst(sk, false);
-    emit(&rst_sent(header, sock, reason, 0));
+    // (a TIME_WAIT or request socket is no tcp_sock: nothing of it to read)
+    let unread =
+        if matches!(sock.state, state::TIME_WAIT | state::NEW_SYN_RECV) { 0 } else { unread(sk) };
+    emit(&rst_sent(header, sock, reason, 0, unread));
     0
 }
 
 #[inline(always)]
-fn rst_sent(header: EventHeader, sock: SockInfo, reason: u32, closed_from: u8) -> RstSent {
-    RstSent { header, sock, reason, closed_from, _pad0: 0, _pad1: 0 }
+fn rst_sent(
+    header: EventHeader,
+    sock: SockInfo,
+    reason: u32,
+    closed_from: u8,
+    unread: u32,
+) -> RstSent {
+    RstSent { header, sock, reason, closed_from, _pad0: 0, _pad1: 0, unread, _pad2: 0 }
+}
+
+/// Bytes `sk` received that its program never read: two reads, on an RST's path only.
+#[inline(always)]
+fn unread(sk: u64) -> u32 {
+    let rcv_nxt: u32 = Head::load(sk, layout!(tp_rcv_nxt));
+    let copied_seq: u32 = Head::load(sk, layout!(tp_copied_seq));
+    rcv_nxt.wrapping_sub(copied_seq)
 }

@@ -253,6 +253,8 @@ mod tests {
                 closed_from: 0,
                 _pad0: 0,
                 _pad1: 0,
+                unread: 0,
+                _pad2: 0,
             }),
             encode(&SendError {
                 stakes: tcperr_common::Stakes::ZERO,

@@ -160,6 +160,7 @@ pub fn story_line(
     cause: Cause,
     peer: &str,
     peer_owner: Option<&Owner>,
+    peer_unread: u32,
     timeline: &[Item],
 ) -> Option<String> {
     if !ev.has_story() {
@@ -204,6 +205,9 @@ pub fn story_line(
         ),
         Cause::PeerAborted => format!(
             "{peer}{who} aborted the connection (close() with SO_LINGER {{on, 0}}, or a disconnect): its RST arrived{rst}; {call}: {words}"
+        ),
+        Cause::PeerClosedWithUnreadData if peer_unread > 0 => format!(
+            "{peer}{who} closed the connection without reading all we had sent ({peer_unread} bytes still unread in its receive buffer), so its kernel sent RST instead of FIN{rst}; {call}: {words}"
         ),
         Cause::PeerClosedWithUnreadData => format!(
             "{peer}{who} closed the connection without reading all we had sent, so its kernel sent RST instead of FIN{rst}; {call}: {words}"
@@ -280,6 +284,8 @@ mod tests {
                 closed_from: 0,
                 _pad0: 0,
                 _pad1: 0,
+                unread: 0,
+                _pad2: 0,
             });
             explain(&ev, "10.0.0.2:80", &names)
         };
@@ -320,7 +326,7 @@ mod tests {
             errno: 104,
             _pad: 0,
         });
-        let line = |owner| story_line(&ev, Cause::PeerReset, "10.0.0.2:80", owner, &[]);
+        let line = |owner| story_line(&ev, Cause::PeerReset, "10.0.0.2:80", owner, 0, &[]);
         let server = Owner { pid: 42, tid: None, comm: crate::owner::Comm::new("server") };
         let local = line(Some(&server)).unwrap_or_default();
         assert!(local.starts_with("10.0.0.2:80 (pid 42 server) reset the connection (its side is reported on its own line)"), "{local}");

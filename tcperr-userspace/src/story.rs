@@ -235,6 +235,8 @@ pub struct PeerRst {
     pub ts_ns: u64,
     pub cause: Cause,
     pub owner: Option<Owner>,
+    /// Bytes its socket had received and its program never read when it sent the RST.
+    pub unread: u32,
 }
 
 /// Why a connection was reset, from the state our socket was in when the RST arrived and the
@@ -268,7 +270,7 @@ mod tests {
     use super::*;
 
     fn peer(cause: Cause) -> PeerRst {
-        PeerRst { ts_ns: 0, cause, owner: None }
+        PeerRst { ts_ns: 0, cause, owner: None, unread: 0 }
     }
 
     #[test]

@@ -113,6 +113,17 @@ fn reset_by_abort_over_ipv6() {
 #[test]
 fn reset_by_unread_data_is_an_rst_sent_by_the_closing_server() {
     assert_scenario("reset_by_unread_data");
+    // The client's story says how much the server threw away: its 18-byte request, read from
+    // the server's socket as it reset the connection.
+    let (run, reports, _) = trace("reset_by_unread_data");
+    let failed = find(&run, &reports, "recv_error");
+    let text = failed["explanation"].as_str().expect("text");
+    assert!(
+        text.contains(
+            "without reading all we had sent (18 bytes still unread in its receive buffer)"
+        ),
+        "{failed:#}"
+    );
 }
 
 #[test]

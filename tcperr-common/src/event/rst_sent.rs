@@ -18,6 +18,10 @@ pub struct RstSent {
     // (integers, not a byte array: the eBPF build zeroes a byte array with a call to memset)
     pub _pad0: u8,
     pub _pad1: u16,
+    /// Bytes the socket had received but its program never read (`rcv_nxt - copied_seq`) when
+    /// it sent the RST: what a close() with unread data threw away; 0 without a socket.
+    pub unread: u32,
+    pub _pad2: u32,
 }
 event!(RstSent);
 

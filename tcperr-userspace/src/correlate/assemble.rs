@@ -71,13 +71,14 @@ fn accept_queue(e: &AcceptQueueFull, files: Option<&ListenerFiles>) -> AcceptQue
 impl Correlator {
     /// The report of an admitted event: its socket's timeline, its explanation and every field
     /// (`reason`: an RST sent's kernel reason; `peer_owner`: the process at the other end, when
-    /// on this host).
+    /// on this host; `peer_unread`: what it left unread when it reset the connection).
     pub(super) fn build_report(
         &self,
         s: &Seen,
         brief: &Brief,
         reason: Option<String>,
         peer_owner: Option<Owner>,
+        peer_unread: u32,
     ) -> Report {
         let (ev, h, sock, owner) = (s.ev, s.h, s.sock, s.owner);
         let timeline = match self.socks.get(&h.sk) {
@@ -95,7 +96,7 @@ impl Correlator {
             Some(Cause::NotAccepted) => format!(
                 "this host sent RST to {peer}: its listener was closed with this connection still in the accept queue, never accepted: the kernel resets each one"
             ),
-            Some(c) => story_line(ev, c, &peer, peer_owner.as_ref(), &timeline)
+            Some(c) => story_line(ev, c, &peer, peer_owner.as_ref(), peer_unread, &timeline)
                 .unwrap_or_else(|| explain(ev, &peer, &self.rst_reasons)),
             None => explain(ev, &peer, &self.rst_reasons),
         };

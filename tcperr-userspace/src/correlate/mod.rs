@@ -207,8 +207,9 @@ impl Correlator {
         if !admit(&brief) || !shown {
             return None;
         }
+        let peer_unread = peer_rst.map_or(0, |p| p.unread);
         let peer_owner = self.peer_owner(s.h.sk, s.conn, peer_rst);
-        Some(self.build_report(&s, &brief, reason, peer_owner))
+        Some(self.build_report(&s, &brief, reason, peer_owner, peer_unread))
     }
 
     /// Makes room for socket `sk` at the cap (evicting) unless it is already held.
@@ -460,6 +461,8 @@ mod tests {
                 closed_from: 0,
                 _pad0: 0,
                 _pad1: 0,
+                unread: 0,
+                _pad2: 0,
             }));
             if i % 1000 == 0 {
                 c.expire(ts);
@@ -510,6 +513,8 @@ mod tests {
                 closed_from: 0,
                 _pad0: 0,
                 _pad1: 0,
+                unread: 0,
+                _pad2: 0,
             }));
             c.observe(&Event::RstReceived(RstReceived {
                 stakes: tcperr_common::Stakes::ZERO,

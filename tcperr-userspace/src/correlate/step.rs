@@ -60,7 +60,8 @@ impl Verdict {
     pub(super) fn without_socket(s: &Seen, reason: Option<&str>) -> Self {
         let Event::RstSent(_) = s.ev else { return Self::report(None) };
         let c = story::rst_sent_cause(reason, false, false);
-        let pending_rst = s.conn.map(|t| (t, PeerRst { ts_ns: s.h.ts_ns, cause: c, owner: None }));
+        let pending_rst =
+            s.conn.map(|t| (t, PeerRst { ts_ns: s.h.ts_ns, cause: c, owner: None, unread: 0 }));
         Self { pending_rst, ..Self::report(Some(c)) }
     }
 }
@@ -95,7 +96,7 @@ impl SockEntry {
                 Verdict { report_it: false, ..Verdict::report(None) }
             }
             Event::RstReceived(e) => self.rst_received(e, s),
-            Event::RstSent(_) => self.rst_sent(s, reason),
+            Event::RstSent(e) => self.rst_sent(s, reason, e.unread),
             Event::SocketError(e) => self.socket_error(e, ts, peer_rst),
             Event::SendError(_) | Event::RecvError(_) => {
                 let n = s.ev.errno().unwrap_or(0);
@@ -178,7 +179,7 @@ impl SockEntry {
 
     /// An RST this host sent: its cause, kept as the other end's account of the reset.
     #[inline]
-    fn rst_sent(&mut self, s: &Seen, reason: Option<&str>) -> Verdict {
+    fn rst_sent(&mut self, s: &Seen, reason: Option<&str>, unread: u32) -> Verdict {
         self.rst_sent = true;
         let in_close = s.sock.locked != 0 || self.closed_in_close;
         let c = if self.never_accepted {
@@ -188,7 +189,7 @@ impl SockEntry {
         };
         story::push(&mut self.timeline, s.h.ts_ns, Step::RstSent, c.name());
         let pending_rst =
-            s.conn.map(|t| (t, PeerRst { ts_ns: s.h.ts_ns, cause: c, owner: s.owner }));
+            s.conn.map(|t| (t, PeerRst { ts_ns: s.h.ts_ns, cause: c, owner: s.owner, unread }));
         Verdict { pending_rst, ..Verdict::report(Some(c)) }
     }
 
@@ -219,7 +220,8 @@ impl SockEntry {
             self.overflowed.push(key);
         }
         let pending_rst = s.conn.map(|t| {
-            (t, PeerRst { ts_ns: s.h.ts_ns, cause: Cause::AcceptQueueOverflow, owner: s.owner })
+            let cause = Cause::AcceptQueueOverflow;
+            (t, PeerRst { ts_ns: s.h.ts_ns, cause, owner: s.owner, unread: 0 })
         });
         let cause = if s.listener.is_some_and(|l| !l.at_limit.is_empty()) {
             Cause::ListenerOutOfFiles
@@ -328,6 +330,8 @@ mod tests {
             closed_from: 0,
             _pad0: 0,
             _pad1: 0,
+            unread: 0,
+            _pad2: 0,
         });
         let send = Event::SendError(SendError {
             stakes: tcperr_common::Stakes::ZERO,
@@ -443,6 +447,8 @@ mod tests {
             closed_from: 0,
             _pad0: 0,
             _pad1: 0,
+            unread: 0,
+            _pad2: 0,
         });
         let locked = |ev| {
             let Event::StateChange(mut e) = ev else { unreachable!() };
@@ -495,6 +501,8 @@ mod tests {
             closed_from: 0,
             _pad0: 0,
             _pad1: 0,
+            unread: 0,
+            _pad2: 0,
         });
         let sock = *ev.sock();
         let s = Seen {

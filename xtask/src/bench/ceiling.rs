@@ -215,6 +215,8 @@ fn storm_records(conns: usize) -> Vec<Vec<u8>> {
             closed_from: state::ESTABLISHED,
             _pad0: 0,
             _pad1: 0,
+            unread: 0,
+            _pad2: 0,
         }));
         client.state = state::CLOSE;
         records.push(encode(&RecvError {
