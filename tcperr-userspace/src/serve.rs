@@ -83,7 +83,8 @@ pub async fn run(opts: ServeOptions) -> Result<Stats, Error> {
     let mut sink = Sink::new(&mut correlator, &topts, &mut summary, &mut stats, &mut write_err)
         .with_metrics(&mut metrics);
     trace::follow(&mut tracer, &mut sink, &mut signals, &mut out).await?;
-    tracer.drain(|ev| sink.handle(ev, &mut out));
+    tracer.drain(|ev| sink.queue(ev, &mut out));
+    sink.release(u64::MAX, &mut out);
     sink.flush_folded(&mut out);
     sink.flush(&mut out);
     stats.lost = tracer.lost();

@@ -106,6 +106,9 @@ pub struct Sink<'a> {
     write_err: &'a mut Option<io::Error>,
     /// `tcperr serve`'s counters: every event that passes the filter is counted.
     metrics: Option<&'a mut Metrics>,
+    /// Events read but not yet handled, so that they are handled and printed in the order of
+    /// their times rather than of their records ([`Sink::queue`], [`Sink::release`]).
+    pending: Vec<Event>,
 }
 
 impl<'a> Sink<'a> {
@@ -116,7 +119,58 @@ impl<'a> Sink<'a> {
         stats: &'a mut Stats,
         write_err: &'a mut Option<io::Error>,
     ) -> Self {
-        Self { correlator, opts, summary, fold: Fold::default(), stats, write_err, metrics: None }
+        Self {
+            correlator,
+            opts,
+            summary,
+            fold: Fold::default(),
+            stats,
+            write_err,
+            metrics: None,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Takes one event as [`Tracer::drain`] hands them over, to be handled by
+    /// [`Sink::release`] in time order. (The kernel writes records in the order they are
+    /// committed, not of their times: an RST sent carries the time of the abort that sent it,
+    /// before the RST the peer received, whose record was written first.)
+    pub fn queue(&mut self, ev: Result<Event, DecodeError>, out: &mut impl Write) {
+        match ev {
+            Ok(ev) => self.pending.push(ev),
+            Err(_) => self.handle(ev, out),
+        }
+    }
+
+    /// Handles the queued events of times up to `upto_ns`, oldest first (`u64::MAX`: all).
+    pub fn release(&mut self, upto_ns: u64, out: &mut impl Write) {
+        if self.pending.is_empty() {
+            return;
+        }
+        // (stable, and linear on what is nearly sorted: records mostly come in time order)
+        self.pending.sort_by_key(|e| e.header().ts_ns);
+        let n = self.pending.partition_point(|e| e.header().ts_ns <= upto_ns);
+        let mut ready = std::mem::take(&mut self.pending);
+        self.pending = ready.split_off(n);
+        for ev in ready {
+            self.handle(Ok(ev), out);
+        }
+    }
+
+    /// Handles what [`Sink::release`] may keep a moment longer: records read whose time is
+    /// within [`ORDER_WINDOW_NS`] of now.
+    pub fn release_settled(&mut self, out: &mut impl Write) {
+        self.release(monotonic_ns().saturating_sub(ORDER_WINDOW_NS), out);
+    }
+
+    /// Whether events wait in the queue.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// How many events wait in the queue.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
     }
 
     /// Counts every event into `metrics` too (`tcperr serve`).
@@ -202,6 +256,11 @@ impl<'a> Sink<'a> {
     }
 }
 
+/// How long a record read waits for others of earlier times (README "Order"): a record is in
+/// the ring buffer microseconds after the time it carries, so one whose time is this old has
+/// every earlier record already read beside it.
+pub const ORDER_WINDOW_NS: u64 = 5_000_000;
+
 /// How long tcperr waits, on its way out, for a reader to take what is left of the output.
 const WRITE_OUT_WITHIN: Duration = Duration::from_millis(500);
 
@@ -249,7 +308,8 @@ pub async fn run(opts: Options) -> Result<Stats, Error> {
     let mut sink = Sink::new(&mut correlator, &opts, &mut summary, &mut stats, &mut write_err);
     follow(&mut tracer, &mut sink, &mut signals, &mut out).await?;
     // What is still in the ring buffer was seen by the kernel: report it before leaving.
-    tracer.drain(|ev| sink.handle(ev, &mut out));
+    tracer.drain(|ev| sink.queue(ev, &mut out));
+    sink.release(u64::MAX, &mut out);
     sink.flush_folded(&mut out);
     let _ = out.flush();
     stats.lost = tracer.lost();
@@ -294,16 +354,17 @@ pub async fn follow(
         tokio::select! {
             guard = ready.readable() => {
                 let mut guard = guard.map_err(Error::Io)?;
-                found = Some(tracer.drain(|ev| sink.handle(ev, out)));
+                found = Some(tracer.drain(|ev| sink.queue(ev, out)));
                 guard.clear_ready();
             }
             () = &mut reread, if reread_armed => {
                 reread_armed = false;
-                found = Some(tracer.drain(|ev| sink.handle(ev, out)));
+                found = Some(tracer.drain(|ev| sink.queue(ev, out)));
             }
             _ = tick.tick() => {
                 // (also the idle reader's look for moves to CLOSE held back too long)
-                found = Some(tracer.drain(|ev| sink.handle(ev, out)));
+                found = Some(tracer.drain(|ev| sink.queue(ev, out)));
+                sink.release_settled(out);
                 sink.every_second(tracer.lost(), out);
             }
             _ = signals.usr1.recv() => {
@@ -316,7 +377,9 @@ pub async fn follow(
             _ = signals.hup.recv() => break,
         }
         if let Some(n) = found {
-            if n > 0 {
+            sink.release_settled(out);
+            // (a re-read also releases what waited for its turn)
+            if n > 0 || (sink.has_pending() && !reread_armed) {
                 reread.as_mut().reset(tokio::time::Instant::now() + REREAD_AFTER);
                 reread_armed = true;
             }
@@ -407,6 +470,43 @@ mod tests {
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn events_read_out_of_order_are_printed_in_time_order_once_settled() {
+        let opts = Options {
+            format: Format::Json,
+            filter: Filter::default(),
+            all: false,
+            every: true,
+            summary_only: false,
+            debug_fields: false,
+            utc: false,
+            config: Config::default(),
+        };
+        let mut correlator = Correlator::new(Default::default(), false);
+        let (mut summary, mut stats, mut write_err) = (Summary::default(), Stats::default(), None);
+        let mut sink = Sink::new(&mut correlator, &opts, &mut summary, &mut stats, &mut write_err);
+        let mut out = Vec::new();
+        // (times 3000, 5000, 4000 ns, read in that order)
+        for sk in [3, 5, 4] {
+            sink.queue(Ok(failed_write(sk)), &mut out);
+        }
+        sink.release(4_000, &mut out);
+        sink.queue(Ok(failed_write(1)), &mut out); // a straggler older than all
+        sink.release(u64::MAX, &mut out);
+        let times: Vec<u64> = String::from_utf8(out)
+            .expect("utf-8")
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).expect("JSON")["ts_ns"]
+                    .as_u64()
+                    .expect("ts")
+            })
+            .collect();
+        // What was settled came out in order; the straggler after the window cannot be
+        // placed before what was already printed, but the rest stays in order.
+        assert_eq!(times, [3_000, 4_000, 1_000, 5_000]);
     }
 
     #[test]
