@@ -168,8 +168,17 @@ mod tests {
     fn dev_makes_apt_know_the_vm_kernels() {
         let dev = std::fs::read_to_string(super::workspace_root().join("dev")).expect("read dev");
         let line = dev.lines().find(|l| l.starts_with("VM_KERNEL_PACKAGES=")).expect("the list");
-        for (_, meta) in super::vm::KERNELS {
-            assert!(line.contains(meta), "dev does not check {meta}: {line}");
+        let listed: Vec<&str> = line
+            .trim_start_matches("VM_KERNEL_PACKAGES=(")
+            .trim_end_matches(')')
+            .split_whitespace()
+            .collect();
+        for (_, meta, suite) in super::vm::KERNELS {
+            // (another suite's metapackage is SUITE/NAME: dev fetches that suite's lists)
+            let name = suite.map_or(meta.to_string(), |s| format!("{s}/{meta}"));
+            assert!(listed.contains(&name.as_str()), "dev does not check {name}: {line}");
         }
+        let apt_dir = format!("VM_APT_DIR={}", super::vm::APT_DIR);
+        assert!(dev.lines().any(|l| l == apt_dir), "dev keeps other suites' apt state elsewhere");
     }
 }

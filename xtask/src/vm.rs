@@ -15,9 +15,17 @@ use serde_json::Value;
 
 use crate::{cpio::Cpio, workspace_root};
 
-/// Kernels by name: Debian metapackages resolved at build time (old versions leave the archive).
-pub const KERNELS: &[(&str, &str)] =
-    &[("6.1", "linux-image-amd64"), ("6.12", "linux-image-6.12-amd64")];
+/// Kernels by name: Debian metapackages resolved at build time (old versions leave the archive),
+/// from the host's apt sources or, for another suite (Debian 11, "bullseye"), from that suite's
+/// private apt state, which `./dev setup` fetches into [`APT_DIR`].
+pub const KERNELS: &[(&str, &str, Option<&str>)] = &[
+    ("5.10", "linux-image-amd64", Some("bullseye")),
+    ("6.1", "linux-image-amd64", None),
+    ("6.12", "linux-image-6.12-amd64", None),
+];
+/// Private apt state of other suites, `APT_DIR/<suite>` (the same path as `./dev`'s
+/// VM_APT_DIR): sources list, lists, package cache; the host's apt configuration is not used.
+pub const APT_DIR: &str = "target/vm/apt";
 pub const FAMILIES: &[&str] = &["default", "fexit", "kprobe", "tracepoint"];
 /// A guest that prints nothing for this long is hung.
 const SILENCE: Duration = Duration::from_secs(90);
@@ -46,8 +54,8 @@ pub fn parse(args: &[String], scenario_names: &[&str]) -> Result<Options, String
         match a.as_str() {
             "--kernel" => {
                 let k = value("kernel")?;
-                if !KERNELS.iter().any(|(n, _)| *n == k) && !Path::new(&k).is_file() {
-                    let names: Vec<_> = KERNELS.iter().map(|(n, _)| *n).collect();
+                if !KERNELS.iter().any(|(n, ..)| *n == k) && !Path::new(&k).is_file() {
+                    let names: Vec<_> = KERNELS.iter().map(|(n, ..)| *n).collect();
                     return Err(format!(
                         "unknown kernel {k:?}: use {} or the path of a bzImage",
                         names.join(", ")
@@ -62,13 +70,13 @@ pub fn parse(args: &[String], scenario_names: &[&str]) -> Result<Options, String
             "-v" | "--verbose" => o.verbose = true,
             other => {
                 return Err(format!(
-                    "unknown argument {other:?}; usage: cargo xtask vm [--kernel 6.1|6.12|PATH]... [--scenario NAME]... [--hooks default|fexit|kprobe|tracepoint]... [-v]"
+                    "unknown argument {other:?}; usage: cargo xtask vm [--kernel 5.10|6.1|6.12|PATH]... [--scenario NAME]... [--hooks default|fexit|kprobe|tracepoint]... [-v]"
                 ));
             }
         }
     }
     if o.kernels.is_empty() {
-        o.kernels = KERNELS.iter().map(|(n, _)| (*n).to_owned()).collect();
+        o.kernels = KERNELS.iter().map(|(n, ..)| (*n).to_owned()).collect();
     }
     if o.families.is_empty() {
         o.families = FAMILIES.iter().map(|f| (*f).to_owned()).collect();
@@ -84,14 +92,36 @@ fn run(cmd: &mut Command) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// The bzImage of a Debian kernel, downloaded and extracted once into `cache`.
-fn debian_kernel(meta: &str, cache: &Path) -> Result<PathBuf, String> {
-    let depends = run(Command::new("apt-cache").args(["depends", meta]))?;
+/// apt options that read and write only `suite`'s private state under [`APT_DIR`] (the same as
+/// `./dev`'s suite_apt_options, which fetches it).
+fn suite_apt_options(suite: &str) -> Vec<String> {
+    let d = workspace_root().join(APT_DIR).join(suite);
+    let d = fs::canonicalize(&d).unwrap_or(d);
+    let d = d.display();
+    [
+        format!("Dir::Etc::SourceList={d}/sources.list"),
+        format!("Dir::Etc::SourceParts={d}/sources.list.d"),
+        format!("Dir::State::Lists={d}/lists"),
+        format!("Dir::Cache={d}/cache"),
+    ]
+    .into_iter()
+    .flat_map(|o| ["-o".to_owned(), o])
+    .collect()
+}
+
+/// The bzImage of a Debian kernel, downloaded and extracted once into `cache`: the kernel
+/// package metapackage `meta` depends on, in the host's suite or `suite`.
+fn debian_kernel(meta: &str, suite: Option<&str>, cache: &Path) -> Result<PathBuf, String> {
+    let apt_options = suite.map(suite_apt_options).unwrap_or_default();
+    let depends = run(Command::new("apt-cache").args(&apt_options).args(["depends", meta]))?;
     let pkg = depends
         .lines()
         .find_map(|l| l.trim().strip_prefix("Depends: "))
         .filter(|p| p.starts_with("linux-image-"))
-        .ok_or_else(|| format!("cannot resolve {meta} (apt-cache depends); run apt-get update"))?
+        .ok_or_else(|| {
+            let name = suite.map_or(meta.to_owned(), |s| format!("{s}/{meta}"));
+            format!("cannot resolve {name} (apt-cache depends): run ./dev setup")
+        })?
         .to_owned();
     let image = cache.join(format!("{pkg}.vmlinuz"));
     if image.exists() {
@@ -99,7 +129,10 @@ fn debian_kernel(meta: &str, cache: &Path) -> Result<PathBuf, String> {
     }
     fs::create_dir_all(cache).map_err(|e| e.to_string())?;
     eprintln!("==> vm: downloading {pkg} ({meta})");
-    run(Command::new("apt-get").args(["download", "-q", &pkg]).current_dir(cache))?;
+    run(Command::new("apt-get")
+        .args(&apt_options)
+        .args(["download", "-q", &pkg])
+        .current_dir(cache))?;
     let deb = fs::read_dir(cache)
         .map_err(|e| e.to_string())?
         .flatten()
@@ -253,8 +286,8 @@ pub fn vm(o: &Options) -> Result<bool, String> {
     let mut cells = Vec::new();
     let mut all_ok = true;
     for k in &o.kernels {
-        let image = match KERNELS.iter().find(|(n, _)| n == k) {
-            Some((_, meta)) => debian_kernel(meta, &cache)?,
+        let image = match KERNELS.iter().find(|(n, ..)| n == k) {
+            Some((_, meta, suite)) => debian_kernel(meta, *suite, &cache)?,
             None => PathBuf::from(k),
         };
         let mut append =
@@ -404,8 +437,8 @@ pub fn bench_vm(verbose: bool) -> Result<bool, String> {
     let mut md = String::from(
         "| kernel | family | in-kernel ns/run (emulated) | vs cheapest family | RST storm vs untraced | events seen / lost |\n| --- | --- | --- | --- | --- | --- |\n",
     );
-    for (name, meta) in KERNELS {
-        let image = debian_kernel(meta, &cache)?;
+    for (name, meta, suite) in KERNELS {
+        let image = debian_kernel(meta, *suite, &cache)?;
         let append =
             "console=ttyS0 panic=-1 quiet tcperr.bench=3 tcperr.families=fexit,kprobe,tracepoint";
         let lines = match boot(&image, &initrd, append, verbose)? {
