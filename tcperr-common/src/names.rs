@@ -14,21 +14,26 @@ pub mod program {
     pub const RAW_INET_SOCK_SET_STATE: &str = "raw_inet_sock_set_state";
     pub const INET_SK_ERROR_REPORT: &str = "inet_sk_error_report";
     pub const RAW_INET_SK_ERROR_REPORT: &str = "raw_inet_sk_error_report";
+    pub const FENTRY_SOCK_DEF_ERROR_REPORT: &str = "fentry_sock_def_error_report";
+    pub const KPROBE_SOCK_DEF_ERROR_REPORT: &str = "kprobe_sock_def_error_report";
     pub const SOCK_SEND_LENGTH: &str = "sock_send_length";
     pub const RAW_SOCK_SEND_LENGTH: &str = "raw_sock_send_length";
     pub const SOCK_RECV_LENGTH: &str = "sock_recv_length";
     pub const RAW_SOCK_RECV_LENGTH: &str = "raw_sock_recv_length";
     pub const FEXIT_TCP_SENDMSG: &str = "fexit_tcp_sendmsg";
+    /// fexit reading the return value from its context (kernels without `bpf_get_func_ret`).
+    pub const FEXIT_CTX_TCP_SENDMSG: &str = "fexit_ctx_tcp_sendmsg";
     pub const KPROBE_TCP_SENDMSG: &str = "kprobe_tcp_sendmsg";
     pub const KRETPROBE_TCP_SENDMSG: &str = "kretprobe_tcp_sendmsg";
     pub const FEXIT_TCP_RECVMSG: &str = "fexit_tcp_recvmsg";
+    pub const FEXIT_CTX_TCP_RECVMSG: &str = "fexit_ctx_tcp_recvmsg";
     pub const KPROBE_TCP_RECVMSG: &str = "kprobe_tcp_recvmsg";
     pub const KRETPROBE_TCP_RECVMSG: &str = "kretprobe_tcp_recvmsg";
     /// The benchmark's floor programs (`floor.rs`).
     pub const FLOOR_SOCK_SEND_LENGTH: &str = "floor_sock_send_length";
     pub const FLOOR_SOCK_RECV_LENGTH: &str = "floor_sock_recv_length";
 
-    pub const ALL: [&str; 21] = [
+    pub const ALL: [&str; 25] = [
         TCP_RECEIVE_RESET,
         RAW_TCP_RECEIVE_RESET,
         TCP_SEND_RESET,
@@ -38,14 +43,18 @@ pub mod program {
         RAW_INET_SOCK_SET_STATE,
         INET_SK_ERROR_REPORT,
         RAW_INET_SK_ERROR_REPORT,
+        FENTRY_SOCK_DEF_ERROR_REPORT,
+        KPROBE_SOCK_DEF_ERROR_REPORT,
         SOCK_SEND_LENGTH,
         RAW_SOCK_SEND_LENGTH,
         SOCK_RECV_LENGTH,
         RAW_SOCK_RECV_LENGTH,
         FEXIT_TCP_SENDMSG,
+        FEXIT_CTX_TCP_SENDMSG,
         KPROBE_TCP_SENDMSG,
         KRETPROBE_TCP_SENDMSG,
         FEXIT_TCP_RECVMSG,
+        FEXIT_CTX_TCP_RECVMSG,
         KPROBE_TCP_RECVMSG,
         KRETPROBE_TCP_RECVMSG,
         FLOOR_SOCK_SEND_LENGTH,

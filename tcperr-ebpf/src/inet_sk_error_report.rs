@@ -9,7 +9,7 @@ use aya_ebpf::{
 use tcperr_common::SocketError;
 
 use crate::{
-    emit::{emit_in_place, header},
+    emit::{emit_in_place, header, write_header},
     held_close::release_held_of,
     last_rst::take_rst,
     layout::layout,
@@ -28,7 +28,7 @@ pub fn raw_inet_sk_error_report(ctx: RawTracePointContext) -> i32 {
 }
 
 #[inline(always)]
-fn socket_error<M: SockMem>(sk: u64) -> i32 {
+pub(crate) fn socket_error<M: SockMem>(sk: u64) -> i32 {
     // This socket's move to CLOSE, held back for an RST that did not come (tcp_disconnect()
     // reports an error after the RST, and also when it sent none).
     release_held_of(sk);
@@ -47,7 +47,7 @@ fn socket_error<M: SockMem>(sk: u64) -> i32 {
     emit_in_place::<SocketError>(header.ts_ns, |e| {
         // SAFETY: `e` points at a reserved record of this type; every field is written.
         unsafe {
-            (&raw mut (*e).header).write(header);
+            write_header(&raw mut (*e).header, &header);
             (&raw mut (*e).sock).write(sock_info::<M>(sk));
             (&raw mut (*e).errno).write(errno);
             (&raw mut (*e)._pad).write(0);

@@ -22,6 +22,7 @@ mod layout;
 mod listener;
 mod skb;
 mod sock;
+mod sock_def_error_report;
 mod sock_recv_length;
 mod sock_send_length;
 mod stakes;

@@ -1,6 +1,8 @@
 //! `tcp_recvmsg(struct sock *sk, struct msghdr *msg, size_t len, [int nonblock,] int flags, int
 //! *addr_len)` → [`RecvError`] / [`RecvEof`]: fexit, else a kprobe/kretprobe pair. The position
 //! of `flags` differs between kernels (5.19 dropped `nonblock`); userspace reads it from BTF.
+//! Where the kernel lacks `bpf_get_func_ret` (before 5.17, when `tcp_recvmsg` still had its 6
+//! parameters), the fexit program reads the return value from the context instead.
 //!
 //! [`RecvError`]: tcperr_common::RecvError
 //! [`RecvEof`]: tcperr_common::RecvEof
@@ -20,6 +22,20 @@ use crate::{
 #[fexit(function = "tcp_recvmsg")]
 pub fn fexit_tcp_recvmsg(ctx: FExitContext) -> i32 {
     let ret = ctx.ret::<i32>().unwrap_or(1);
+    if ret > 0 {
+        return 0;
+    }
+    let flags = flags_arg(ctx.arg::<u64>(3), ctx.arg::<u64>(4));
+    recv_result::<Direct>(ctx.arg(0), ret, flags as u32);
+    0
+}
+
+/// The fexit program for kernels without `bpf_get_func_ret`: the return value follows the
+/// arguments in the context, at `ctx[6]` for the 6-parameter `tcp_recvmsg` (userspace checks
+/// the count in BTF before choosing this program).
+#[fexit(function = "tcp_recvmsg")]
+pub fn fexit_ctx_tcp_recvmsg(ctx: FExitContext) -> i32 {
+    let ret = ctx.arg::<u64>(6) as i32;
     if ret > 0 {
         return 0;
     }

@@ -1,6 +1,7 @@
 //! `tcp_sendmsg(struct sock *sk, struct msghdr *msg, size_t size)` → [`SendError`], for kernels
-//! chosen by probing: fexit (5.5+, return value 5.17+), else a kprobe/kretprobe pair that keeps
-//! the socket per thread between entry and return.
+//! chosen by probing: fexit (5.5+; the return value through `bpf_get_func_ret`, 5.17+, or, where
+//! the kernel lacks that helper, from the context right after the 3 arguments), else a
+//! kprobe/kretprobe pair that keeps the socket per thread between entry and return.
 //!
 //! [`SendError`]: tcperr_common::SendError
 use aya_ebpf::{
@@ -18,6 +19,19 @@ use crate::{
 #[fexit(function = "tcp_sendmsg")]
 pub fn fexit_tcp_sendmsg(ctx: FExitContext) -> i32 {
     let ret = ctx.ret::<i32>().unwrap_or(0);
+    if ret >= 0 {
+        return 0;
+    }
+    send_result::<Direct>(ctx.arg(0), ret);
+    0
+}
+
+/// The fexit program for kernels without `bpf_get_func_ret`: an fexit program's context is the
+/// arguments followed by the return value, so it is at `ctx[3]` (userspace checks in BTF that
+/// `tcp_sendmsg` has 3 parameters before choosing this program).
+#[fexit(function = "tcp_sendmsg")]
+pub fn fexit_ctx_tcp_sendmsg(ctx: FExitContext) -> i32 {
+    let ret = ctx.arg::<u64>(3) as i32;
     if ret >= 0 {
         return 0;
     }

@@ -6,7 +6,7 @@ use std::fmt;
 use aya::{
     Ebpf, EbpfLoader,
     maps::{MapData, PerCpuArray, RingBuf},
-    programs::{BtfTracePoint, FExit, KProbe, Program, RawTracePoint, TracePoint},
+    programs::{BtfTracePoint, FEntry, FExit, KProbe, Program, RawTracePoint, TracePoint},
 };
 use tcperr_common::{StateChange, names};
 
@@ -197,12 +197,18 @@ fn select(
     choice: &Choice,
     config: &Config,
 ) -> Result<Selected, StartError> {
-    // (--hooks chooses between families: a source all of whose hooks are of one family is not
-    // its business)
-    let families_differ = choice.candidates.iter().any(|c| c.family != choice.candidates[0].family);
-    let forced = config.hooks.filter(|_| families_differ);
+    // (--hooks chooses the family of the socket calls, which have one in each. Another source
+    // with hooks of several families, socket_error, tries the chosen family's first and keeps
+    // the others as fallbacks: --hooks proves each path where the kernel has it, and never
+    // turns that source off.)
+    let socket_call = matches!(choice.source, probe::Source::SendError | probe::Source::RecvResult);
+    let forced = config.hooks.filter(|_| socket_call);
+    let mut candidates: Vec<&probe::Candidate> = choice.candidates.iter().collect();
+    if let Some(f) = config.hooks.filter(|_| !socket_call) {
+        candidates.sort_by_key(|c| c.family != f); // (stable: the order within each stays)
+    }
     let mut sel = Selected { source: choice.source, hook: None, passed_over: Vec::new() };
-    for candidate in &choice.candidates {
+    for candidate in candidates {
         if forced.is_some_and(|f| f != candidate.family) {
             continue;
         }
@@ -258,6 +264,7 @@ fn attach(ebpf: &mut Ebpf, btf: &mut Option<aya::Btf>, hook: &Hook) -> Result<()
         for name in [Some(hook.program), hook.ret_program].into_iter().flatten() {
             let _ = match ebpf.program_mut(name) {
                 Some(Program::FExit(p)) => p.unload(),
+                Some(Program::FEntry(p)) => p.unload(),
                 Some(Program::KProbe(p)) => p.unload(),
                 Some(Program::TracePoint(p)) => p.unload(),
                 Some(Program::RawTracePoint(p)) => p.unload(),
@@ -345,12 +352,25 @@ fn attach_inner(ebpf: &mut Ebpf, btf: &mut Option<aya::Btf>, hook: &Hook) -> Res
             p.load(name, btf).map_err(|e| format!("load: {}", chain(&e)))?;
             p.attach().map_err(|e| format!("attach: {}", chain(&e)))?;
         }
-        Attach::FExit { function } => {
+        Attach::FExit { function, .. } => {
             let btf = kernel_btf(btf)?;
             let p: &mut FExit =
                 program_of(ebpf, hook.program)?.try_into().map_err(|e| format!("{e}"))?;
             p.load(function, btf).map_err(|e| format!("load: {}", chain(&e)))?;
             p.attach().map_err(|e| format!("attach: {}", chain(&e)))?;
+        }
+        Attach::FEntry { function } => {
+            let btf = kernel_btf(btf)?;
+            let p: &mut FEntry =
+                program_of(ebpf, hook.program)?.try_into().map_err(|e| format!("{e}"))?;
+            p.load(function, btf).map_err(|e| format!("load: {}", chain(&e)))?;
+            p.attach().map_err(|e| format!("attach: {}", chain(&e)))?;
+        }
+        Attach::KProbe { function } => {
+            let p: &mut KProbe =
+                program_of(ebpf, hook.program)?.try_into().map_err(|e| format!("{e}"))?;
+            p.load().map_err(|e| format!("load: {}", chain(&e)))?;
+            p.attach(function, 0).map_err(|e| format!("attach: {}", chain(&e)))?;
         }
         Attach::KProbePair { function } => {
             let ret = hook.ret_program.ok_or("kprobe pair without a return program")?;

@@ -64,6 +64,18 @@ pub enum Attach {
     },
     FExit {
         function: &'static str,
+        /// The return value is read from the context after this many arguments (a kernel
+        /// without `bpf_get_func_ret`), not through that helper.
+        ret_after_args: Option<u8>,
+    },
+    /// A BPF trampoline at a kernel function's entry (the fexit family's hook for a source that
+    /// needs no return value).
+    FEntry {
+        function: &'static str,
+    },
+    /// A kprobe at a kernel function's entry alone (no return value needed).
+    KProbe {
+        function: &'static str,
     },
     /// A kprobe program at entry and a kretprobe program (`Hook::ret_program`) at return.
     KProbePair {
@@ -71,7 +83,8 @@ pub enum Attach {
     },
 }
 
-/// Families of hooks for the socket calls' results, in the order tcperr prefers them.
+/// Families of hooks for the socket calls' results, in the order tcperr prefers them. fexit
+/// is the family of BPF trampolines (fexit, and fentry where no return value is needed).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Family {
     FExit,
@@ -104,8 +117,8 @@ impl Attach {
             Self::TracePoint { .. } | Self::RawTracePoint { .. } | Self::BtfTracePoint { .. } => {
                 Family::TracePoint
             }
-            Self::FExit { .. } => Family::FExit,
-            Self::KProbePair { .. } => Family::KProbe,
+            Self::FExit { .. } | Self::FEntry { .. } => Family::FExit,
+            Self::KProbePair { .. } | Self::KProbe { .. } => Family::KProbe,
         }
     }
 }
@@ -116,7 +129,13 @@ impl fmt::Display for Attach {
             Self::TracePoint { category, name } => write!(f, "tracepoint {category}:{name}"),
             Self::RawTracePoint { name } => write!(f, "raw_tracepoint {name}"),
             Self::BtfTracePoint { name } => write!(f, "tp_btf {name}"),
-            Self::FExit { function } => write!(f, "fexit {function}"),
+            Self::FExit { function, ret_after_args: None } => write!(f, "fexit {function}"),
+            Self::FExit { function, ret_after_args: Some(n) } => write!(
+                f,
+                "fexit {function} (return value from ctx[{n}]: no bpf_get_func_ret in this kernel)"
+            ),
+            Self::FEntry { function } => write!(f, "fentry {function}"),
+            Self::KProbe { function } => write!(f, "kprobe {function}"),
             Self::KProbePair { function } => write!(f, "kprobe+kretprobe {function}"),
         }
     }
@@ -338,22 +357,59 @@ fn retransmit_synack_tp(btf: &Btf) -> Result<Hook, String> {
     Ok(Hook::new(P::TCP_RETRANSMIT_SYNACK, Attach::RawTracePoint { name }))
 }
 
-/// fexit on `function` if BTF describes it (loading can still fail: then the next candidate).
-fn fexit(btf: &Btf, function: &'static str, program: &'static str) -> Result<Hook, String> {
-    btf.func_params(function).ok_or_else(|| format!("fexit: {function} not in kernel BTF"))?;
-    Ok(Hook::new(program, Attach::FExit { function }))
+/// Whether the kernel has the BPF helper `name` (`BPF_FUNC_<name>` in its BTF's `enum
+/// bpf_func_id`, the list of helpers it implements).
+fn has_helper(btf: &Btf, name: &str) -> bool {
+    let want = format!("BPF_FUNC_{name}");
+    btf.enum_values("bpf_func_id").is_some_and(|v| v.iter().any(|(_, n)| *n == want))
 }
 
-/// A kprobe/kretprobe pair on `function` if the kernel has kprobes. Every kernel tcperr can
-/// trace (5.8+) creates kprobes through the kprobe PMU (4.17+), without tracefs.
+/// fexit on `function` if BTF describes it (loading can still fail: then the next candidate):
+/// `program` reads the return value with `bpf_get_func_ret` (5.17+); on a kernel without that
+/// helper, `ctx_program` reads it from the context right after the arguments, compiled for a
+/// prototype of `ctx_args` parameters (the verifier allows only that offset).
+fn fexit(
+    btf: &Btf,
+    function: &'static str,
+    program: &'static str,
+    (ctx_program, ctx_args): (&'static str, u8),
+) -> Result<Hook, String> {
+    let params =
+        btf.func_params(function).ok_or_else(|| format!("fexit: {function} not in kernel BTF"))?;
+    if has_helper(btf, "get_func_ret") {
+        return Ok(Hook::new(program, Attach::FExit { function, ret_after_args: None }));
+    }
+    if params.len() != usize::from(ctx_args) {
+        return Err(format!(
+            "fexit: no bpf_get_func_ret in this kernel, and {function} has {} parameters where tcperr reads the return value after {ctx_args}",
+            params.len()
+        ));
+    }
+    Ok(Hook::new(ctx_program, Attach::FExit { function, ret_after_args: Some(ctx_args) }))
+}
+
+/// fentry on `function` if BTF describes it.
+fn fentry(btf: &Btf, function: &'static str, program: &'static str) -> Result<Hook, String> {
+    btf.func_params(function).ok_or_else(|| format!("fentry: {function} not in kernel BTF"))?;
+    Ok(Hook::new(program, Attach::FEntry { function }))
+}
+
+/// The kprobe PMU, or why kprobes cannot be used. Every kernel tcperr can trace (5.8+) creates
+/// kprobes through it (4.17+), without tracefs.
+fn kprobes() -> Result<(), String> {
+    if !Path::new("/sys/bus/event_source/devices/kprobe").exists() {
+        return Err("kprobe: kernel built without kprobes (no kprobe PMU)".into());
+    }
+    Ok(())
+}
+
+/// A kprobe/kretprobe pair on `function` if the kernel has kprobes.
 fn kprobe_pair(
     function: &'static str,
     program: &'static str,
     ret_program: &'static str,
 ) -> Result<Hook, String> {
-    if !Path::new("/sys/bus/event_source/devices/kprobe").exists() {
-        return Err("kprobe: kernel built without kprobes (no kprobe PMU)".into());
-    }
+    kprobes()?;
     Ok(Hook { program, ret_program: Some(ret_program), attach: Attach::KProbePair { function } })
 }
 
@@ -388,13 +444,7 @@ pub fn plan(tracefs: &Tracefs, btf: &Btf) -> Result<Plan> {
                     P::RAW_INET_SOCK_SET_STATE,
                 ),
                 Source::AcceptQueueFull => accept_queue_full(btf, tracefs, &mut layout),
-                Source::SocketError => sock_tp(
-                    btf,
-                    "inet_sk_error_report",
-                    0,
-                    P::INET_SK_ERROR_REPORT,
-                    P::RAW_INET_SK_ERROR_REPORT,
-                ),
+                Source::SocketError => socket_error(btf),
             };
             Choice { source, candidates }
         })
@@ -421,6 +471,28 @@ fn rst_sent(
     )]
 }
 
+/// `socket_error`: the tracepoint `inet_sk_error_report` (5.14+), else the entry of
+/// `sock_def_error_report`, the `sk->sk_error_report` callback of every TCP socket a program
+/// holds, which the kernel called directly where it now calls `sk_error_report()` (fentry, else
+/// a kprobe: the callback is reached through a pointer, so it is never inlined).
+fn socket_error(btf: &Btf) -> Vec<Candidate> {
+    let function = "sock_def_error_report";
+    let mut candidates = sock_tp(
+        btf,
+        "inet_sk_error_report",
+        0,
+        P::INET_SK_ERROR_REPORT,
+        P::RAW_INET_SK_ERROR_REPORT,
+    );
+    candidates
+        .push(candidate(Family::FExit, fentry(btf, function, P::FENTRY_SOCK_DEF_ERROR_REPORT)));
+    candidates.push(candidate(
+        Family::KProbe,
+        kprobes().map(|()| Hook::new(P::KPROBE_SOCK_DEF_ERROR_REPORT, Attach::KProbe { function })),
+    ));
+    candidates
+}
+
 /// The socket calls whose results tcperr traces.
 #[derive(Clone, Copy)]
 enum Call {
@@ -431,28 +503,31 @@ enum Call {
 /// `send_error` or `recv_error/recv_eof`, in the order tcperr prefers the families: fexit on
 /// `tcp_{send,recv}msg`, a kprobe pair there, the `sock_{send,recv}_length` tracepoints (6.3+).
 fn socket_call(btf: &Btf, call: Call) -> Vec<Candidate> {
-    let (function, fexit_program, kprobe, kretprobe, tp, tp_program, raw_program) = match call {
-        Call::Send => (
-            "tcp_sendmsg",
-            P::FEXIT_TCP_SENDMSG,
-            P::KPROBE_TCP_SENDMSG,
-            P::KRETPROBE_TCP_SENDMSG,
-            "sock_send_length",
-            P::SOCK_SEND_LENGTH,
-            P::RAW_SOCK_SEND_LENGTH,
-        ),
-        Call::Recv => (
-            "tcp_recvmsg",
-            P::FEXIT_TCP_RECVMSG,
-            P::KPROBE_TCP_RECVMSG,
-            P::KRETPROBE_TCP_RECVMSG,
-            "sock_recv_length",
-            P::SOCK_RECV_LENGTH,
-            P::RAW_SOCK_RECV_LENGTH,
-        ),
-    };
+    let (function, fexit_program, fexit_ctx, kprobe, kretprobe, tp, tp_program, raw_program) =
+        match call {
+            Call::Send => (
+                "tcp_sendmsg",
+                P::FEXIT_TCP_SENDMSG,
+                (P::FEXIT_CTX_TCP_SENDMSG, 3),
+                P::KPROBE_TCP_SENDMSG,
+                P::KRETPROBE_TCP_SENDMSG,
+                "sock_send_length",
+                P::SOCK_SEND_LENGTH,
+                P::RAW_SOCK_SEND_LENGTH,
+            ),
+            Call::Recv => (
+                "tcp_recvmsg",
+                P::FEXIT_TCP_RECVMSG,
+                (P::FEXIT_CTX_TCP_RECVMSG, 6),
+                P::KPROBE_TCP_RECVMSG,
+                P::KRETPROBE_TCP_RECVMSG,
+                "sock_recv_length",
+                P::SOCK_RECV_LENGTH,
+                P::RAW_SOCK_RECV_LENGTH,
+            ),
+        };
     let mut candidates = vec![
-        candidate(Family::FExit, fexit(btf, function, fexit_program)),
+        candidate(Family::FExit, fexit(btf, function, fexit_program, fexit_ctx)),
         candidate(Family::KProbe, kprobe_pair(function, kprobe, kretprobe)),
     ];
     candidates.extend(sock_tp(btf, tp, 2, tp_program, raw_program));
