@@ -87,7 +87,27 @@ fn main() {
 fn run_family(tcperr: &Path, family: &str, scenarios: &[String], rst_reason: bool) -> bool {
     let args: Vec<&str> = if family == "default" { vec![] } else { vec!["--hooks", family] };
     let t0 = Instant::now();
-    let traced = match drive::start(tcperr, &args, Duration::from_secs(120)) {
+    // Loading can take minutes under emulation (5.10's verifier walks the kprobe programs far
+    // longer than later ones): say so every 30 s, so that the host does not take the quiet for
+    // a hung guest, and give tcperr 5 minutes.
+    let started = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let heartbeat = {
+        let (started, family) = (started.clone(), family.to_owned());
+        std::thread::spawn(move || {
+            let mut waited = 0;
+            while !started.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_secs(1));
+                waited += 1;
+                if waited % 30 == 0 {
+                    println!("TCPERR-GUEST family={family} tcperr still starting ({waited} s)");
+                }
+            }
+        })
+    };
+    let traced = drive::start(tcperr, &args, Duration::from_secs(300));
+    started.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = heartbeat.join();
+    let traced = match traced {
         Ok(t) => t,
         Err((code, stderr)) => {
             // Exit 2: this kernel cannot trace with that family; anything else is a failure.

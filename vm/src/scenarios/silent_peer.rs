@@ -48,9 +48,30 @@ pub fn run() -> Result<Run, String> {
         [port],
         vec![client, server],
         vec![
-            ev("socket_error", "client", "client->server", "CLOSE", "ETIMEDOUT", "timeout"),
+            ev(
+                "socket_error",
+                "client",
+                "client->server",
+                timeout_report_state(),
+                "ETIMEDOUT",
+                "timeout",
+            ),
             ev("send_error", "client", "client->server", "CLOSE", "ETIMEDOUT", "timeout"),
             ev("rst_sent", "server", "server->client", "CLOSE", "-", "aborted"),
         ],
     ))
+}
+
+/// The state a timeout is reported in: kernels with `tcp_done_with_error()` (6.10, and stable
+/// kernels it was backported to, such as Debian 12's 6.1) move the socket to CLOSE and then
+/// report the error; older ones (Debian 11's 5.10) report it first, from the state the socket
+/// was in. Read from the kernel's symbols: an oracle of the scenario's own, independent of
+/// tcperr.
+fn timeout_report_state() -> &'static str {
+    let symbols = std::fs::read_to_string("/proc/kallsyms").unwrap_or_default();
+    if symbols.lines().any(|l| l.split_whitespace().nth(2) == Some("tcp_done_with_error")) {
+        "CLOSE"
+    } else {
+        "ESTABLISHED"
+    }
 }
