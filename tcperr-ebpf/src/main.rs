@@ -25,6 +25,7 @@ mod sock;
 mod sock_def_error_report;
 mod sock_recv_length;
 mod sock_send_length;
+mod socket_error;
 mod stakes;
 mod tcp_receive_reset;
 mod tcp_recvmsg;

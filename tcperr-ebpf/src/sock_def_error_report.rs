@@ -11,8 +11,8 @@ use aya_ebpf::{
 };
 
 use crate::{
-    inet_sk_error_report::socket_error,
     sock::{Direct, Head},
+    socket_error::socket_error,
 };
 
 #[fentry(function = "sock_def_error_report")]
