@@ -73,6 +73,19 @@ fn main() {
         println!("TCPERR-GUEST done failed={}", !ok);
         exit_vm(if ok { 0 } else { 1 });
     }
+    if cmdline.split_whitespace().any(|w| w == "tcperr.check") {
+        // `tcperr check` as a user would run it: each source's hook and why the ones before it
+        // were passed over (`cargo xtask vm --check` prints these lines).
+        match std::process::Command::new(tcperr).arg("check").output() {
+            Ok(out) => {
+                for line in String::from_utf8_lossy(&out.stdout).lines() {
+                    println!("TCPERR-CHECK {line}");
+                }
+                println!("TCPERR-CHECK (exit {:?})", out.status.code());
+            }
+            Err(e) => println!("TCPERR-CHECK cannot run tcperr check: {e}"),
+        }
+    }
     let mut failed = false;
     for family in &families {
         failed |= !run_family(tcperr, family, &scenarios, rst_reason);

@@ -35,6 +35,8 @@ pub struct Options {
     pub scenarios: Vec<String>,
     pub families: Vec<String>,
     pub verbose: bool,
+    /// Run `tcperr check` in each guest first and print what it says.
+    pub check: bool,
 }
 
 /// `v` if it is one of `valid`, else the line listing them.
@@ -47,7 +49,13 @@ fn one_of(v: String, valid: &[&str], what: &str) -> Result<String, String> {
 }
 
 pub fn parse(args: &[String], scenario_names: &[&str]) -> Result<Options, String> {
-    let mut o = Options { kernels: vec![], scenarios: vec![], families: vec![], verbose: false };
+    let mut o = Options {
+        kernels: vec![],
+        scenarios: vec![],
+        families: vec![],
+        verbose: false,
+        check: false,
+    };
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = |what: &str| it.next().cloned().ok_or(format!("{a} needs a {what}"));
@@ -68,9 +76,10 @@ pub fn parse(args: &[String], scenario_names: &[&str]) -> Result<Options, String
             }
             "--hooks" => o.families.push(one_of(value("hook family")?, FAMILIES, "hook family")?),
             "-v" | "--verbose" => o.verbose = true,
+            "--check" => o.check = true,
             other => {
                 return Err(format!(
-                    "unknown argument {other:?}; usage: cargo xtask vm [--kernel 5.10|6.1|6.12|PATH]... [--scenario NAME]... [--hooks default|fexit|kprobe|tracepoint]... [-v]"
+                    "unknown argument {other:?}; usage: cargo xtask vm [--kernel 5.10|6.1|6.12|PATH]... [--scenario NAME]... [--hooks default|fexit|kprobe|tracepoint]... [--check] [-v]"
                 ));
             }
         }
@@ -292,6 +301,9 @@ pub fn vm(o: &Options) -> Result<bool, String> {
         };
         let mut append =
             format!("console=ttyS0 panic=-1 quiet tcperr.families={}", o.families.join(","));
+        if o.check {
+            append.push_str(" tcperr.check");
+        }
         if !o.scenarios.is_empty() {
             append.push_str(&format!(" tcperr.scenarios={}", o.scenarios.join(",")));
         }
@@ -332,6 +344,9 @@ pub fn vm(o: &Options) -> Result<bool, String> {
             "==> vm: {k}: {} in {secs:.1}s",
             guest.unwrap_or_default().trim_start_matches("TCPERR-GUEST ")
         );
+        for l in lines.iter().filter_map(|l| l.strip_prefix("TCPERR-CHECK ")) {
+            eprintln!("    check: {l}");
+        }
         for l in lines.iter().filter(|l| l.starts_with("TCPERR-GUEST family=")) {
             eprintln!("    {}", l.trim_start_matches("TCPERR-GUEST "));
         }
