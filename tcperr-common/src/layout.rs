@@ -90,6 +90,19 @@ pub struct KernelLayout {
     // --- function arguments ---
     /// Index of `flags` among `tcp_recvmsg`'s parameters (4 before Linux 5.19, then 3).
     pub recvmsg_flags_arg: u32,
+
+    // --- SYNs a full accept queue drops (`consume_skb.rs`) ---
+    /// `sk_buff._skb_refdst` (the input route, low bit a flag), `dst_entry.dev`: the namespace
+    /// of a segment whose `dev` the TCP receive path has cleared.
+    pub skb_refdst: u32,
+    pub dst_dev: u32,
+    /// `net.ipv4.sysctl_tcp_syncookies` (u8).
+    pub net_syncookies: u32,
+    /// `tcp_rcv_state_process` in kernel text (from /proc/kallsyms): its address (high and low
+    /// 32 bits) and length. `consume_skb`'s caller inside it is a listener done with a SYN.
+    pub syn_site_hi: u32,
+    pub syn_site_lo: u32,
+    pub syn_site_len: u32,
 }
 
 impl KernelLayout {
@@ -141,6 +154,12 @@ impl KernelLayout {
         tp_synack_skaddr: ABSENT,
         tp_synack_req: ABSENT,
         recvmsg_flags_arg: ABSENT,
+        skb_refdst: ABSENT,
+        dst_dev: ABSENT,
+        net_syncookies: ABSENT,
+        syn_site_hi: ABSENT,
+        syn_site_lo: ABSENT,
+        syn_site_len: 0,
     };
 }
 

@@ -29,11 +29,13 @@ pub mod program {
     pub const FEXIT_CTX_TCP_RECVMSG: &str = "fexit_ctx_tcp_recvmsg";
     pub const KPROBE_TCP_RECVMSG: &str = "kprobe_tcp_recvmsg";
     pub const KRETPROBE_TCP_RECVMSG: &str = "kretprobe_tcp_recvmsg";
+    /// SYNs a full accept queue dropped (`consume_skb.rs`).
+    pub const CONSUME_SKB: &str = "consume_skb";
     /// The benchmark's floor programs (`floor.rs`).
     pub const FLOOR_SOCK_SEND_LENGTH: &str = "floor_sock_send_length";
     pub const FLOOR_SOCK_RECV_LENGTH: &str = "floor_sock_recv_length";
 
-    pub const ALL: [&str; 25] = [
+    pub const ALL: [&str; 26] = [
         TCP_RECEIVE_RESET,
         RAW_TCP_RECEIVE_RESET,
         TCP_SEND_RESET,
@@ -59,6 +61,7 @@ pub mod program {
         KRETPROBE_TCP_RECVMSG,
         FLOOR_SOCK_SEND_LENGTH,
         FLOOR_SOCK_RECV_LENGTH,
+        CONSUME_SKB,
     ];
 }
 
@@ -76,8 +79,11 @@ pub mod map {
     pub const WOKE: &str = "WOKE";
     pub const SENDING: &str = "SENDING";
     pub const RECEIVING: &str = "RECEIVING";
+    /// Kernel side only: each listening socket by namespace and port (`listeners.rs`).
+    pub const LISTENERS: &str = "LISTENERS";
 
-    pub const ALL: [&str; 7] = [EVENTS, LOST, HELD_CLOSE, LAST_RST, WOKE, SENDING, RECEIVING];
+    pub const ALL: [&str; 8] =
+        [EVENTS, LOST, HELD_CLOSE, LAST_RST, WOKE, SENDING, RECEIVING, LISTENERS];
 }
 
 /// Read-only globals userspace sets before load.

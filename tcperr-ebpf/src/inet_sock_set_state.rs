@@ -17,6 +17,7 @@ use crate::{
     held_close::hold_close,
     last_rst::{forget_rst_of, just_reset},
     layout::layout,
+    listeners::note_listener,
     sock::{Direct, Head, SockMem, sock_info_of},
 };
 
@@ -32,6 +33,7 @@ pub fn raw_inet_sock_set_state(ctx: RawTracePointContext) -> i32 {
 
 #[inline(always)]
 fn state_change<M: SockMem>(sk: u64, old: u8, new: u8) -> i32 {
+    note_listener::<M>(sk, old, new); // for the SYNs a full accept queue drops (consume_skb.rs)
     if matches!(new, state::SYN_SENT | state::SYN_RECV | state::LISTEN) {
         forget_rst_of(sk); // a new socket, maybe at a reset one's address
     }

@@ -18,7 +18,7 @@ pub fn overflow(sk: u64, mut sock: tcperr_common::SockInfo, action: u32) -> Acce
         backlog: read(sk, layout!(sk_max_ack_backlog)),
         queued: read(sk, layout!(sk_ack_backlog)),
         action,
-        _pad: 0,
+        syncookies: tcperr_common::ABSENT,
     }
 }
 

@@ -12,6 +12,7 @@
 #![no_main]
 
 mod call_result;
+mod consume_skb;
 mod emit;
 mod floor;
 mod held_close;
@@ -20,6 +21,7 @@ mod inet_sock_set_state;
 mod last_rst;
 mod layout;
 mod listener;
+mod listeners;
 mod skb;
 mod sock;
 mod sock_def_error_report;

@@ -298,7 +298,7 @@ mod tests {
                 backlog: 1,
                 queued: 2,
                 action: 1,
-                _pad: 0,
+                syncookies: tcperr_common::ABSENT,
             }),
         ];
         let mut x: u64 = 0x2545_f491_4f6c_dd1d;

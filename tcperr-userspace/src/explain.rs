@@ -68,6 +68,18 @@ pub fn explain(ev: &Event, peer: &str, rst_reasons: &BTreeMap<u64, String>) -> S
             "the accept queue of this listener was full ({} waiting, backlog {}): the kernel reset {peer} instead of completing its connection (net.ipv4.tcp_abort_on_overflow=1): its next read fails with \"connection reset by peer\"",
             e.queued, e.backlog
         ),
+        Event::AcceptQueueFull(e) if e.action == AcceptQueueFull::SYN_DROPPED => format!(
+            "the accept queue of this listener was full ({} waiting, backlog {}): the kernel dropped the SYN of {peer}{}; the client retransmits its SYN (after 1 s, 3 s, 7 s, ...) and its connect() waits, then fails with ETIMEDOUT if the queue never drains",
+            e.queued,
+            e.backlog,
+            match e.syncookies {
+                0 => " (net.ipv4.tcp_syncookies=0)".to_owned(),
+                ABSENT => String::new(),
+                n => format!(
+                    " (net.ipv4.tcp_syncookies={n} sends no cookie instead: cookies stand in for a full SYN queue, never for a full accept queue)"
+                ),
+            }
+        ),
         Event::AcceptQueueFull(e) => format!(
             "the accept queue of this listener was full ({} waiting, backlog {}): the kernel dropped the final ACK of {peer}, which believes it is connected while nothing accepts it (net.ipv4.tcp_abort_on_overflow=0): it sees retransmissions, then maybe a timeout",
             e.queued, e.backlog

@@ -31,6 +31,7 @@ pub mod serve;
 pub mod stakes;
 pub mod story;
 pub mod summary;
+pub mod syn_drops;
 pub mod trace;
 pub mod tracefs;
 pub mod writer;

@@ -20,10 +20,12 @@ pub enum Source {
     StateChange,
     SocketError,
     AcceptQueueFull,
+    /// SYNs a full accept queue dropped: `accept_queue_full` events of action `syn_dropped`.
+    SynDropped,
 }
 
 impl Source {
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::RstReceived,
         Self::RstSent,
         Self::SendError,
@@ -31,6 +33,7 @@ impl Source {
         Self::StateChange,
         Self::SocketError,
         Self::AcceptQueueFull,
+        Self::SynDropped,
     ];
 
     /// The source's name: the kind(s) of event it produces.
@@ -43,6 +46,7 @@ impl Source {
             Self::StateChange => EventKind::StateChange.name(),
             Self::SocketError => EventKind::SocketError.name(),
             Self::AcceptQueueFull => EventKind::AcceptQueueFull.name(),
+            Self::SynDropped => "syn_dropped",
         }
     }
 }
@@ -444,6 +448,9 @@ pub fn plan(tracefs: &Tracefs, btf: &Btf) -> Result<Plan> {
                     P::RAW_INET_SOCK_SET_STATE,
                 ),
                 Source::AcceptQueueFull => accept_queue_full(btf, tracefs, &mut layout),
+                Source::SynDropped => {
+                    vec![candidate(Family::TracePoint, crate::syn_drops::hook(btf, &mut layout))]
+                }
                 Source::SocketError => socket_error(btf),
             };
             Choice { source, candidates }

@@ -141,8 +141,12 @@ pub struct AcceptQueue {
     pub backlog: u32,
     /// Connections waiting for accept() (`sk_ack_backlog`).
     pub queued: u32,
-    /// "dropped" (the client's final ACK was dropped; `tcp_abort_on_overflow=0`) or "reset".
+    /// "dropped" (the client's final ACK was dropped; `tcp_abort_on_overflow=0`), "reset", or
+    /// "syn_dropped" (the client's SYN was dropped: the queue was full when it came).
     pub action: &'static str,
+    /// `net.ipv4.tcp_syncookies` of the listener's namespace, for a SYN dropped (a full accept
+    /// queue drops SYNs whatever it says: no cookie was sent instead); else None.
+    pub syncookies: Option<u32>,
     /// The open files and `RLIMIT_NOFILE` soft limit of the process named (the first in
     /// `out_of_files`, else the listener's owner), when known: at the limit, its accept() fails
     /// with EMFILE ("too many open files").

@@ -848,3 +848,46 @@ fn closing_a_listener_with_a_connection_still_queued_resets_it_as_never_accepted
     let text = sent.and_then(|r| r["explanation"].as_str()).unwrap_or_default();
     assert!(text.contains("accept queue") && !text.contains("SO_LINGER"), "{text}");
 }
+
+/// SYNs at a full accept queue (issue #20 item 2): one `accept_queue_full` per client whose SYN
+/// was dropped, action `syn_dropped`, named after the listener's owner, with the backlog, the
+/// queue and the namespace's `tcp_syncookies` (which changes nothing: no cookie is sent).
+fn assert_syn_flood(scenario: &str, syncookies: u64) {
+    assert_scenario(scenario);
+    let (run, reports, _) = trace(scenario);
+    let drops: Vec<_> =
+        reports.iter().filter(|r| run.owns(r) && r["kind"] == "accept_queue_full").collect();
+    if !tcperr_scenarios::scenarios::kernel_tells_syn_drops() {
+        assert!(drops.is_empty(), "{drops:#?}");
+        return;
+    }
+    assert_eq!(drops.len(), 4, "{drops:#?}");
+    for d in drops {
+        let q = &d["accept_queue"];
+        assert_eq!(
+            (
+                q["action"].as_str(),
+                q["syncookies"].as_u64(),
+                q["backlog"].as_u64(),
+                q["queued"].as_u64()
+            ),
+            (Some("syn_dropped"), Some(syncookies), Some(0), Some(1)),
+            "{d:#}"
+        );
+        assert_eq!(
+            (d["comm"].as_str(), d["lport"].as_u64()),
+            (Some("server"), Some(u64::from(run.server_port)))
+        );
+        assert!(d["explanation"].as_str().expect("text").contains("dropped the SYN"), "{d:#}");
+    }
+}
+
+#[test]
+fn syns_at_a_full_accept_queue_are_dropped_one_event_per_client() {
+    assert_syn_flood("syn_flood_accept_queue_full", 0);
+}
+
+#[test]
+fn syns_at_a_full_accept_queue_are_dropped_with_syncookies_on_too() {
+    assert_syn_flood("syn_flood_accept_queue_full_syncookies", 1);
+}

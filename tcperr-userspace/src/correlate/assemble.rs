@@ -1,6 +1,6 @@
 //! What an event becomes: first its [`Brief`] (all the filters, summary and storm folding need),
 //! then, for an event they admit, its [`Report`] with the words.
-use tcperr_common::{AcceptQueueFull, tcp::AF_INET6};
+use tcperr_common::{ABSENT, AcceptQueueFull, tcp::AF_INET6};
 
 use super::{Correlator, Seen};
 use crate::{
@@ -61,7 +61,13 @@ fn accept_queue(e: &AcceptQueueFull, files: Option<&ListenerFiles>) -> AcceptQue
     AcceptQueue {
         backlog: e.backlog,
         queued: e.queued,
-        action: if e.action == AcceptQueueFull::RESET { "reset" } else { "dropped" },
+        action: match e.action {
+            AcceptQueueFull::RESET => "reset",
+            AcceptQueueFull::SYN_DROPPED => "syn_dropped",
+            _ => "dropped",
+        },
+        syncookies: (e.action == AcceptQueueFull::SYN_DROPPED && e.syncookies != ABSENT)
+            .then_some(e.syncookies),
         open_files: named.map(|u| u.0),
         max_open_files: named.map(|u| u.1),
         out_of_files: at_limit.to_vec(),

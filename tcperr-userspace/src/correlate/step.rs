@@ -293,7 +293,7 @@ mod tests {
             backlog,
             queued,
             action,
-            _pad: 0,
+            syncookies: tcperr_common::ABSENT,
         })
     }
 

@@ -15,6 +15,8 @@ mod refused;
 mod reset_by_abort;
 mod reset_by_unread_data;
 mod silent_peer;
+mod syn_flood;
+pub use syn_flood::kernel_tells_syn_drops;
 mod unanswered;
 
 /// Every scenario, by name.
@@ -32,6 +34,8 @@ pub const ALL: &[&str] = &[
     "accept_queue_overflow_drop",
     "too_many_open_files",
     "prefork_too_many_open_files",
+    "syn_flood_accept_queue_full",
+    "syn_flood_accept_queue_full_syncookies",
 ];
 
 /// Runs scenario `name`; Err names the valid ones or says what the kernel did not do.
@@ -53,6 +57,8 @@ pub fn run(name: &str) -> Result<Run, String> {
         "prefork_too_many_open_files" => {
             accept_queue_overflow::run(false, Listener::PreforkOutOfFiles)
         }
+        "syn_flood_accept_queue_full" => syn_flood::run(false),
+        "syn_flood_accept_queue_full_syncookies" => syn_flood::run(true),
         _ => Err(format!("unknown scenario {name:?}; valid: {}", ALL.join(", "))),
     }?;
     // (after the scenario's function returned: its sockets are closed, their last RSTs sent)
