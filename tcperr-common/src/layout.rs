@@ -103,6 +103,17 @@ pub struct KernelLayout {
     pub syn_site_hi: u32,
     pub syn_site_lo: u32,
     pub syn_site_len: u32,
+
+    // --- TCP segments the kernel drops (`kfree_skb.rs`) ---
+    /// Index of `kfree_skb`'s `reason` argument (Linux 5.17+), of its `rx_sk` (6.13+), else
+    /// ABSENT.
+    pub kfree_skb_reason_arg: u32,
+    pub kfree_skb_rx_sk_arg: u32,
+    /// `sk_buff.sk`: the socket a buffer belongs to (the sender's on the way out).
+    pub skb_sk: u32,
+    /// Bit `r % 32` of word `r / 32`: drop reason `r` is reported (the causes users act on);
+    /// reasons from 256 on never are.
+    pub drop_reasons: [u32; 8],
 }
 
 impl KernelLayout {
@@ -160,6 +171,10 @@ impl KernelLayout {
         syn_site_hi: ABSENT,
         syn_site_lo: ABSENT,
         syn_site_len: 0,
+        kfree_skb_reason_arg: ABSENT,
+        kfree_skb_rx_sk_arg: ABSENT,
+        skb_sk: ABSENT,
+        drop_reasons: [0; 8],
     };
 }
 

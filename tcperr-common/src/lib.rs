@@ -13,7 +13,7 @@ pub mod names;
 pub mod tcp;
 
 pub use event::{
-    AcceptQueueFull, EventHeader, EventKind, RecvEof, RecvError, RstReceived, RstSent, SendError,
-    SockInfo, SocketError, Stakes, StateChange, WAKEUP_BATCH_NS,
+    AcceptQueueFull, Drop, EventHeader, EventKind, RecvEof, RecvError, RstReceived, RstSent,
+    SendError, SockInfo, SocketError, Stakes, StateChange, WAKEUP_BATCH_NS,
 };
 pub use layout::{ABSENT, KernelLayout};

@@ -31,11 +31,13 @@ pub mod program {
     pub const KRETPROBE_TCP_RECVMSG: &str = "kretprobe_tcp_recvmsg";
     /// SYNs a full accept queue dropped (`consume_skb.rs`).
     pub const CONSUME_SKB: &str = "consume_skb";
+    /// TCP segments the kernel dropped, with its reason (`kfree_skb.rs`).
+    pub const KFREE_SKB: &str = "kfree_skb";
     /// The benchmark's floor programs (`floor.rs`).
     pub const FLOOR_SOCK_SEND_LENGTH: &str = "floor_sock_send_length";
     pub const FLOOR_SOCK_RECV_LENGTH: &str = "floor_sock_recv_length";
 
-    pub const ALL: [&str; 26] = [
+    pub const ALL: [&str; 27] = [
         TCP_RECEIVE_RESET,
         RAW_TCP_RECEIVE_RESET,
         TCP_SEND_RESET,
@@ -62,6 +64,7 @@ pub mod program {
         FLOOR_SOCK_SEND_LENGTH,
         FLOOR_SOCK_RECV_LENGTH,
         CONSUME_SKB,
+        KFREE_SKB,
     ];
 }
 

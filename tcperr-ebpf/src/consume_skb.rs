@@ -42,10 +42,7 @@ fn syn_consumed(skb: u64) {
         return;
     }
     let mut sock = segment_tuple(skb);
-    // (`skb->dev` is cleared before a listener sees the segment; its input route still names
-    // the device, and so the namespace)
-    let dst = read::<u64>(skb, layout!(skb_refdst)) & !1;
-    let net: u64 = read(read::<u64>(dst, layout!(dst_dev)), layout!(netdev_net));
+    let net = route_net(skb);
     sock.netns = read(net, layout!(net_ns_inum));
     let Some(sk) = listener_of(sock.netns, sock.lport) else {
         return;
@@ -56,4 +53,12 @@ fn syn_consumed(skb: u64) {
     let mut e = overflow(sk, sock, AcceptQueueFull::SYN_DROPPED);
     e.syncookies = u32::from(read::<u8>(net, layout!(net_syncookies)));
     emit(&e);
+}
+
+/// The `struct net` of `skb`'s route: `skb->dev` is cleared before a listener (or a socket's
+/// filter) sees a segment; its input route still names the device, and so the namespace.
+#[inline(always)]
+pub fn route_net(skb: u64) -> u64 {
+    let dst = read::<u64>(skb, layout!(skb_refdst)) & !1;
+    read(read::<u64>(dst, layout!(dst_dev)), layout!(netdev_net))
 }

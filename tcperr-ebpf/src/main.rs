@@ -18,6 +18,7 @@ mod floor;
 mod held_close;
 mod inet_sk_error_report;
 mod inet_sock_set_state;
+mod kfree_skb;
 mod last_rst;
 mod layout;
 mod listener;

@@ -3,8 +3,8 @@
 use std::{fmt, mem::size_of};
 
 use tcperr_common::{
-    AcceptQueueFull, EventHeader, EventKind, RecvEof, RecvError, RstReceived, RstSent, SendError,
-    SockInfo, SocketError, StateChange, tcp::errno,
+    AcceptQueueFull, Drop, EventHeader, EventKind, RecvEof, RecvError, RstReceived, RstSent,
+    SendError, SockInfo, SocketError, StateChange, tcp::errno,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,6 +17,7 @@ pub enum Event {
     StateChange(StateChange),
     SocketError(SocketError),
     AcceptQueueFull(AcceptQueueFull),
+    Drop(Drop),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,6 +66,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         EventKind::StateChange => Event::StateChange(read(kind, bytes)?),
         EventKind::SocketError => Event::SocketError(read(kind, bytes)?),
         EventKind::AcceptQueueFull => Event::AcceptQueueFull(read(kind, bytes)?),
+        EventKind::Drop => Event::Drop(read(kind, bytes)?),
     })
 }
 
@@ -79,6 +81,7 @@ impl Event {
             Self::StateChange(e) => &e.header,
             Self::SocketError(e) => &e.header,
             Self::AcceptQueueFull(e) => &e.header,
+            Self::Drop(e) => &e.header,
         }
     }
 
@@ -92,6 +95,7 @@ impl Event {
             Self::StateChange(e) => &e.sock,
             Self::SocketError(e) => &e.sock,
             Self::AcceptQueueFull(e) => &e.sock,
+            Self::Drop(e) => &e.sock,
         }
     }
 
@@ -104,7 +108,9 @@ impl Event {
             Self::RecvError(e) => Some(&e.stakes),
             Self::RecvEof(e) => Some(&e.stakes),
             Self::SocketError(e) => Some(&e.stakes),
-            Self::RstSent(_) | Self::StateChange(_) | Self::AcceptQueueFull(_) => None,
+            Self::RstSent(_) | Self::StateChange(_) | Self::AcceptQueueFull(_) | Self::Drop(_) => {
+                None
+            }
         }
     }
 
@@ -119,6 +125,7 @@ impl Event {
             Self::StateChange(_) => EventKind::StateChange,
             Self::SocketError(_) => EventKind::SocketError,
             Self::AcceptQueueFull(_) => EventKind::AcceptQueueFull,
+            Self::Drop(_) => EventKind::Drop,
         }
     }
 
@@ -152,7 +159,8 @@ impl Event {
             Self::RstSent(_)
             | Self::RecvEof(_)
             | Self::StateChange(_)
-            | Self::AcceptQueueFull(_) => 0,
+            | Self::AcceptQueueFull(_)
+            | Self::Drop(_) => 0,
         };
         (e != 0).then_some(e)
     }

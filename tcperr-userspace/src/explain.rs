@@ -85,6 +85,16 @@ pub fn explain(ev: &Event, peer: &str, rst_reasons: &BTreeMap<u64, String>) -> S
             e.queued, e.backlog
         ),
         Event::StateChange(e) => format!("{} → {}", state_name(e.oldstate), state_name(e.newstate)),
+        Event::Drop(e) => {
+            let name = crate::drops::reason_name(e.reason);
+            format!(
+                "the kernel dropped a segment {} {peer}: {}{}",
+                if e.outgoing != 0 { "to" } else { "from" },
+                name.unwrap_or("an unnamed reason"),
+                name.and_then(crate::drops::cause_of)
+                    .map_or(String::new(), |c| format!(": {}", c.words()))
+            )
+        }
     }
 }
 

@@ -10,6 +10,7 @@ pub mod check;
 pub mod cli;
 pub mod correlate;
 pub mod decode;
+pub mod drops;
 pub mod error_names;
 pub mod explain;
 pub mod filter;

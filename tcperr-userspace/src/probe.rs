@@ -22,10 +22,12 @@ pub enum Source {
     AcceptQueueFull,
     /// SYNs a full accept queue dropped: `accept_queue_full` events of action `syn_dropped`.
     SynDropped,
+    /// TCP segments the kernel dropped, for the reasons users act on: `drop` events.
+    Drop,
 }
 
 impl Source {
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::RstReceived,
         Self::RstSent,
         Self::SendError,
@@ -34,6 +36,7 @@ impl Source {
         Self::SocketError,
         Self::AcceptQueueFull,
         Self::SynDropped,
+        Self::Drop,
     ];
 
     /// The source's name: the kind(s) of event it produces.
@@ -47,6 +50,7 @@ impl Source {
             Self::SocketError => EventKind::SocketError.name(),
             Self::AcceptQueueFull => EventKind::AcceptQueueFull.name(),
             Self::SynDropped => "syn_dropped",
+            Self::Drop => EventKind::Drop.name(),
         }
     }
 }
@@ -448,6 +452,9 @@ pub fn plan(tracefs: &Tracefs, btf: &Btf) -> Result<Plan> {
                     P::RAW_INET_SOCK_SET_STATE,
                 ),
                 Source::AcceptQueueFull => accept_queue_full(btf, tracefs, &mut layout),
+                Source::Drop => {
+                    vec![candidate(Family::TracePoint, crate::drops::hook(btf, &mut layout))]
+                }
                 Source::SynDropped => {
                     vec![candidate(Family::TracePoint, crate::syn_drops::hook(btf, &mut layout))]
                 }

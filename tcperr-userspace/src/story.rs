@@ -139,6 +139,16 @@ pub enum Cause {
     NotAccepted,
     /// The peer closed its listener before accepting this connection.
     PeerListenerClosed,
+    /// (`drop`) A queue was full: a socket's receive buffer or backlog, a listener's, a CPU's.
+    QueueOverflow,
+    /// (`drop`) A firewall or filter dropped the segment (netfilter, socket filter, BPF, tc).
+    Filtered,
+    /// (`drop`) TCP or the kernel was out of memory for the segment.
+    MemoryPressure,
+    /// (`drop`) Its timestamp (PAWS) or sequence numbers did not fit the connection.
+    PawsOrSequence,
+    /// (`drop`) It lay outside the receive window.
+    OutOfWindow,
     Unknown,
 }
 
@@ -164,6 +174,11 @@ impl Cause {
             Self::TimeWait => "time_wait",
             Self::NotAccepted => "not_accepted",
             Self::PeerListenerClosed => "peer_listener_closed",
+            Self::QueueOverflow => "queue_overflow",
+            Self::Filtered => "filtered",
+            Self::MemoryPressure => "memory_pressure",
+            Self::PawsOrSequence => "paws_or_sequence",
+            Self::OutOfWindow => "out_of_window",
             Self::Unknown => "unknown",
         }
     }

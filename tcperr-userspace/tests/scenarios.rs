@@ -891,3 +891,27 @@ fn syns_at_a_full_accept_queue_are_dropped_one_event_per_client() {
 fn syns_at_a_full_accept_queue_are_dropped_with_syncookies_on_too() {
     assert_syn_flood("syn_flood_accept_queue_full_syncookies", 1);
 }
+
+/// Segments the kernel dropped (issue #20 item 1): the silent peer's socket filter drops every
+/// segment of the client; with `--all` each is a `drop` on the server's socket, reason
+/// `SOCKET_FILTER` as the running kernel names it, cause `filtered`, named after the server's
+/// process.
+/// Without `--all` none is shown (`silent_peer`'s exact events above have no `drop`).
+#[test]
+fn segments_a_socket_filter_drops_are_drop_events_with_the_kernels_reason_under_all() {
+    let (run, reports, _) = trace_in_mode("silent_peer", &Config::default(), true);
+    let drops: Vec<_> = reports.iter().filter(|r| run.owns(r) && r["kind"] == "drop").collect();
+    assert!(!drops.is_empty(), "no drop in {reports:#?}");
+    for d in &drops {
+        assert_eq!(
+            (d["reason"].as_str(), d["cause"].as_str(), d["lport"].as_u64()),
+            (Some("SOCKET_FILTER"), Some("filtered"), Some(u64::from(run.server_port))),
+            "{d:#}"
+        );
+        assert_eq!(d["counted_as"], serde_json::Value::Null, "{d:#}");
+        assert!(d["explanation"].as_str().expect("text").contains("filter"), "{d:#}");
+    }
+    // The socket is the server's (accepted: its process, found in /proc, not its thread).
+    let server = run.actors.iter().find(|a| a.name == "server").expect("server actor");
+    assert!(drops.iter().all(|d| d["pid"].as_u64() == Some(u64::from(server.pid))), "{drops:#?}");
+}

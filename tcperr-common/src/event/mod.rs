@@ -3,6 +3,7 @@
 //! that proves it (`vm/src/scenarios/`).
 
 mod accept_queue_full;
+mod drop;
 mod recv_eof;
 mod recv_error;
 mod rst_received;
@@ -12,6 +13,7 @@ mod socket_error;
 mod state_change;
 
 pub use accept_queue_full::AcceptQueueFull;
+pub use drop::Drop;
 pub use recv_eof::RecvEof;
 pub use recv_error::RecvError;
 pub use rst_received::RstReceived;
@@ -40,6 +42,8 @@ pub enum EventKind {
     SocketError = 7,
     /// A listener's accept queue overflowed (see [`AcceptQueueFull`]).
     AcceptQueueFull = 8,
+    /// `skb:kfree_skb`: the kernel dropped a TCP segment, with its reason (see [`Drop`]).
+    Drop = 9,
 }
 
 impl EventKind {
@@ -53,6 +57,7 @@ impl EventKind {
             6 => Self::StateChange,
             7 => Self::SocketError,
             8 => Self::AcceptQueueFull,
+            9 => Self::Drop,
             _ => return None,
         })
     }
@@ -68,6 +73,7 @@ impl EventKind {
             Self::StateChange => "state_change",
             Self::SocketError => "socket_error",
             Self::AcceptQueueFull => "accept_queue_full",
+            Self::Drop => "drop",
         }
     }
 }

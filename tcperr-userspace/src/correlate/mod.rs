@@ -173,6 +173,7 @@ impl Correlator {
         };
         let reason = match ev {
             Event::RstSent(e) => reason_name(e.reason, &self.rst_reasons).map(str::to_owned),
+            Event::Drop(e) => crate::drops::reason_name(e.reason).map(str::to_owned),
             _ => None,
         };
         // The other end's account of a reset: for the causes of failed calls here, and for the

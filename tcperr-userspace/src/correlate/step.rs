@@ -54,10 +54,21 @@ impl Verdict {
         Self { report_it: true, cause, pending_rst: None }
     }
 
+    /// A segment the kernel dropped (`reason`: its name): context, shown with `--all` (its cause
+    /// from the reason's group).
+    #[inline]
+    pub(super) fn dropped(reason: Option<&str>) -> Self {
+        let cause = reason.and_then(crate::drops::cause_of).map(|c| c.cause());
+        Self { report_it: false, ..Self::report(Some(cause.unwrap_or(Cause::Unknown))) }
+    }
+
     /// The verdict on an event without a socket (`sk` 0): reported; an RST sent is classed from
     /// its reason alone, its connection all there is.
     #[inline]
     pub(super) fn without_socket(s: &Seen, reason: Option<&str>) -> Self {
+        if let Event::Drop(_) = s.ev {
+            return Self::dropped(reason);
+        }
         let Event::RstSent(_) = s.ev else { return Self::report(None) };
         let c = story::rst_sent_cause(reason, false, false);
         let pending_rst =
@@ -110,6 +121,7 @@ impl SockEntry {
                 Verdict { report_it: cause != Cause::PeerClosed, ..Verdict::report(Some(cause)) }
             }
             Event::AcceptQueueFull(e) => self.accept_queue_full(e, s),
+            Event::Drop(_) => Verdict::dropped(reason),
         }
     }
 
