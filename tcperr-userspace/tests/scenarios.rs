@@ -915,3 +915,59 @@ fn segments_a_socket_filter_drops_are_drop_events_with_the_kernels_reason_under_
     let server = run.actors.iter().find(|a| a.name == "server").expect("server actor");
     assert!(drops.iter().all(|d| d["pid"].as_u64() == Some(u64::from(server.pid))), "{drops:#?}");
 }
+
+/// A firewall drop (issue #20 item 1): in a network namespace of its own, an nftables rule
+/// (Debian's `nft`) drops what comes in for a listener's port; a client's SYN is dropped once
+/// (its retransmission, 1 s later, is not waited for). Under `--all` exactly that one segment
+/// is a `drop`: reason `NETFILTER_DROP` as the running kernel names it, cause `filtered`, the
+/// listener's port as local, the client's as remote, in that namespace, and no process (the
+/// segment never reached a socket).
+#[test]
+fn a_syn_an_nftables_rule_drops_is_one_drop_event_named_netfilter_under_all() {
+    use std::{io::Write as _, os::unix::fs::MetadataExt as _, process::Command};
+    let mut tracer =
+        Tracer::start(&Config::default()).unwrap_or_else(|e| panic!("tcperr cannot start: {e}"));
+    let mut correlator = Correlator::new(tracer.plan.rst_reasons.clone(), true);
+    let started = tcperr_common::clock::monotonic_ns();
+    let running = std::thread::spawn(|| -> Result<(u16, u16, u64), String> {
+        let ns = tcperr_scenarios::netns::Netns::new(&[]).map_err(|e| e.to_string())?;
+        ns.enter().map_err(|e| e.to_string())?;
+        let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        // (`nft` runs in this thread's namespace: a child inherits its creator's)
+        let mut nft = Command::new("nft")
+            .args(["-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("nft (Debian's nftables): {e}"))?;
+        let rules = format!(
+            "table inet tcperr_test {{\n chain input {{\n  type filter hook input priority 0; policy accept;\n  tcp dport {} drop\n }}\n}}\n",
+            addr.port()
+        );
+        nft.stdin.take().expect("stdin").write_all(rules.as_bytes()).map_err(|e| e.to_string())?;
+        let status = nft.wait().map_err(|e| e.to_string())?;
+        if !status.success() {
+            return Err(format!("nft: {status}"));
+        }
+        let c = sock::stalled_connect(addr).map_err(|e| e.to_string())?;
+        let client_port = c.local_addr().map_err(|e| e.to_string())?.port();
+        std::thread::sleep(Duration::from_millis(300));
+        let netns = std::fs::metadata("/proc/thread-self/ns/net").map_err(|e| e.to_string())?;
+        Ok((addr.port(), client_port, netns.ino()))
+    });
+    let reports = reports_until(&mut tracer, &mut correlator, || running.is_finished());
+    let (port, client_port, netns) = running.join().expect("thread").expect("firewall scenario");
+    let drops: Vec<_> = reports
+        .iter()
+        .filter(|r| r["kind"] == "drop" && r["ts_ns"].as_u64().is_some_and(|t| t >= started))
+        .filter(|r| r["lport"] == port && r["netns"] == netns)
+        .collect();
+    assert_eq!(drops.len(), 1, "{drops:#?}");
+    let d = drops[0];
+    assert_eq!(
+        (d["reason"].as_str(), d["cause"].as_str(), d["rport"].as_u64(), d["pid"].as_u64()),
+        (Some("NETFILTER_DROP"), Some("filtered"), Some(u64::from(client_port)), None),
+        "{d:#}"
+    );
+    assert!(d["explanation"].as_str().expect("text").contains("firewall"), "{d:#}");
+}
