@@ -55,6 +55,13 @@ pub struct PortLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DropLabels {
+    /// The drop's cause class (README "Causes": queue_overflow, filtered, ...): a handful of
+    /// values, so not under the cap.
+    pub cause: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SourceLabels {
     /// What is traced (send_error, rst_received, ...).
     pub source: String,
@@ -77,6 +84,7 @@ pub struct Metrics {
     socket_errors: Family<ErrorLabels, Counter>,
     resets: Family<ResetLabels, Counter>,
     overflows: Family<PortLabels, Counter>,
+    drops: Family<DropLabels, Counter>,
     orderly_closes: Counter,
     events: Counter,
     lost: Counter,
@@ -129,6 +137,12 @@ impl Metrics {
             "Connections a listener's full accept queue could not take, by listening port",
             overflows.clone(),
         );
+        let drops = Family::<DropLabels, Counter>::default();
+        r.register(
+            "tcperr_drops",
+            "TCP segments the kernel dropped for a reason users act on (drop events), by cause",
+            drops.clone(),
+        );
         let orderly_closes = Counter::default();
         r.register(
             "tcperr_orderly_closes",
@@ -179,6 +193,7 @@ impl Metrics {
             socket_errors,
             resets,
             overflows,
+            drops,
             orderly_closes,
             events,
             lost,
@@ -231,6 +246,9 @@ impl Metrics {
             // (bounded by directions × causes: past the cap, still counted)
             self.admit(LabelSet::Reset(labels.clone()));
             self.resets.get_or_create(&labels).inc();
+        }
+        if b.kind == "drop" {
+            self.drops.get_or_create(&DropLabels { cause: cause() }).inc();
         }
         if b.kind == "accept_queue_full" {
             let labels = PortLabels { port: b.lport };
@@ -351,6 +369,30 @@ mod tests {
             text.contains("tcperr_build_info{version=\"0.1.0\",kernel=\"6.18.0\"} 1"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn drops_are_counted_by_cause_shown_or_not() {
+        let mut m = Metrics::new("0.1.0", "6.18.0", &[], false);
+        let drop = |cause| Brief {
+            kind: "drop",
+            errno_code: None,
+            shown: false,
+            counts_as: Counted::Not,
+            ..error("server", 0, cause)
+        };
+        m.count(&drop(Cause::Filtered));
+        m.count(&drop(Cause::Filtered));
+        m.count(&drop(Cause::QueueOverflow));
+        let text = encode(&m.registry());
+        assert_eq!(
+            sample(&text, "tcperr_drops_total"),
+            [
+                "tcperr_drops_total{cause=\"filtered\"} 2",
+                "tcperr_drops_total{cause=\"queue_overflow\"} 1",
+            ]
+        );
+        assert!(sample(&text, "tcperr_socket_errors_total").is_empty(), "{text}");
     }
 
     #[test]

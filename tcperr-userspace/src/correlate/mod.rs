@@ -201,8 +201,10 @@ impl Correlator {
         }
         let shown = verdict.report_it || self.all;
         let brief = assemble::brief(&s, verdict.cause, shown);
-        // (what is not shown reaches `admit` only if the summary counts it)
-        if !shown && brief.counts_as == crate::report::Counted::Not {
+        // (what is not shown reaches `admit` only if the summary counts it, or the metrics: a
+        // drop)
+        if !shown && brief.counts_as == crate::report::Counted::Not && !matches!(ev, Event::Drop(_))
+        {
             return None;
         }
         if !admit(&brief) || !shown {
