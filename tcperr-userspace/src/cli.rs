@@ -98,6 +98,12 @@ pub struct TraceArgs {
     /// /etc/localtime; the TIME column says which). JSON is always UTC.
     #[arg(long)]
     pub utc: bool,
+    /// Colour human output by severity (errors red, resets sent yellow, orderly closes green):
+    /// auto (when stdout is a terminal and NO_COLOR is unset), always, never. On a terminal the
+    /// columns fit its width and the explanation is on the lines below; into a pipe or file,
+    /// one line per event.
+    #[arg(long, value_name = "WHEN", value_enum, default_value_t = crate::tty::ColorChoice::Auto)]
+    pub color: crate::tty::ColorChoice,
     /// Add the kernel address of each event's socket (`sk`) to JSON: for debugging tcperr;
     /// it is a kernel pointer, which logs should not carry.
     #[arg(long)]

@@ -35,4 +35,5 @@ pub mod summary;
 pub mod syn_drops;
 pub mod trace;
 pub mod tracefs;
+pub mod tty;
 pub mod writer;

@@ -37,6 +37,7 @@ fn main() -> ExitCode {
         }
         Command::Query(args) => query(args),
         Command::Trace(args) => {
+            tcperr_userspace::tty::init(args.color);
             let opts = Options {
                 format: if args.json { Format::Json } else { Format::Human },
                 filter: Filter {

@@ -21,7 +21,7 @@ pub fn use_utc(utc: bool) {
     let _ = ZONE.set(crate::report::human_zone(utc));
 }
 
-fn zone() -> &'static jiff::tz::TimeZone {
+pub(crate) fn zone() -> &'static jiff::tz::TimeZone {
     ZONE.get_or_init(|| crate::report::human_zone(false))
 }
 
@@ -33,6 +33,9 @@ pub fn human_time(unix_ns: i128) -> String {
 /// The column titles of human lines; TIME says its zone (`TIME(UTC-05:00)`, `TIME(UTC)`).
 pub fn human_header() -> String {
     let time = format!("TIME({})", crate::report::zone_label(zone()));
+    if let Some(t) = crate::tty::get().filter(|t| t.layout) {
+        return t.header(&time, crate::tty::width());
+    }
     format!(
         "{time:<15} PID     COMM            EVENT         LOCAL -> REMOTE                               STATE        ERROR"
     )
@@ -63,7 +66,8 @@ pub fn write(out: &mut impl Write, format: Format, r: &Report) -> std::io::Resul
     };
     let unix_ns = crate::report::unix_ns(r.ts_ns);
     let explanation = &r.explanation;
-    write_line(out, &Line { unix_ns, pid: r.pid, comm: r.comm, kind: r.kind, what, explanation })
+    let (pid, comm, kind, cause) = (r.pid, r.comm, r.kind, r.cause);
+    write_line(out, &Line { unix_ns, pid, comm, kind, what, cause, explanation })
 }
 
 /// What a human line shows: of a live [`Report`] or [`Repeated`], or of the JSON object a
@@ -75,6 +79,8 @@ pub struct Line<'a> {
     pub comm: Option<Comm>,
     pub kind: &'a str,
     pub what: What<'a>,
+    /// The cause class (`cause`): picks the colour on a terminal ([`crate::tty`]).
+    pub cause: Option<&'a str>,
     pub explanation: &'a str,
 }
 
@@ -100,6 +106,9 @@ pub enum What<'a> {
 
 /// One human line, in the columns of [`human_header`].
 pub fn write_line(out: &mut impl Write, l: &Line<'_>) -> std::io::Result<()> {
+    if let Some(t) = crate::tty::get() {
+        return t.write_line(out, l);
+    }
     let (conn, state, error) = match l.what {
         What::Event {
             laddr,
@@ -139,7 +148,7 @@ pub fn write_line(out: &mut impl Write, l: &Line<'_>) -> std::io::Result<()> {
 
 /// tcperr's own network namespace (the inode of `/proc/self/ns/net`): connections in another
 /// one say which in human lines (`netns:N`, as `lsns` and `ip netns identify` name it).
-fn host_netns() -> Option<u32> {
+pub(crate) fn host_netns() -> Option<u32> {
     static HOST: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
     *HOST.get_or_init(|| {
         use std::os::unix::fs::MetadataExt;
@@ -155,7 +164,8 @@ pub fn write_repeated(out: &mut impl Write, format: Format, r: &Repeated) -> std
     let what = What::Repeated { raddr: &r.raddr, errno: r.errno.as_deref() };
     let unix_ns = crate::report::unix_ns(r.ts_ns);
     let explanation = &r.explanation;
-    write_line(out, &Line { unix_ns, pid: r.pid, comm: r.comm, kind: r.kind, what, explanation })
+    let (pid, comm, kind, cause) = (r.pid, r.comm, r.kind, r.cause);
+    write_line(out, &Line { unix_ns, pid, comm, kind, what, cause, explanation })
 }
 
 /// The `{"kind": "stats", ...}` line that ends `--json` output.

@@ -141,6 +141,8 @@ struct Stored {
     reason: Option<String>,
     #[serde(default)]
     counted_as: Option<String>,
+    #[serde(default)]
+    cause: Option<String>,
     explanation: String,
 }
 
@@ -236,6 +238,7 @@ fn write_human(out: &mut impl Write, r: &Read) -> io::Result<()> {
         comm: r.brief.comm,
         kind: r.brief.kind,
         what,
+        cause: s.cause.as_deref(),
         explanation: &s.explanation,
     };
     output::write_line(out, &line)
