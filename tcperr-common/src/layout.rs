@@ -61,6 +61,8 @@ pub struct KernelLayout {
     pub inode_ino: u32,
     /// `task_struct.comm`: the task's name, loaded where the task pointer is BTF-typed.
     pub task_comm: u32,
+    /// `task_struct.tgid`: the process of a task the fork tracepoint hands over (`-- CMD`).
+    pub task_tgid: u32,
     /// `tcp_sock`'s `inet_sport`, loaded through `bpf_skc_to_tcp_sock()` where the socket
     /// pointer is BTF-typed (`sk_sport` lies past `struct sock`, where no such load may go).
     pub tcp_sock_sport: u32,
@@ -150,6 +152,7 @@ impl KernelLayout {
         file_inode: ABSENT,
         inode_ino: ABSENT,
         task_comm: ABSENT,
+        task_tgid: ABSENT,
         tcp_sock_sport: ABSENT,
         tp_bytes_sent: ABSENT,
         tp_bytes_acked: ABSENT,

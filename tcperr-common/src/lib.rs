@@ -17,3 +17,7 @@ pub use event::{
     SendError, SockInfo, SocketError, Stakes, StateChange, WAKEUP_BATCH_NS,
 };
 pub use layout::{ABSENT, KernelLayout};
+
+/// How many processes `tcperr trace -- CMD` can follow at once: the command and its
+/// descendants (`FOLLOWED`, filled by the fork tracepoint).
+pub const FOLLOWED_MAX: u32 = 16384;

@@ -36,8 +36,10 @@ pub mod program {
     /// The benchmark's floor programs (`floor.rs`).
     pub const FLOOR_SOCK_SEND_LENGTH: &str = "floor_sock_send_length";
     pub const FLOOR_SOCK_RECV_LENGTH: &str = "floor_sock_recv_length";
+    /// Follows the descendants of `tcperr trace -- CMD` (`sched_process_fork.rs`).
+    pub const SCHED_PROCESS_FORK: &str = "sched_process_fork";
 
-    pub const ALL: [&str; 27] = [
+    pub const ALL: [&str; 28] = [
         TCP_RECEIVE_RESET,
         RAW_TCP_RECEIVE_RESET,
         TCP_SEND_RESET,
@@ -65,6 +67,7 @@ pub mod program {
         FLOOR_SOCK_RECV_LENGTH,
         CONSUME_SKB,
         KFREE_SKB,
+        SCHED_PROCESS_FORK,
     ];
 }
 
@@ -84,9 +87,15 @@ pub mod map {
     pub const RECEIVING: &str = "RECEIVING";
     /// Kernel side only: each listening socket by namespace and port (`listeners.rs`).
     pub const LISTENERS: &str = "LISTENERS";
+    /// The processes `tcperr trace -- CMD` follows: the command and its descendants
+    /// (`sched_process_fork.rs`).
+    pub const FOLLOWED: &str = "FOLLOWED";
+    /// aya-log's records: the programs' diagnostics (`diag.rs`), shown with `-vv`.
+    pub const AYA_LOGS: &str = "AYA_LOGS";
 
-    pub const ALL: [&str; 8] =
-        [EVENTS, LOST, HELD_CLOSE, LAST_RST, WOKE, SENDING, RECEIVING, LISTENERS];
+    pub const ALL: [&str; 10] = [
+        EVENTS, LOST, HELD_CLOSE, LAST_RST, WOKE, SENDING, RECEIVING, LISTENERS, FOLLOWED, AYA_LOGS,
+    ];
 }
 
 /// Read-only globals userspace sets before load.
@@ -95,4 +104,7 @@ pub mod global {
     pub const LAYOUT: &str = "LAYOUT";
     /// 1: the programs drop every record (the benchmark's reference run, `emit.rs`).
     pub const DISCARD: &str = "DISCARD";
+    /// aya-log's level (`diag.rs`): debug with `-vv`, else 0, which leaves the diagnostics dead
+    /// code to the verifier.
+    pub const AYA_LOG_LEVEL: &str = "AYA_LOG_LEVEL";
 }

@@ -113,6 +113,7 @@ pub fn emit_in_place<E: Event + 'static>(ts_ns: u64, fill: impl FnOnce(*mut E)) 
                 // SAFETY: per-CPU slot, only this CPU writes it while the program runs.
                 unsafe { *lost += 1 };
             }
+            crate::diag::record_lost(E::KIND as u32);
         }
     }
 }
@@ -145,10 +146,11 @@ pub fn emit<E: Event>(event: &E) {
     if unsafe { core::ptr::read_volatile(&raw const DISCARD) } != 0 {
         return;
     }
-    if EVENTS.output(event, wakeup_flags(event.header().ts_ns)).is_err()
-        && let Some(lost) = LOST.get_ptr_mut(0)
-    {
-        // SAFETY: per-CPU slot, only this CPU writes it while the program runs.
-        unsafe { *lost += 1 };
+    if EVENTS.output(event, wakeup_flags(event.header().ts_ns)).is_err() {
+        if let Some(lost) = LOST.get_ptr_mut(0) {
+            // SAFETY: per-CPU slot, only this CPU writes it while the program runs.
+            unsafe { *lost += 1 };
+        }
+        crate::diag::record_lost(E::KIND as u32);
     }
 }

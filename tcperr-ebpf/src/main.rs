@@ -13,6 +13,7 @@
 
 mod call_result;
 mod consume_skb;
+mod diag;
 mod emit;
 mod floor;
 mod held_close;
@@ -23,6 +24,7 @@ mod last_rst;
 mod layout;
 mod listener;
 mod listeners;
+mod sched_process_fork;
 mod skb;
 mod sock;
 mod sock_def_error_report;

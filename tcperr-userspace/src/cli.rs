@@ -125,6 +125,12 @@ pub struct TraceArgs {
     /// two, at least 4096.
     #[arg(long, value_name = "SIZE", default_value = "4M", value_parser = parse_size)]
     pub ringbuf_size: u32,
+    /// After `--`: run this command (as the user who ran sudo, when run through sudo) and trace
+    /// only it and the processes it forks, then exit with its exit status (128 + N when signal
+    /// N ended it; 127: not found, 126: could not run). A first SIGTERM or SIGHUP is passed on
+    /// to it and tracing goes on until it exits; a second stops tracing (exit 128 + N).
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<std::ffi::OsString>,
 }
 
 #[derive(Debug, Args)]

@@ -9,6 +9,8 @@ pub struct Filter {
     pub ports: Vec<u16>,
     /// errno numbers; 0 stands for EOF.
     pub errnos: Vec<u32>,
+    /// `-- CMD`: only the command and its descendants (the event's owner, as attributed).
+    pub followed: Option<crate::command::Followed>,
 }
 
 /// The kernel keeps 15 bytes of a task name.
@@ -49,6 +51,7 @@ impl Filter {
                 || self.ports.contains(&r.lport)
                 || self.ports.contains(&r.rport))
             && (self.errnos.is_empty() || r.errno_code.is_some_and(|e| self.errnos.contains(&e)))
+            && self.followed.as_ref().is_none_or(|f| r.pid.is_some_and(|p| f.contains(p)))
     }
 }
 

@@ -8,6 +8,7 @@
 pub mod btf;
 pub mod check;
 pub mod cli;
+pub mod command;
 pub mod correlate;
 pub mod decode;
 pub mod drops;

@@ -94,8 +94,10 @@ pub struct Tracer {
     pub(crate) held: HeldClose,
     pub plan: Plan,
     pub selected: Vec<Selected>,
+    /// The programs' diagnostics (aya-log), with `-vv` only (`tcperr-ebpf/src/diag.rs`).
+    pub(crate) logs: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     // Keeps programs and links alive; dropping it detaches everything.
-    _ebpf: Ebpf,
+    ebpf: Ebpf,
 }
 
 /// Probes the running kernel: BTF, then a hook per source (tracefs, mounted if needed, only
@@ -121,9 +123,16 @@ impl Tracer {
         }
         raise_open_files_limit();
         let plan = probe_kernel()?;
+        // The programs' diagnostics are on with -vv (log's level debug), else dead code.
+        let log_level = if log::max_level() >= log::LevelFilter::Debug {
+            aya_log::Level::Debug as u8
+        } else {
+            0
+        };
         let mut ebpf = EbpfLoader::new()
             .override_global(names::global::LAYOUT, &plan.layout, true)
             .override_global(names::global::DISCARD, &u8::from(config.discard_records), true)
+            .override_global(names::global::AYA_LOG_LEVEL, &log_level, true)
             .map_max_entries(names::map::EVENTS, rb)
             .load(OBJECT)
             .map_err(|e| {
@@ -163,12 +172,49 @@ impl Tracer {
             .map_err(|e| fail(e.to_string()))?;
         let held = PerCpuArray::try_from(take(&mut ebpf, names::map::HELD_CLOSE)?)
             .map_err(|e| fail(e.to_string()))?;
+        let logs = match log_level {
+            0 => None,
+            _ => Some(
+                aya_log::EbpfLogger::init(&mut ebpf)
+                    .map_err(|e| fail(format!("the programs' diagnostics: {e}")))?,
+            ),
+        };
         drop(btf);
         // Kernel BTF (parsed twice: offsets, fexit) was the largest allocation by far: give the
         // freed memory back now, or it stays in tcperr's resident set for its whole life.
         // SAFETY: malloc_trim only releases free heap memory.
         unsafe { libc::malloc_trim(0) };
-        Ok(Self { ring, lost, held: HeldClose::new(held), plan, selected, _ebpf: ebpf })
+        Ok(Self { ring, lost, held: HeldClose::new(held), plan, selected, logs, ebpf })
+    }
+
+    /// Attaches the fork tracepoint that follows `tcperr trace -- CMD`'s descendants and hands
+    /// over the map of followed processes (`tcperr-ebpf/src/sched_process_fork.rs`), with a
+    /// descriptor of it for the command's process, which joins the map before it execs.
+    pub fn follow_descendants(
+        &mut self,
+    ) -> Result<(aya::maps::HashMap<MapData, u32, u8>, std::os::fd::OwnedFd), StartError> {
+        if self.plan.layout.task_tgid == tcperr_common::ABSENT {
+            return Err(fail(
+                "this kernel's BTF has no task_struct.tgid: tcperr cannot follow a command's processes",
+            ));
+        }
+        let hook = Hook::new(
+            names::program::SCHED_PROCESS_FORK,
+            Attach::RawTracePoint { name: "sched_process_fork" },
+        );
+        attach(&mut self.ebpf, &mut None, &hook).map_err(|e| {
+            fail(format!("following the command's processes: {}: {e}", hook.attach))
+        })?;
+        let map = self.ebpf.take_map(names::map::FOLLOWED).ok_or_else(|| {
+            fail(format!("map {} missing from the eBPF object", names::map::FOLLOWED))
+        })?;
+        let aya::maps::Map::HashMap(data) = &map else {
+            return Err(fail(format!("map {} is not a hash map", names::map::FOLLOWED)));
+        };
+        let fd = std::os::fd::AsFd::as_fd(data.fd())
+            .try_clone_to_owned()
+            .map_err(|e| fail(format!("map {}: {e}", names::map::FOLLOWED)))?;
+        Ok((aya::maps::HashMap::try_from(map).map_err(|e| fail(e.to_string()))?, fd))
     }
 
     /// Test support: see [`HeldClose::hold_for_test`].

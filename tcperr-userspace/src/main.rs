@@ -38,6 +38,16 @@ fn main() -> ExitCode {
         Command::Query(args) => query(args),
         Command::Trace(args) => {
             tcperr_userspace::tty::init(args.color);
+            let command = match args.command.is_empty() {
+                true => None,
+                false => match tcperr_userspace::command::Command::new(args.command) {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        tcperr_userspace::output::note(format_args!("tcperr: {e}"));
+                        return ExitCode::from(2);
+                    }
+                },
+            };
             let opts = Options {
                 format: if args.json { Format::Json } else { Format::Human },
                 filter: Filter {
@@ -45,6 +55,7 @@ fn main() -> ExitCode {
                     comms: args.comm,
                     ports: args.port,
                     errnos: args.errno,
+                    followed: command.as_ref().map(|c| c.followed.clone()),
                 },
                 all: args.all,
                 every: args.every || args.all,
@@ -61,7 +72,7 @@ fn main() -> ExitCode {
                 Ok(rt) => rt,
                 Err(code) => return code,
             };
-            exit(rt.block_on(trace::run(opts)))
+            exit(rt.block_on(trace::run_command(opts, command)))
         }
         Command::Completions(args) => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
@@ -104,10 +115,15 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
     })
 }
 
-/// Exit 2 for what stopped tcperr from starting, 1 for a failure while running.
+/// Exit 2 for what stopped tcperr from starting, 1 for a failure while running; with
+/// `trace -- CMD`, the command's status, 127 or 126 when it could not be run.
 fn exit(res: Result<trace::Stats, Error>) -> ExitCode {
     match res {
-        Ok(_) => ExitCode::SUCCESS,
+        Ok(stats) => ExitCode::from(stats.exit_code.unwrap_or(0)),
+        Err(Error::Command(e)) => {
+            tcperr_userspace::output::note(format_args!("tcperr: {}", e.message));
+            ExitCode::from(e.code)
+        }
         Err(Error::Start(e)) => {
             tcperr_userspace::output::note(format_args!("tcperr: {e}"));
             ExitCode::from(2)
@@ -127,7 +143,13 @@ fn query(args: tcperr_userspace::cli::QueryArgs) -> ExitCode {
         journal: args.journal,
         since: args.since,
         until: args.until,
-        filter: Filter { pids: args.pid, comms: args.comm, ports: args.port, errnos: args.errno },
+        filter: Filter {
+            pids: args.pid,
+            comms: args.comm,
+            ports: args.port,
+            errnos: args.errno,
+            followed: None,
+        },
         format: if args.json { Format::Json } else { Format::Human },
         summary_only: args.summary_only,
         utc: args.utc,

@@ -268,6 +268,8 @@ fn sock_layout(btf: &Btf, l: &mut KernelLayout) -> Result<()> {
     if btf.func_params("bpf_get_current_task_btf").is_some() {
         l.task_comm = optional("task_struct", "comm", 16);
     }
+    // The process of the child the fork tracepoint hands over (`-- CMD` follows descendants).
+    l.task_tgid = optional("task_struct", "tgid", 4);
     // Likewise bpf_skc_to_tcp_sock() (5.9+), else inet_sport is probe-read.
     if btf.func_params("bpf_skc_to_tcp_sock").is_some() {
         l.tcp_sock_sport = optional("tcp_sock", "inet_conn.icsk_inet.inet_sport", 2);

@@ -20,6 +20,10 @@ impl Tracer {
             held.pass(decode(&item), &mut f);
         }
         held.sweep(&mut f);
+        // (the programs' diagnostics, with -vv: rare, read whenever the records are)
+        if let Some(logs) = &mut self.logs {
+            logs.flush();
+        }
         n
     }
 

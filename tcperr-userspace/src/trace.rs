@@ -62,6 +62,10 @@ pub struct Stats {
     pub unwritten: u64,
     /// Orderly closes seen (EOF after the peer finished): not errors, not printed by default.
     pub orderly_closes: u64,
+    /// `-- CMD`: the exit status tcperr passes on (the command's, or 128 + a signal's); not
+    /// part of the JSON line.
+    #[serde(skip)]
+    pub exit_code: Option<u8>,
 }
 
 impl Default for Stats {
@@ -77,6 +81,7 @@ impl Default for Stats {
             evicted: 0,
             unwritten: 0,
             orderly_closes: 0,
+            exit_code: None,
         }
     }
 }
@@ -84,6 +89,8 @@ impl Default for Stats {
 pub enum Error {
     /// Could not start: exit 2.
     Start(StartError),
+    /// `-- CMD` could not be started: exit 127 (not found) or 126.
+    Command(crate::command::SpawnError),
     Io(io::Error),
 }
 
@@ -288,6 +295,16 @@ impl Signals {
 }
 
 pub async fn run(opts: Options) -> Result<Stats, Error> {
+    run_command(opts, None).await
+}
+
+/// [`run`], with `-- CMD` ([`crate::command`]): the command is started once tracing is
+/// attached, only its processes' events are reported (`opts.filter.followed` is the command's),
+/// and tracing ends when it exits.
+pub async fn run_command(
+    opts: Options,
+    command: Option<crate::command::Command>,
+) -> Result<Stats, Error> {
     output::use_utc(opts.utc);
     let mut tracer = Tracer::start(&opts.config).map_err(Error::Start)?;
     let mut correlator = Correlator::new(tracer.plan.rst_reasons.clone(), opts.all)
@@ -302,11 +319,16 @@ pub async fn run(opts: Options) -> Result<Stats, Error> {
         writeln!(out, "{}", output::human_header()).map_err(Error::Io)?;
         out.flush().map_err(Error::Io)?;
     }
+    let mut command = match &command {
+        Some(c) => Some(c.start(&mut tracer).map_err(Error::Command)?),
+        None => None,
+    };
     let mut summary = Summary::default();
     let mut stats = Stats::default();
     let mut write_err = None;
     let mut sink = Sink::new(&mut correlator, &opts, &mut summary, &mut stats, &mut write_err);
-    follow(&mut tracer, &mut sink, &mut signals, &mut out).await?;
+    let exit_code =
+        follow_command(&mut tracer, &mut sink, &mut signals, &mut out, &mut command).await?;
     // What is still in the ring buffer was seen by the kernel: report it before leaving.
     tracer.drain(|ev| sink.queue(ev, &mut out));
     sink.release(u64::MAX, &mut out);
@@ -316,6 +338,7 @@ pub async fn run(opts: Options) -> Result<Stats, Error> {
     stats.evicted = correlator.evicted;
     stats.unwritten = out.unwritten();
     stats.orderly_closes = summary.closed;
+    stats.exit_code = exit_code;
     drop(tracer); // detach before reporting
     let finished = finish(&opts, &summary, &stats, &mut out);
     if !out.finish(WRITE_OUT_WITHIN) {
@@ -337,6 +360,17 @@ pub async fn follow(
     signals: &mut Signals,
     out: &mut impl Write,
 ) -> Result<(), Error> {
+    follow_command(tracer, sink, signals, out, &mut None).await.map(|_| ())
+}
+
+/// [`follow`], and until `-- CMD` exits: then the exit status tcperr passes on.
+async fn follow_command(
+    tracer: &mut Tracer,
+    sink: &mut Sink<'_>,
+    signals: &mut Signals,
+    out: &mut impl Write,
+    command: &mut Option<crate::command::Running>,
+) -> Result<Option<u8>, Error> {
     // SAFETY: the ring buffer's fd stays open until `tracer` drops, after `ready` (dropped when
     // this returns).
     let ready =
@@ -372,9 +406,12 @@ pub async fn follow(
                 let _ = sink.summary.write(out, sink.opts.format, false);
                 sink.flush(out);
             }
-            _ = signals.int.recv() => break,
-            _ = signals.term.recv() => break,
-            _ = signals.hup.recv() => break,
+            status = exited(command) => {
+                return Ok(Some(crate::command::exit_code(status.map_err(Error::Io)?)));
+            }
+            _ = signals.int.recv() => if stop(command, libc::SIGINT) { return Ok(signalled(libc::SIGINT, command)) },
+            _ = signals.term.recv() => if stop(command, libc::SIGTERM) { return Ok(signalled(libc::SIGTERM, command)) },
+            _ = signals.hup.recv() => if stop(command, libc::SIGHUP) { return Ok(signalled(libc::SIGHUP, command)) },
         }
         if let Some(n) = found {
             sink.release_settled(out);
@@ -392,7 +429,29 @@ pub async fn follow(
             return Err(Error::Io(e));
         }
     }
-    Ok(())
+    Ok(None)
+}
+
+/// `-- CMD`'s exit, never without a command.
+async fn exited(
+    command: &mut Option<crate::command::Running>,
+) -> io::Result<std::process::ExitStatus> {
+    match command {
+        Some(c) => c.exited().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Whether stop signal `sig` stops tracing now: always without a command; with one, the second
+/// (the first is passed on, and tracing goes on until the command exits).
+fn stop(command: &mut Option<crate::command::Running>, sig: i32) -> bool {
+    command.as_mut().is_none_or(|c| c.stop_signal(sig))
+}
+
+/// The exit status when signal `sig` stopped tracing: with a command still running, 128 + `sig`
+/// (without a command, tcperr exits 0 as ever).
+fn signalled(sig: i32, command: &Option<crate::command::Running>) -> Option<u8> {
+    command.as_ref().map(|_| 128 + sig as u8)
 }
 
 /// The end of a run: the summary, where the events went and in their format (the only output
