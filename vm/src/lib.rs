@@ -13,6 +13,7 @@ use serde_json::Value;
 
 pub mod child;
 pub mod drive;
+pub mod forking_client;
 pub mod health_check;
 pub mod idle;
 pub mod load;

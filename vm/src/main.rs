@@ -1,5 +1,7 @@
 //! `tcperr-scenario NAME`: runs one scenario and prints its run as one JSON line (ports, actors,
 //! expected events). Exit 2 for an unknown name, 1 when the kernel did not produce the case.
+//! `tcperr-scenario storm SECS` and `forking-client PORT CODE` (forking_client.rs) run the
+//! storm generator and the command `tcperr trace -- CMD` is tested with.
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -18,6 +20,19 @@ fn main() -> ExitCode {
             stats.connections, stats.unexpected
         );
         return ExitCode::SUCCESS;
+    }
+    if let [cmd, port, code] = args.as_slice()
+        && cmd == "forking-client"
+    {
+        // `tcperr-scenario forking-client PORT CODE`: the command `tcperr trace -- CMD` is
+        // tested with (forking_client.rs).
+        let (Ok(port), Ok(code)) = (port.parse::<u16>(), code.parse::<u8>()) else {
+            eprintln!(
+                "tcperr-scenario forking-client PORT CODE: {port:?} {code:?} are not a port and an exit code"
+            );
+            return ExitCode::from(2);
+        };
+        return ExitCode::from(tcperr_scenarios::forking_client::run(port, code));
     }
     let [name] = args.as_slice() else {
         eprintln!("usage: tcperr-scenario NAME; scenarios: {}", tcperr_scenarios::ALL.join(", "));
