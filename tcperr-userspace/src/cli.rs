@@ -11,7 +11,8 @@ use crate::{error_names, filter, journal, probe, query};
 )]
 pub struct Cli {
     /// More log output on stderr (-v: why hooks were passed over and other warnings; -vv: also
-    /// debug: each hook chosen and the kernel offsets; -vvv: everything).
+    /// debug: each hook chosen, the kernel offsets and the programs' own diagnostics, where one
+    /// gave up (aya-log); -vvv: everything).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
     #[command(subcommand)]
@@ -20,7 +21,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Stream socket errors and RSTs as they happen, one line each.
+    /// Stream socket errors and RSTs as they happen (only those of CMD and its descendants with
+    /// `-- CMD`).
     Trace(TraceArgs),
     /// Print the events a `tcperr serve` journal holds, filtered, as `trace` printed them, then
     /// their summary (exit 2: the journal cannot be read).
