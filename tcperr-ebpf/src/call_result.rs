@@ -7,7 +7,7 @@ use tcperr_common::{
 };
 
 use crate::{
-    emit::{emit, header},
+    emit::{emit, emit_noted, header},
     sock::{SockMem, tcp_sock_info},
     stakes::stakes,
 };
@@ -21,7 +21,9 @@ pub fn send_result<M: SockMem>(sk: u64, ret: i32) {
     let Some(errno) = reportable_errno(ret) else { return };
     let Some(sock) = tcp_sock_info::<M>(sk) else { return };
     let stakes = stakes::<M>(sk);
-    emit(&SendError { header: header::<SendError, M>(sk), sock, errno, _pad: 0, stakes });
+    let record = SendError { header: header::<SendError, M>(sk), sock, errno, _pad: 0, stakes };
+    // (the copying form's frame is 496 bytes: no room for the diagnostic's call)
+    if M::DIRECT { emit_noted(&record) } else { emit(&record) }
 }
 
 /// A receive on `sk` that returned `ret` <= 0.
@@ -41,10 +43,12 @@ pub fn recv_result<M: SockMem>(sk: u64, ret: i32, flags: u32) {
     let Some(sock) = tcp_sock_info::<M>(sk) else { return };
     if errno != 0 {
         let stakes = stakes::<M>(sk);
-        emit(&RecvError { header: header::<RecvError, M>(sk), sock, errno, flags, stakes });
+        let record = RecvError { header: header::<RecvError, M>(sk), sock, errno, flags, stakes };
+        if M::DIRECT { emit_noted(&record) } else { emit(&record) }
     } else if is_eof_state(sock.state) {
         let stakes = stakes::<M>(sk);
-        emit(&RecvEof { header: header::<RecvEof, M>(sk), sock, flags, _pad: 0, stakes });
+        let record = RecvEof { header: header::<RecvEof, M>(sk), sock, flags, _pad: 0, stakes };
+        if M::DIRECT { emit_noted(&record) } else { emit(&record) }
     }
 }
 

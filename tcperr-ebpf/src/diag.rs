@@ -1,9 +1,14 @@
-//! Kernel-side diagnostics through aya-log, for the rare paths where a program gives up: a read
-//! the kernel refused, a record that did not fit the ring buffer, a followed process the map had
-//! no room for. Userspace sets `AYA_LOG_LEVEL` before load to debug with `-vv` and to 0
-//! otherwise: a read-only global, so without `-vv` the verifier sees each call below as dead
-//! code and none of it runs. Never on a success path: each function is out of line and called
-//! only once a program has already failed.
+//! Kernel-side diagnostics through aya-log, for the rare paths where a program gives up: a
+//! record that did not fit the ring buffer, a forked task whose process the kernel refused to
+//! let us read, a followed process the map had no room for. Userspace sets `AYA_LOG_LEVEL`
+//! before load to debug with `-vv` and to 0 otherwise: a read-only global, so without `-vv` the
+//! verifier sees each call below as dead code and none of it runs. Never on a success path:
+//! each function is out of line and called only once a program has already failed.
+//!
+//! Each call costs its caller's chain a frame of at least 32 bytes, which Linux 6.1's verifier
+//! counts against the 512-byte stack even while the call is dead code: programs already near
+//! the limit (`inet_sock_set_state`, the raw-tracepoint forms of `tcp_receive_reset` and of the
+//! socket calls, and the socket-head copy they share) make none; see `emit::emit_noted`.
 use aya_log_ebpf::{debug, macro_support::AYA_LOG_LEVEL};
 
 /// Whether userspace asked for the diagnostics (`-vv`).

@@ -9,7 +9,7 @@ use aya_ebpf::{
 use tcperr_common::{RstReceived, tcp::errno_for_rst_in_state};
 
 use crate::{
-    emit::{emit, header, untasked},
+    emit::{emit, emit_noted, header, untasked},
     last_rst::note_rst,
     sock::{Direct, Head, SockMem, sock_info},
     stakes::stakes,
@@ -36,6 +36,12 @@ fn rst_received<M: SockMem>(sk: u64) -> i32 {
     note_rst(sk, true);
     let stakes = stakes::<M>(sk);
     let errno = errno_for_rst_in_state(sock.state);
-    emit(&RstReceived { header, sock, errno, _pad: 0, stakes });
+    let record = RstReceived { header, sock, errno, _pad: 0, stakes };
+    // (the raw form's frame is 504 bytes: no room for the diagnostic's call)
+    if M::DIRECT {
+        emit_noted(&record)
+    } else {
+        emit(&record)
+    }
     0
 }

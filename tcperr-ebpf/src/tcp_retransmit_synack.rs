@@ -14,7 +14,7 @@ use aya_ebpf::{
 use tcperr_common::{ABSENT, AcceptQueueFull};
 
 use crate::{
-    emit::emit,
+    emit::emit_noted,
     layout::layout,
     listener::{accept_queue_full, overflow},
     sock::{Head, ctx_addr, read, sock_info},
@@ -46,5 +46,5 @@ fn synack_retransmitted(sk: u64, req: u64) {
         return;
     }
     // A request sock shares `struct sock_common` with sockets: its 4-tuple is the connection.
-    emit(&overflow(sk, sock_info::<Head>(req), AcceptQueueFull::DROPPED));
+    emit_noted(&overflow(sk, sock_info::<Head>(req), AcceptQueueFull::DROPPED));
 }
