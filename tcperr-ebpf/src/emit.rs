@@ -142,36 +142,34 @@ pub fn write_header(dst: *mut EventHeader, h: &EventHeader) {
 /// Copies `event` into the ring buffer, or counts it as lost.
 #[inline(always)]
 pub fn emit<E: Event>(event: &E) {
-    if !output(event) {
-        count_lost();
+    // SAFETY: a valid static; volatile so that the compiler cannot fold the placeholder.
+    if unsafe { core::ptr::read_volatile(&raw const DISCARD) } != 0 {
+        return;
+    }
+    if EVENTS.output(event, wakeup_flags(event.header().ts_ns)).is_err()
+        && let Some(lost) = LOST.get_ptr_mut(0)
+    {
+        // SAFETY: per-CPU slot, only this CPU writes it while the program runs.
+        unsafe { *lost += 1 };
     }
 }
 
 /// As [`emit`], and a record lost is also logged with `-vv` ([`crate::diag`]). Only in
 /// programs with 32 bytes of stack to spare: the log is a call, whose frame (at least 32 bytes)
-/// Linux 6.1's verifier counts against the 512 even while it is dead code.
+/// Linux 6.1's verifier counts against the 512 even while it is dead code. (A copy of [`emit`]
+/// rather than a shared body: the kretprobe paths' verification on 6.1 is within reach of the
+/// million-instruction limit, and [`emit`]'s code is left as it was.)
 #[inline(always)]
 pub fn emit_noted<E: Event>(event: &E) {
-    if !output(event) {
-        count_lost();
-        crate::diag::record_lost(E::KIND as u32);
-    }
-}
-
-/// Writes `event` into the ring buffer; false if it did not fit.
-#[inline(always)]
-fn output<E: Event>(event: &E) -> bool {
     // SAFETY: a valid static; volatile so that the compiler cannot fold the placeholder.
     if unsafe { core::ptr::read_volatile(&raw const DISCARD) } != 0 {
-        return true;
+        return;
     }
-    EVENTS.output(event, wakeup_flags(event.header().ts_ns)).is_ok()
-}
-
-#[inline(always)]
-fn count_lost() {
-    if let Some(lost) = LOST.get_ptr_mut(0) {
-        // SAFETY: per-CPU slot, only this CPU writes it while the program runs.
-        unsafe { *lost += 1 };
+    if EVENTS.output(event, wakeup_flags(event.header().ts_ns)).is_err() {
+        if let Some(lost) = LOST.get_ptr_mut(0) {
+            // SAFETY: per-CPU slot, only this CPU writes it while the program runs.
+            unsafe { *lost += 1 };
+        }
+        crate::diag::record_lost(E::KIND as u32);
     }
 }
