@@ -61,8 +61,6 @@ pub struct KernelLayout {
     pub inode_ino: u32,
     /// `task_struct.comm`: the task's name, loaded where the task pointer is BTF-typed.
     pub task_comm: u32,
-    /// `task_struct.tgid`: the process of a task the fork tracepoint hands over (`-- CMD`).
-    pub task_tgid: u32,
     /// `tcp_sock`'s `inet_sport`, loaded through `bpf_skc_to_tcp_sock()` where the socket
     /// pointer is BTF-typed (`sk_sport` lies past `struct sock`, where no such load may go).
     pub tcp_sock_sport: u32,
@@ -116,6 +114,10 @@ pub struct KernelLayout {
     /// Bit `r % 32` of word `r / 32`: drop reason `r` is reported (the causes users act on);
     /// reasons from 256 on never are.
     pub drop_reasons: [u32; 8],
+
+    // --- last, so that the offsets before it stay where they were ---
+    /// `task_struct.tgid`: the process of a task the fork tracepoint hands over (`-- CMD`).
+    pub task_tgid: u32,
 }
 
 impl KernelLayout {
@@ -152,7 +154,6 @@ impl KernelLayout {
         file_inode: ABSENT,
         inode_ino: ABSENT,
         task_comm: ABSENT,
-        task_tgid: ABSENT,
         tcp_sock_sport: ABSENT,
         tp_bytes_sent: ABSENT,
         tp_bytes_acked: ABSENT,
@@ -178,6 +179,7 @@ impl KernelLayout {
         kfree_skb_rx_sk_arg: ABSENT,
         skb_sk: ABSENT,
         drop_reasons: [0; 8],
+        task_tgid: ABSENT,
     };
 }
 
