@@ -7,8 +7,9 @@
 //!
 //! Each call costs its caller's chain a frame of at least 32 bytes, which Linux 6.1's verifier
 //! counts against the 512-byte stack even while the call is dead code: programs already near
-//! the limit (`inet_sock_set_state`, the raw-tracepoint forms of `tcp_receive_reset` and of the
-//! socket calls, and the socket-head copy they share) make none; see `emit::emit_noted`.
+//! the limit (`inet_sock_set_state`, the copying forms of `tcp_receive_reset` and of the socket
+//! calls, and the socket-head copy they share) make none; nor does `tcp_send_reset`, left as it
+//! was. See `emit::emit_noted`.
 use aya_log_ebpf::{debug, macro_support::AYA_LOG_LEVEL};
 
 /// Whether userspace asked for the diagnostics (`-vv`).
