@@ -367,6 +367,8 @@ Each check's reset reaches the server's accepted socket in softirq, where the ta
 | hot-path programs within 10 % of the floor | 1.02 (slowest) | met |
 | request/response ≥ 0.98 of untraced | 1.016 | met |
 | RST storm ≥ 0.90 of untraced | 0.90 | met |
+| serve: request/response ≥ 0.98 of untraced | n/a | **missed** |
+| serve: RST storm ≥ 0.90 of untraced | 0.00 | **missed** |
 | no lost events at the default buffer | 0 lost | met |
 | storm: events seen + lost = what the generators caused | 5.00 per connection (5 caused) | met |
 | tracer CPU per connection ≤ ½ of bpftrace's | 0.03 | met |
