@@ -52,6 +52,11 @@ pub fn write(out: &mut impl Write, format: Format, r: &Report) -> std::io::Resul
     if format == Format::Json {
         return json_line(out, r);
     }
+    write_line(out, &line(r))
+}
+
+/// The human line of report `r`.
+pub(crate) fn line(r: &Report) -> Line<'_> {
     let what = What::Event {
         laddr: &r.laddr,
         lport: r.lport,
@@ -65,9 +70,8 @@ pub fn write(out: &mut impl Write, format: Format, r: &Report) -> std::io::Resul
         reason: r.reason.as_deref(),
     };
     let unix_ns = crate::report::unix_ns(r.ts_ns);
-    let explanation = &r.explanation;
     let (pid, comm, kind, cause) = (r.pid, r.comm, r.kind, r.cause);
-    write_line(out, &Line { unix_ns, pid, comm, kind, what, cause, explanation })
+    Line { unix_ns, pid, comm, kind, what, cause, explanation: &r.explanation }
 }
 
 /// What a human line shows: of a live [`Report`] or [`Repeated`], or of the JSON object a

@@ -531,9 +531,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn events_read_out_of_order_are_printed_in_time_order_once_settled() {
-        let opts = Options {
+    /// `tcperr trace --json --every`.
+    fn json_every() -> Options {
+        Options {
             format: Format::Json,
             filter: Filter::default(),
             all: false,
@@ -542,7 +542,12 @@ mod tests {
             debug_fields: false,
             utc: false,
             config: Config::default(),
-        };
+        }
+    }
+
+    #[test]
+    fn events_read_out_of_order_are_printed_in_time_order_once_settled() {
+        let opts = json_every();
         let mut correlator = Correlator::new(Default::default(), false);
         let (mut summary, mut stats, mut write_err) = (Summary::default(), Stats::default(), None);
         let mut sink = Sink::new(&mut correlator, &opts, &mut summary, &mut stats, &mut write_err);
@@ -570,16 +575,7 @@ mod tests {
 
     #[test]
     fn events_after_the_output_closed_are_still_counted_in_the_summary() {
-        let opts = Options {
-            format: Format::Json,
-            filter: Filter::default(),
-            all: false,
-            every: true,
-            summary_only: false,
-            debug_fields: false,
-            utc: false,
-            config: Config::default(),
-        };
+        let opts = json_every();
         let mut correlator = Correlator::new(Default::default(), false);
         let (mut summary, mut stats, mut write_err) = (Summary::default(), Stats::default(), None);
         let mut sink = Sink::new(&mut correlator, &opts, &mut summary, &mut stats, &mut write_err);

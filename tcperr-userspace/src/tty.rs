@@ -344,28 +344,9 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::{
-        output::{Format, write},
+        output::{Format, line, write},
         report::Report,
     };
-
-    /// The line `output::write` renders of `r`.
-    fn line(r: &Report) -> Line<'_> {
-        let what = What::Event {
-            laddr: &r.laddr,
-            lport: r.lport,
-            raddr: &r.raddr,
-            rport: r.rport,
-            netns: r.netns,
-            state: r.state,
-            newstate: r.newstate,
-            errno: r.errno.as_deref(),
-            error: r.error.as_deref(),
-            reason: r.reason.as_deref(),
-        };
-        let unix_ns = crate::report::unix_ns(r.ts_ns);
-        let (pid, comm, kind, cause) = (r.pid, r.comm, r.kind, r.cause);
-        Line { unix_ns, pid, comm, kind, what, cause, explanation: &r.explanation }
-    }
 
     fn strip_colour(s: &str) -> String {
         let mut out = String::new();
