@@ -1,7 +1,7 @@
 //! Reading a `struct sock` at the offsets in [`crate::layout`].
 use core::{ffi::c_void, mem::MaybeUninit};
 
-use aya_ebpf::helpers::{bpf_probe_read_kernel, generated};
+use aya_ebpf::helpers::generated;
 use tcperr_common::{
     ABSENT, SockInfo,
     tcp::{AF_INET, AF_INET6, IPPROTO_TCP, state},
@@ -9,16 +9,31 @@ use tcperr_common::{
 
 use crate::layout::layout;
 
-/// Reads a `T` at `base + off`, or `T::default()` if the offset is absent or the read faults.
+/// Reads a `T` at `base + off`: zero if the offset is absent or the read faults (the helper
+/// fills its destination with zeroes when it fails). `T` is a plain integer or array of them.
+///
+/// No branch on the helper's result and none on `base` (a null `base` faults like any bad
+/// address): each branch whose two sides leave different values behind (zero or unknown)
+/// doubles the paths the verifier walks, and 5.10's and 6.1's verifiers could not merge them —
+/// a program with a dozen such reads (`stakes.rs` on a kretprobe) hit their 1M-instruction limit.
 #[inline(always)]
 pub fn read<T: Default>(base: u64, off: u32) -> T {
-    if base == 0 || off == ABSENT {
+    if off == ABSENT {
         return T::default();
     }
-    // SAFETY: bpf_probe_read_kernel validates the address; a fault yields Err.
+    let mut value = MaybeUninit::<T>::uninit();
+    // SAFETY: the helper validates the source address and writes all of `value`, zeroes on a
+    // fault; every `T` read here is valid as any bit pattern, zero included.
     // (no diagnostic here: its call would cost programs that use this stack they do not have,
     // see `emit::emit_noted`)
-    unsafe { bpf_probe_read_kernel((base + off as u64) as *const T) }.unwrap_or_default()
+    unsafe {
+        generated::bpf_probe_read_kernel(
+            value.as_mut_ptr() as *mut c_void,
+            size_of::<T>() as u32,
+            (base + off as u64) as *const c_void,
+        );
+        value.assume_init()
+    }
 }
 
 /// The address of a tracepoint's record, for [`read`] at the offsets of its `format` file.

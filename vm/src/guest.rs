@@ -123,8 +123,11 @@ fn run_family(tcperr: &Path, family: &str, scenarios: &[String], rst_reason: boo
     let traced = match traced {
         Ok(t) => t,
         Err((code, stderr)) => {
-            // Exit 2: this kernel cannot trace with that family; anything else is a failure.
-            let unavailable = code == Some(2) && family != "default";
+            // Exit 2: this kernel cannot trace with that family (a hook it lacks); anything
+            // else is a failure, and so is a program the kernel refused to load: a family that
+            // probing chose must load (a verifier refusal is ours to fix, not the kernel's).
+            let unavailable =
+                code == Some(2) && family != "default" && !stderr.contains("BPF_PROG_LOAD");
             println!(
                 "TCPERR-RESULT {}",
                 json!({"family": family, "status": if unavailable { "unavailable" } else { "start-failed" }, "exit": code, "stderr": stderr})
