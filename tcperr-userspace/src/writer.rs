@@ -126,11 +126,13 @@ impl Write for QueuedOut {
 mod tests {
     use super::*;
 
-    /// Output that never takes a byte: a reader that stopped reading.
-    struct Stuck(Arc<Mutex<()>>);
+    /// Output that never takes a byte: a reader that stopped reading. Says when a write
+    /// began (the thread holds a chunk from then on).
+    struct Stuck(Arc<Mutex<()>>, mpsc::Sender<()>);
 
     impl Write for Stuck {
         fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+            let _ = self.1.send(());
             let _held = self.0.lock(); // (the test holds it until it ends)
             Ok(data.len())
         }
@@ -144,10 +146,11 @@ mod tests {
     fn a_reader_that_stops_reading_never_blocks_the_writer_and_what_is_dropped_is_counted() {
         let gate = Arc::new(Mutex::new(()));
         let _closed = gate.lock().expect("gate");
-        let mut out = QueuedOut::start(Stuck(Arc::clone(&gate)));
+        let (began, writing) = mpsc::channel();
+        let mut out = QueuedOut::start(Stuck(Arc::clone(&gate), began));
         out.write_all(b"one line\n").expect("never an error");
         out.flush().expect("never blocks");
-        thread::sleep(Duration::from_millis(100)); // (the thread takes it, and is stuck)
+        writing.recv_timeout(Duration::from_secs(30)).expect("the thread takes it, and is stuck");
         for _ in 0..(QUEUED_CHUNKS + 9) {
             out.write_all(b"one line\n").expect("never an error");
             out.flush().expect("never blocks");
@@ -172,7 +175,9 @@ mod tests {
         }
         let mut out = QueuedOut::start(Gone);
         out.write_all(b"line\n").expect("queued");
-        out.flush().expect("handed over");
+        // (the thread may meet the error before flush looks: then flush reports it already)
+        let flushed = out.flush().map_err(|e| e.kind());
+        assert!(matches!(flushed, Ok(()) | Err(io::ErrorKind::BrokenPipe)), "{flushed:?}");
         assert!(out.finish(Duration::from_secs(5)), "the thread ends on the error");
         assert_eq!(out.write(b"x").map_err(|e| e.kind()), Err(io::ErrorKind::BrokenPipe));
     }
