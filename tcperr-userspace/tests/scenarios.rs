@@ -568,8 +568,18 @@ fn trace_two_processes(
     let child = unsafe { libc::fork() };
     assert!(child >= 0, "fork: {}", std::io::Error::last_os_error());
     if child == 0 {
-        // SAFETY: prctl with a NUL-terminated name.
-        unsafe { libc::prctl(libc::PR_SET_NAME, c"srvproc".as_ptr()) };
+        // Only the listener stays: the fork copied the sockets of scenarios other tests run
+        // meanwhile too, and holding them would make this child their owner (and closer).
+        let keep = std::os::fd::AsRawFd::as_raw_fd(&listener) as u32;
+        // SAFETY: close_range(2) on the child's own descriptors around the listener's;
+        // prctl with a NUL-terminated name.
+        unsafe {
+            if keep > 3 {
+                libc::syscall(libc::SYS_close_range, 3u32, keep - 1, 0u32);
+            }
+            libc::syscall(libc::SYS_close_range, keep + 1, u32::MAX, 0u32);
+            libc::prctl(libc::PR_SET_NAME, c"srvproc".as_ptr());
+        }
         let ok = listener.accept().is_ok_and(|(s, _)| server(s));
         // SAFETY: leaves the child without running the test harness's exit path.
         unsafe { libc::_exit(if ok { 0 } else { 1 }) };
