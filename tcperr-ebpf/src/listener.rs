@@ -12,6 +12,11 @@ use crate::{
 #[inline(always)]
 pub fn overflow(sk: u64, mut sock: tcperr_common::SockInfo, action: u32) -> AcceptQueueFull {
     sock.state = tcperr_common::tcp::state::LISTEN;
+    if sock.netns == 0 {
+        // A segment's tuple takes its namespace from the device it came in on, which a segment
+        // answered later (from the listener's backlog) no longer has: the listener's is the same.
+        sock.netns = read(read::<u64>(sk, layout!(sk_net)), layout!(net_ns_inum));
+    }
     AcceptQueueFull {
         header: header::<AcceptQueueFull, Head>(sk),
         sock,
