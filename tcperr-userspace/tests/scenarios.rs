@@ -275,6 +275,31 @@ fn overflow_story_names_the_listener_and_its_queue() {
 }
 
 #[test]
+fn a_queued_connection_the_listener_never_accepted_keeps_its_peer_when_the_listener_closes() {
+    // The filler's connection waits in the accept queue, never accepted; the filler aborts it,
+    // then the server closes its listener, which disconnects every queued connection: the kernel
+    // reports the reset again on it, with its remote port cleared and its counters rewritten.
+    // (`--all`: such a socket has no process, so the default output has nothing of it.)
+    let (run, reports, _) = trace_in_mode("accept_queue_overflow_reset", &Config::default(), true);
+    let port = u64::from(run.server_port);
+    let queued: Vec<_> =
+        reports.iter().filter(|r| r["kind"] == "socket_error" && r["lport"] == port).collect();
+    let [e] = queued.as_slice() else {
+        panic!("one socket_error of the queued child: {reports:#?}")
+    };
+    let rport = e["rport"].as_u64().expect("rport");
+    assert!(
+        u16::try_from(rport).is_ok_and(|p| run.client_ports.contains(&p)),
+        "the peer's port, from before the disconnect: {e:#}"
+    );
+    assert_eq!(
+        (e["cause"].as_str(), e["peer_comm"].as_str()),
+        (Some("peer_aborted"), Some("filler"))
+    );
+    assert!(e["stakes"].is_null(), "a disconnect rewrote the counters: none quoted: {e:#}");
+}
+
+#[test]
 fn refused_nonblocking_connect_is_reported_when_the_rst_arrives() {
     // connect() returned EINPROGRESS; the program collects ECONNREFUSED later via SO_ERROR, a
     // call tcperr does not see: the report is the RST in SYN_SENT, attributed to the thread

@@ -1,6 +1,9 @@
 //! What an event becomes: first its [`Brief`] (all the filters, summary and storm folding need),
 //! then, for an event they admit, its [`Report`] with the words.
-use tcperr_common::{ABSENT, AcceptQueueFull, tcp::AF_INET6};
+use tcperr_common::{
+    ABSENT, AcceptQueueFull,
+    tcp::{AF_INET6, state},
+};
 
 use super::{Correlator, Seen};
 use crate::{
@@ -110,7 +113,11 @@ impl Correlator {
             .socks
             .get(&h.sk)
             .map_or(Units::of(sock.state, false, false), |e| e.units(sock.state));
-        let stakes = ev.stakes().map(|st| View::of(st, h.ts_ns, units));
+        // A disconnect (`tcp_disconnect()`, as closing a listener makes of each connection it
+        // never accepted) clears the remote port, zeroes the byte counts and moves the sequence
+        // numbers on by a window: what the socket had at stake is no longer in it.
+        let disconnected = ev.sock().rport == 0 && sock.state == state::CLOSE;
+        let stakes = ev.stakes().filter(|_| !disconnected).map(|st| View::of(st, h.ts_ns, units));
         if let (Some(v), Some(c)) = (&stakes, brief.cause)
             && c != Cause::PeerClosed
         {

@@ -52,11 +52,12 @@ pub(super) fn ends_socket(ev: &Event) -> bool {
 }
 
 /// Remembers a complete 4-tuple, and completes one whose local port the kernel already cleared
-/// (it does as a socket closes).
+/// (it does as a socket closes), or whose remote port a closed socket lost (a disconnect, as
+/// closing a listener makes of each connection it never accepted, clears it).
 fn fill_tuple(known: &mut Option<SockInfo>, sock: &mut SockInfo) {
     if sock.lport != 0 && sock.rport != 0 {
         *known = Some(*sock);
-    } else if sock.lport == 0
+    } else if (sock.lport == 0 || sock.state == state::CLOSE)
         && let Some(k) = known
     {
         (sock.family, sock.laddr, sock.lport, sock.raddr, sock.rport) =
