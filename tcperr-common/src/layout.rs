@@ -118,6 +118,13 @@ pub struct KernelLayout {
     // --- last, so that the offsets before it stay where they were ---
     /// `task_struct.tgid`: the process of a task the fork tracepoint hands over (`-- CMD`).
     pub task_tgid: u32,
+    /// `tcp_sock`'s `retrans_stamp` (u32), `inet_conn.icsk_rto` (u32),
+    /// `inet_conn.icsk_retransmits` and `inet_conn.icsk_probes_out` (u8): the retransmissions of
+    /// a connection whose call failed ([`crate::Stakes`], the error paths only).
+    pub tp_retrans_stamp: u32,
+    pub tp_icsk_rto: u32,
+    pub tp_icsk_retransmits: u32,
+    pub tp_icsk_probes_out: u32,
 }
 
 impl KernelLayout {
@@ -180,6 +187,10 @@ impl KernelLayout {
         skb_sk: ABSENT,
         drop_reasons: [0; 8],
         task_tgid: ABSENT,
+        tp_retrans_stamp: ABSENT,
+        tp_icsk_rto: ABSENT,
+        tp_icsk_retransmits: ABSENT,
+        tp_icsk_probes_out: ABSENT,
     };
 }
 

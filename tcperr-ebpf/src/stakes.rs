@@ -32,6 +32,8 @@ pub fn stakes<M: SockMem>(sk: u64) -> Stakes {
 fn stakes_at<M: SockMem>(tp: u64) -> Stakes {
     let at = |off: u32| -> u32 { if off == ABSENT { 0 } else { M::load::<u32>(tp, off) } };
     let at64 = |off: u32| -> u64 { if off == ABSENT { 0 } else { M::load::<u64>(tp, off) } };
+    let at8 =
+        |off: u32| -> u32 { if off == ABSENT { 0 } else { u32::from(M::load::<u8>(tp, off)) } };
     Stakes {
         bytes_sent: at64(layout!(tp_bytes_sent)),
         bytes_acked: at64(layout!(tp_bytes_acked)),
@@ -46,5 +48,9 @@ fn stakes_at<M: SockMem>(tp: u64) -> Stakes {
         lsndtime: at(layout!(tp_lsndtime)),
         lrcvtime: at(layout!(tp_lrcvtime)),
         backlog: at(layout!(sk_max_ack_backlog)),
+        retrans_stamp: at(layout!(tp_retrans_stamp)),
+        rto: at(layout!(tp_icsk_rto)),
+        retransmits: at8(layout!(tp_icsk_retransmits)),
+        probes_out: at8(layout!(tp_icsk_probes_out)),
     }
 }

@@ -134,9 +134,31 @@ pub fn stakes_clause(v: &crate::stakes::View, cause: Cause) -> String {
     }
     if v.retransmits > 0 {
         out.push_str(&format!("; {}", n(v.retransmits, "retransmission", "retransmissions")));
-        if let (Cause::Timeout, Some(ms)) = (cause, v.since_receive_ms) {
+        // Still retransmitting when the call failed: since when, and how far the timer had
+        // backed off (the kernel's own numbers, read at the error).
+        if let Some(since) = v.retransmitting_since_ms.filter(|_| v.retransmits_in_row > 0) {
+            out.push_str(&format!(
+                ", the last {} in a row unanswered, retransmitting since our oldest unacknowledged segment went out {since} ms before",
+                v.retransmits_in_row
+            ));
+            if let Some(rto) = v.rto_ms {
+                out.push_str(&format!(
+                    "; the retransmission timeout had backed off to {rto:.0} ms"
+                ));
+            }
+        } else if let (Cause::Timeout, Some(ms)) = (cause, v.since_receive_ms) {
             out.push_str(&format!(", nothing received for {:.1} s", ms / 1000.0));
         }
+    }
+    if v.probes_unanswered > 0 {
+        out.push_str(&format!(
+            "; {} unanswered",
+            n(
+                v.probes_unanswered,
+                "keepalive or zero-window probe",
+                "keepalive or zero-window probes"
+            )
+        ));
     }
     out
 }
@@ -266,8 +288,14 @@ pub fn story_line(
                 .map_or(String::new(), |(c, l)| {
                     format!(" ({:.0} ms after the connect)", l.t_ms - c.t_ms)
                 });
+            // Which ran out, where the kernel's counts say.
+            let ran_out = match ev.stakes() {
+                Some(s) if s.retransmits > 0 => "our retransmissions went unanswered",
+                Some(s) if s.probes_out > 0 => "keepalive or zero-window probes went unanswered",
+                _ => "retransmissions or keepalive probes ran out",
+            };
             format!(
-                "no answer from {peer}: retransmissions or keepalive probes ran out (the peer vanished, or packets are dropped); {call}{waited}: {words}"
+                "no answer from {peer}: {ran_out} (the peer vanished, or packets are dropped); {call}{waited}: {words}"
             )
         }
         _ => return None,

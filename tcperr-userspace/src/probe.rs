@@ -285,6 +285,11 @@ fn sock_layout(btf: &Btf, l: &mut KernelLayout) -> Result<()> {
     l.tp_total_retrans = optional("tcp_sock", "total_retrans", 4);
     l.tp_lsndtime = optional("tcp_sock", "lsndtime", 4);
     l.tp_lrcvtime = optional("tcp_sock", "inet_conn.icsk_ack.lrcvtime", 4);
+    // A connection's retransmissions, as the kernel counts them when a call on it fails.
+    l.tp_retrans_stamp = optional("tcp_sock", "retrans_stamp", 4);
+    l.tp_icsk_rto = optional("tcp_sock", "inet_conn.icsk_rto", 4);
+    l.tp_icsk_retransmits = optional("tcp_sock", "inet_conn.icsk_retransmits", 1);
+    l.tp_icsk_probes_out = optional("tcp_sock", "inet_conn.icsk_probes_out", 1);
     // (all three or none: the programs take the chain only when it is whole)
     if let (Ok(file), Ok(inode), Ok(ino)) =
         (member("socket", "file", 8), member("file", "f_inode", 8), i_ino)

@@ -21,6 +21,16 @@ pub struct View {
     /// rate could not be told).
     pub since_send_ms: Option<f64>,
     pub since_receive_ms: Option<f64>,
+    /// Milliseconds from when the oldest segment still being retransmitted was first sent to
+    /// the record (the kernel's `retrans_stamp`); null when nothing was being retransmitted.
+    pub retransmitting_since_ms: Option<u32>,
+    /// Retransmissions in a row that went unanswered (`icsk_retransmits`).
+    pub retransmits_in_row: u32,
+    /// The retransmission timeout as backed off by then (`icsk_rto`), in milliseconds; null
+    /// where the kernel's tick rate could not be told.
+    pub rto_ms: Option<f64>,
+    /// Keepalive or zero-window probes unanswered (`icsk_probes_out`).
+    pub probes_unanswered: u32,
 }
 
 /// The control units the sequence numbers hold besides data, one each: our SYN while it is
@@ -63,8 +73,24 @@ impl View {
             retransmits: s.total_retrans,
             since_send_ms: ago(s.lsndtime),
             since_receive_ms: ago(s.lrcvtime),
+            retransmitting_since_ms: retransmitting_since(s.retrans_stamp, ts_ns),
+            retransmits_in_row: s.retransmits,
+            rto_ms: tick_ms.filter(|_| s.rto > 0).map(|ms| f64::from(s.rto) * ms),
+            probes_unanswered: s.probes_out,
         }
     }
+}
+
+/// How long before `ts_ns` (CLOCK_MONOTONIC) the kernel's `retrans_stamp` was: TCP's clock is
+/// CLOCK_MONOTONIC in milliseconds, kept in 32 bits. None when it is 0 (nothing being
+/// retransmitted), or later than the record (a connection on microsecond timestamps, whose
+/// stamp is on another scale), or older than the clock could say (a day).
+pub fn retransmitting_since(retrans_stamp: u32, ts_ns: u64) -> Option<u32> {
+    if retrans_stamp == 0 {
+        return None;
+    }
+    let since = ((ts_ns / 1_000_000) as u32).wrapping_sub(retrans_stamp);
+    (since < 86_400_000).then_some(since)
 }
 
 /// Whether the last data of the connection went out from us, after the last data that came in
@@ -118,6 +144,18 @@ mod tests {
         }
         let mark = 300_000_000_000;
         assert_eq!(hz(jiffies(250, mark), mark), None, "at the five-minute mark");
+    }
+
+    #[test]
+    fn retransmitting_since_is_the_monotonic_ms_clock_less_the_stamp_across_its_wrap() {
+        let ts = 5_000_000_000_123_456_u64; // 5,000,000,000 ms: past the 32-bit wrap
+        let now_ms = (ts / 1_000_000) as u32;
+        assert_eq!(retransmitting_since(now_ms.wrapping_sub(1_500), ts), Some(1_500));
+        assert_eq!(retransmitting_since(0, ts), None, "nothing retransmitting");
+        assert_eq!(retransmitting_since(now_ms.wrapping_add(7), ts), None, "a later stamp");
+        let s = Stakes { retrans_stamp: now_ms - 600, rto: 200, retransmits: 2, ..Stakes::ZERO };
+        let v = View::of(&s, ts, Units::default());
+        assert_eq!((v.retransmitting_since_ms, v.retransmits_in_row), (Some(600), 2));
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub mod storm;
 
 pub use netns::loopback_up;
 pub use scenarios::{ALL, run};
+pub use sock::Retransmissions;
 
 /// One side of a scenario: a thread whose comm is `name`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,10 +60,63 @@ pub struct Expected {
     /// The cause on kernels that give no RST reason, where tcperr can only infer less.
     pub cause_without_reason: Option<&'static str>,
     pub needs: Option<Needs>,
+    /// The connection's retransmissions the event must carry (its `stakes`), as the kernel
+    /// reported them to the scenario through `TCP_INFO`.
+    pub retransmits: Option<Retransmits>,
+}
+
+/// What an event must say of its connection's retransmissions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retransmits {
+    /// `stakes.retransmits`: the kernel's `tcpi_total_retrans`.
+    pub total: u32,
+    /// `stakes.retransmits_in_row`: its `tcpi_retransmits`.
+    pub in_row: u32,
+    /// `stakes.retransmitting_since_ms` is at least this (the user timeout the kernel waited
+    /// out from the first unacknowledged segment).
+    pub since_at_least_ms: u32,
+}
+
+impl Retransmits {
+    fn words(total: &str, in_row: &str, since: &str) -> String {
+        format!(" retransmits={total} in_row={in_row} since{since}")
+    }
+
+    fn line(&self) -> String {
+        Self::words(
+            &self.total.to_string(),
+            &self.in_row.to_string(),
+            &format!(">={}ms", self.since_at_least_ms),
+        )
+    }
+
+    /// The same words for a tcperr JSON event: what it carries, `since` as the bound when it
+    /// holds, else as it is.
+    fn observed(&self, ev: &Value) -> String {
+        let st = &ev["stakes"];
+        let n = |k: &str| st[k].as_u64().map_or("-".to_owned(), |v| v.to_string());
+        let since = match st["retransmitting_since_ms"].as_u64() {
+            Some(ms) if ms >= u64::from(self.since_at_least_ms) => {
+                format!(">={}ms", self.since_at_least_ms)
+            }
+            Some(ms) => format!("={ms}ms"),
+            None => "=-".to_owned(),
+        };
+        Self::words(&n("retransmits"), &n("retransmits_in_row"), &since)
+    }
 }
 
 impl Expected {
     pub fn line(&self, kernel_has_rst_reason: bool) -> String {
+        let mut line = self.base_line(kernel_has_rst_reason);
+        if let Some(r) = &self.retransmits {
+            line.push_str(&r.line());
+        }
+        line
+    }
+
+    /// The line without the retransmissions: what [`Run::normalise`] gives.
+    fn base_line(&self, kernel_has_rst_reason: bool) -> String {
         let cause = match self.cause_without_reason {
             Some(c) if !kernel_has_rst_reason => c,
             _ => self.cause,
@@ -159,9 +213,20 @@ impl Run {
         )
     }
 
-    /// tcperr's reports of this run's sockets as lines, in [`by_socket`] order.
+    /// tcperr's reports of this run's sockets as lines, in [`by_socket`] order. A report whose
+    /// line is one an expectation asks retransmissions of says what it carries of them.
     pub fn observed_lines<'a>(&self, reports: impl IntoIterator<Item = &'a Value>) -> Vec<String> {
-        by_socket(reports.into_iter().filter(|r| self.owns(r)).map(|r| self.normalise(r)).collect())
+        let line = |r: &Value| {
+            let mut line = self.normalise(r);
+            let asked = self.expected.iter().find(|e| {
+                e.retransmits.is_some() && (e.base_line(true) == line || e.base_line(false) == line)
+            });
+            if let Some(r_) = asked.and_then(|e| e.retransmits) {
+                line.push_str(&r_.observed(r));
+            }
+            line
+        };
+        by_socket(reports.into_iter().filter(|r| self.owns(r)).map(line).collect())
     }
 
     /// The run as JSON, for the `tcperr-scenario` binary.

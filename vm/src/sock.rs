@@ -26,6 +26,48 @@ fn setsockopt<T>(fd: &impl AsRawFd, level: i32, name: i32, value: &T) -> io::Res
     if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }
 
+/// What `TCP_INFO` says of a connection's retransmissions: the kernel's own account, which a
+/// scenario compares with tcperr's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retransmissions {
+    /// `tcpi_total_retrans`: segments retransmitted over the connection's life.
+    pub total: u32,
+    /// `tcpi_retransmits`: retransmissions in a row unanswered.
+    pub in_row: u8,
+    /// `tcpi_rto`: the retransmission timeout, µs.
+    pub rto_us: u32,
+}
+
+/// `getsockopt(TCP_INFO)`'s retransmission counts. Read through the start of `struct tcp_info`
+/// (eight bytes of u8 fields, then u32s; `tcpi_total_retrans` is the 24th), which has not
+/// changed since Linux 2.6: the kernel copies at most the length asked for.
+pub fn retransmissions(s: &impl AsRawFd) -> io::Result<Retransmissions> {
+    #[repr(C)]
+    struct Head {
+        bytes: [u8; 8],
+        words: [u32; 24],
+    }
+    let mut info = Head { bytes: [0; 8], words: [0; 24] };
+    let mut len = size_of::<Head>() as libc::socklen_t;
+    // SAFETY: a valid fd and a buffer of `len` bytes the kernel writes at most `len` of.
+    let rc = unsafe {
+        libc::getsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&raw mut info).cast(),
+            &raw mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if (len as usize) < size_of::<Head>() {
+        return Err(io::Error::other(format!("TCP_INFO gave {len} bytes")));
+    }
+    Ok(Retransmissions { total: info.words[23], in_row: info.bytes[2], rto_us: info.words[0] })
+}
+
 /// `SO_LINGER {on, 0}`: close() aborts with RST instead of FIN.
 pub fn set_linger_zero(s: &TcpStream) -> io::Result<()> {
     let l = libc::linger { l_onoff: 1, l_linger: 0 };

@@ -162,6 +162,16 @@ pub struct Stakes {
     /// `sk_max_ack_backlog`: an accepted socket keeps its listener's backlog (> 0); a socket
     /// that connected has 0. The one kernel fact of which side opened the connection.
     pub backlog: u32,
+    /// `retrans_stamp`: when the oldest segment still being retransmitted was first sent, on
+    /// TCP's clock (CLOCK_MONOTONIC in ms, low 32 bits); 0 when nothing is being retransmitted.
+    pub retrans_stamp: u32,
+    /// `icsk_rto`: the retransmission timeout, backed off by each unanswered retransmission
+    /// (jiffies, the clock of `lsndtime`).
+    pub rto: u32,
+    /// `icsk_retransmits`: retransmissions in a row without an answer (the kernel's u8);
+    /// `icsk_probes_out`: keepalive or zero-window probes unanswered (u8).
+    pub retransmits: u32,
+    pub probes_out: u32,
 }
 
 impl Stakes {
@@ -178,6 +188,10 @@ impl Stakes {
         lsndtime: 0,
         lrcvtime: 0,
         backlog: 0,
+        retrans_stamp: 0,
+        rto: 0,
+        retransmits: 0,
+        probes_out: 0,
     };
 }
 

@@ -111,6 +111,7 @@ fn ev(
         cause,
         cause_without_reason: None,
         needs: None,
+        retransmits: None,
     }
 }
 
@@ -118,6 +119,12 @@ impl Expected {
     /// The cause tcperr infers on kernels that give no RST reason.
     fn without_reason(mut self, cause: &'static str) -> Self {
         self.cause_without_reason = Some(cause);
+        self
+    }
+
+    /// The retransmissions the event must carry.
+    fn retransmits(mut self, r: crate::Retransmits) -> Self {
+        self.retransmits = Some(r);
         self
     }
 

@@ -2,6 +2,11 @@
 //! is dropped before TCP sees it (a socket filter, the firewall-free equivalent of a dead host or a
 //! link gone down). The client's data is never acknowledged; after its `TCP_USER_TIMEOUT` the
 //! kernel gives up with ETIMEDOUT, and the next write fails with "connection timed out".
+//!
+//! Both reports of the timeout must carry the connection's retransmissions as the kernel counts
+//! them: after the failed write the client asks its kernel (`TCP_INFO`, which nothing changes
+//! once the connection is closed) how many it made and how many in a row went unanswered; the
+//! oldest unacknowledged segment went out at least the user timeout before.
 use std::{
     io::Write,
     net::{TcpListener, TcpStream},
@@ -10,7 +15,11 @@ use std::{
 };
 
 use super::{actor, ctx, ev, finish, join};
-use crate::{Run, loopback, sock};
+use crate::{Retransmits, Run, loopback, sock};
+
+/// The client's `TCP_USER_TIMEOUT`: with loopback's 200 ms minimum RTO, one or two
+/// retransmissions fit before it.
+const USER_TIMEOUT_MS: u32 = 500;
 
 pub fn run() -> Result<Run, String> {
     let listener = TcpListener::bind(loopback(false)).map_err(ctx("bind"))?;
@@ -29,18 +38,33 @@ pub fn run() -> Result<Run, String> {
     let client = actor("client", move || {
         let mut c = TcpStream::connect(addr).map_err(ctx("connect"))?;
         let port = c.local_addr().map_err(ctx("local_addr"))?.port();
-        sock::set_user_timeout(&c, 500).map_err(ctx("TCP_USER_TIMEOUT"))?;
+        sock::set_user_timeout(&c, USER_TIMEOUT_MS).map_err(ctx("TCP_USER_TIMEOUT"))?;
         silent_rx.recv().map_err(ctx("wait for server"))?;
         c.write_all(b"anyone there?").map_err(ctx("write"))?;
         sock::wait_for(&c, 0, Duration::from_secs(10)).map_err(ctx("wait for the timeout"))?;
         let res = c.write(b"again");
+        let retrans = sock::retransmissions(&c).map_err(ctx("TCP_INFO"));
         let _ = done_tx.send(());
         match res {
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Ok(port),
-            other => Err(format!("write returned {other:?}, expected connection timed out")),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+            other => {
+                return Err(format!("write returned {other:?}, expected connection timed out"));
+            }
         }
+        let retrans = retrans?;
+        if retrans.total == 0 {
+            return Err(format!(
+                "the kernel made no retransmission before the timeout: {retrans:?}"
+            ));
+        }
+        Ok((port, retrans))
     });
-    let (client, port) = join(client)?;
+    let (client, (port, retrans)) = join(client)?;
+    let retransmits = Retransmits {
+        total: retrans.total,
+        in_row: u32::from(retrans.in_row),
+        since_at_least_ms: USER_TIMEOUT_MS,
+    };
     let (server, ()) = join(server)?;
     Ok(finish(
         "silent_peer",
@@ -55,8 +79,10 @@ pub fn run() -> Result<Run, String> {
                 timeout_report_state(),
                 "ETIMEDOUT",
                 "timeout",
-            ),
-            ev("send_error", "client", "client->server", "CLOSE", "ETIMEDOUT", "timeout"),
+            )
+            .retransmits(retransmits),
+            ev("send_error", "client", "client->server", "CLOSE", "ETIMEDOUT", "timeout")
+                .retransmits(retransmits),
             ev("rst_sent", "server", "server->client", "CLOSE", "-", "aborted"),
         ],
     ))
