@@ -38,8 +38,11 @@ pub mod program {
     pub const FLOOR_SOCK_RECV_LENGTH: &str = "floor_sock_recv_length";
     /// Follows the descendants of `tcperr trace -- CMD` (`sched_process_fork.rs`).
     pub const SCHED_PROCESS_FORK: &str = "sched_process_fork";
+    /// Notes the listeners that listened before tcperr started, once at start
+    /// (`listeners_iter.rs`).
+    pub const LISTENERS_ITER: &str = "listeners_iter";
 
-    pub const ALL: [&str; 28] = [
+    pub const ALL: [&str; 29] = [
         TCP_RECEIVE_RESET,
         RAW_TCP_RECEIVE_RESET,
         TCP_SEND_RESET,
@@ -68,6 +71,7 @@ pub mod program {
         CONSUME_SKB,
         KFREE_SKB,
         SCHED_PROCESS_FORK,
+        LISTENERS_ITER,
     ];
 }
 

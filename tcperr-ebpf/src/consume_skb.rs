@@ -15,7 +15,7 @@ use crate::{
     listener::{accept_queue_full, overflow},
     listeners::listener_of,
     skb::segment_tuple,
-    sock::read,
+    sock::{Head, SockMem, read},
 };
 
 const TH_SYN: u8 = 0x02;
@@ -50,6 +50,8 @@ fn syn_consumed(skb: u64) {
     if !accept_queue_full(sk) {
         return;
     }
+    // (the listener's inode: its owner is found by it when tcperr did not see its listen())
+    sock.ino = <Head as SockMem>::ino(sk);
     let mut e = overflow(sk, sock, AcceptQueueFull::SYN_DROPPED);
     e.syncookies = u32::from(read::<u8>(net, layout!(net_syncookies)));
     emit(&e);

@@ -24,6 +24,7 @@ mod last_rst;
 mod layout;
 mod listener;
 mod listeners;
+mod listeners_iter;
 mod sched_process_fork;
 mod skb;
 mod sock;

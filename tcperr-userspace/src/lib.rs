@@ -19,6 +19,7 @@ pub mod fold;
 pub mod held_close;
 pub mod journal;
 pub mod kernel_file;
+pub mod known_listeners;
 pub mod load;
 pub mod metrics;
 pub mod output;

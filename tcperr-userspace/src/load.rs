@@ -162,6 +162,24 @@ impl Tracer {
                 why.join("; ")
             )));
         }
+        // The listeners that listened before now, for the SYNs their full queues drop.
+        if selected.iter().any(|s| s.source == probe::Source::SynDropped && s.hook.is_some()) {
+            match kernel_btf(&mut btf).and_then(|b| crate::known_listeners::note_all(&mut ebpf, b))
+            {
+                Ok(w) => {
+                    log::debug!(
+                        "syn_dropped: listeners noted in {} network namespaces",
+                        w.namespaces
+                    );
+                    for why in &w.skipped {
+                        log::warn!("syn_dropped: listeners already listening not known in {why}");
+                    }
+                }
+                Err(e) => log::warn!(
+                    "syn_dropped: listeners that listened before tcperr started are not known: {e}"
+                ),
+            }
+        }
         let take = |ebpf: &mut Ebpf, name: &str| {
             ebpf.take_map(name)
                 .ok_or_else(|| fail(format!("map {name} missing from the eBPF object")))

@@ -922,6 +922,59 @@ fn assert_syn_flood(scenario: &str, syncookies: u64) {
     }
 }
 
+/// A listener that listened before tcperr started (issue #20): tcperr never saw it move to
+/// LISTEN, so it learns it at start from the kernel's own list of TCP sockets (the `tcp` BPF
+/// iterator, walked in the scenario's namespace too). The SYNs its full queue drops are each an
+/// `accept_queue_full` of action `syn_dropped`, named after its process (found in `/proc`: the
+/// process, not the thread).
+#[test]
+fn syns_dropped_at_a_listener_that_listened_before_tcperr_started_are_reported() {
+    use std::sync::mpsc;
+    assert!(tcperr_scenarios::scenarios::kernel_tells_syn_drops(), "this kernel's consume_skb");
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let running = std::thread::spawn(move || {
+        tcperr_scenarios::scenarios::syn_flood_with(false, move || {
+            let _ = ready_tx.send(());
+            let _ = go_rx.recv();
+        })
+    });
+    if ready_rx.recv().is_err() {
+        panic!("the scenario ended before its flood: {:?}", running.join().expect("thread"));
+    }
+    let mut tracer =
+        Tracer::start(&Config::default()).unwrap_or_else(|e| panic!("tcperr cannot start: {e}"));
+    let mut correlator = Correlator::new(tracer.plan.rst_reasons.clone(), false);
+    go_tx.send(()).expect("go");
+    let reports = reports_until(&mut tracer, &mut correlator, || running.is_finished());
+    let run = running.join().expect("thread").unwrap_or_else(|e| panic!("syn flood: {e}"));
+    let drops: Vec<_> =
+        reports.iter().filter(|r| run.owns(r) && r["kind"] == "accept_queue_full").collect();
+    assert_eq!(drops.len(), 4, "{reports:#?}");
+    let clients: Vec<u64> = run.client_ports.iter().map(|&p| u64::from(p)).collect();
+    for d in drops {
+        let q = &d["accept_queue"];
+        assert_eq!(
+            (
+                q["action"].as_str(),
+                q["backlog"].as_u64(),
+                q["queued"].as_u64(),
+                d["lport"].as_u64(),
+                d["pid"].as_u64()
+            ),
+            (
+                Some("syn_dropped"),
+                Some(0),
+                Some(1),
+                Some(u64::from(run.server_port)),
+                Some(u64::from(std::process::id()))
+            ),
+            "{d:#}"
+        );
+        assert!(d["rport"].as_u64().is_some_and(|p| clients.contains(&p)), "{d:#}");
+    }
+}
+
 #[test]
 fn syns_at_a_full_accept_queue_are_dropped_one_event_per_client() {
     assert_syn_flood("syn_flood_accept_queue_full", 0);

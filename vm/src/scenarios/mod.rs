@@ -16,7 +16,7 @@ mod reset_by_abort;
 mod reset_by_unread_data;
 mod silent_peer;
 mod syn_flood;
-pub use syn_flood::kernel_tells_syn_drops;
+pub use syn_flood::{kernel_tells_syn_drops, run_with as syn_flood_with};
 mod unanswered;
 
 /// Every scenario, by name.

@@ -26,6 +26,15 @@ use crate::{Run, loopback, netns, proc_net, sock};
 const FLOOD: usize = 4;
 
 pub fn run(syncookies: bool) -> Result<Run, String> {
+    run_with(syncookies, || {})
+}
+
+/// As [`run`], calling `before_flood` once the accept queue is full and before any client's
+/// SYN (a test starts tcperr there: the listener listened before it).
+pub fn run_with(
+    syncookies: bool,
+    before_flood: impl FnOnce() + Send + 'static,
+) -> Result<Run, String> {
     let ns = Arc::new(
         netns::Netns::new(&[("net/ipv4/tcp_syncookies", if syncookies { "1" } else { "0" })])
             .map_err(ctx("network namespace"))?,
@@ -64,6 +73,7 @@ pub fn run(syncookies: bool) -> Result<Run, String> {
     let client = actor("client", move || {
         client_ns.enter().map_err(ctx("setns"))?;
         full_rx.recv().map_err(ctx("wait for the filler"))?;
+        before_flood();
         let before = listen_overflows().map_err(ctx("netstat"))?;
         let mut clients = Vec::new();
         for _ in 0..FLOOD {
