@@ -1009,6 +1009,102 @@ fn segments_a_socket_filter_drops_are_drop_events_with_the_kernels_reason_under_
     assert!(drops.iter().all(|d| d["pid"].as_u64() == Some(u64::from(server.pid))), "{drops:#?}");
 }
 
+/// Drops joined into the story (issue #20): by default no `drop` line is printed, but the
+/// silent peer's timeout says how many of the client's segments the kernel dropped and why: its
+/// data segment and each retransmission of it (the kernel's own count), all `SOCKET_FILTER`.
+#[test]
+fn a_timeout_behind_a_socket_filter_names_the_segments_the_kernel_dropped() {
+    let (run, reports, _) = trace("silent_peer");
+    assert!(reports.iter().all(|r| r["kind"] != "drop"), "{reports:#?}");
+    let timeouts: Vec<_> =
+        reports.iter().filter(|r| run.owns(r) && r["errno"] == "ETIMEDOUT").collect();
+    assert_eq!(timeouts.len(), 2, "{reports:#?}");
+    for t in timeouts {
+        let segments = t["stakes"]["retransmits"].as_u64().expect("retransmits") + 1;
+        let text = t["explanation"].as_str().expect("text");
+        let said = format!(
+            "the kernel dropped {segments} of our segments to 127.0.0.1:{} (SOCKET_FILTER)",
+            run.server_port
+        );
+        assert!(text.contains(&said), "{said:?} not in {text:?}");
+    }
+}
+
+/// The issue's own case: an nftables rule (in a network namespace of its own) drops what a
+/// connected client sends to its server until `TCP_USER_TIMEOUT` gives ETIMEDOUT. The
+/// timeout's story says how many retransmissions the kernel made (as `TCP_INFO` tells the
+/// client), and that the kernel dropped each of the client's segments, `NETFILTER_DROP`.
+#[test]
+fn a_timeout_behind_an_nftables_rule_names_the_firewall_and_the_retransmissions() {
+    use std::{io::Write as _, process::Command};
+    let mut tracer =
+        Tracer::start(&Config::default()).unwrap_or_else(|e| panic!("tcperr cannot start: {e}"));
+    let mut correlator = Correlator::new(tracer.plan.rst_reasons.clone(), false);
+    let started = tcperr_common::clock::monotonic_ns();
+    let running = std::thread::spawn(|| -> Result<(u16, u16, sock::Retransmissions), String> {
+        let ns = tcperr_scenarios::netns::Netns::new(&[]).map_err(|e| e.to_string())?;
+        ns.enter().map_err(|e| e.to_string())?;
+        let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let mut c = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+        let (_server, _) = listener.accept().map_err(|e| e.to_string())?;
+        sock::set_user_timeout(&c, 500).map_err(|e| e.to_string())?;
+        let mut nft = Command::new("nft")
+            .args(["-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("nft (Debian's nftables): {e}"))?;
+        let rules = format!(
+            "table inet tcperr_test {{\n chain input {{\n  type filter hook input priority 0; policy accept;\n  tcp dport {} drop\n }}\n}}\n",
+            addr.port()
+        );
+        nft.stdin.take().expect("stdin").write_all(rules.as_bytes()).map_err(|e| e.to_string())?;
+        let status = nft.wait().map_err(|e| e.to_string())?;
+        if !status.success() {
+            return Err(format!("nft: {status}"));
+        }
+        c.write_all(b"anyone there?").map_err(|e| e.to_string())?;
+        sock::wait_for(&c, 0, Duration::from_secs(10)).map_err(|e| e.to_string())?;
+        let res = c.write(b"again");
+        let retrans = sock::retransmissions(&c).map_err(|e| e.to_string())?;
+        match res {
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+            other => return Err(format!("write returned {other:?}, expected a timeout")),
+        }
+        let port = c.local_addr().map_err(|e| e.to_string())?.port();
+        Ok((addr.port(), port, retrans))
+    });
+    let reports = reports_until(&mut tracer, &mut correlator, || running.is_finished());
+    let (server, client, retrans) = running.join().expect("thread").expect("firewall timeout");
+    assert!(retrans.total > 0, "{retrans:?}");
+    let ours: Vec<_> = reports
+        .iter()
+        .filter(|r| r["ts_ns"].as_u64().is_some_and(|t| t >= started))
+        .filter(|r| r["lport"] == client && r["rport"] == server)
+        // (the rest: the server's FIN once its thread ended, answered with RSTs the rule drops)
+        .filter(|r| r["kind"] != "rst_sent")
+        .collect();
+    let kinds: Vec<_> = ours.iter().map(|r| (r["kind"].as_str(), r["errno"].as_str())).collect();
+    assert_eq!(
+        kinds,
+        vec![(Some("socket_error"), Some("ETIMEDOUT")), (Some("send_error"), Some("ETIMEDOUT"))],
+        "{reports:#?}"
+    );
+    for r in ours {
+        assert_eq!(
+            (r["cause"].as_str(), r["stakes"]["retransmits"].as_u64()),
+            (Some("timeout"), Some(u64::from(retrans.total))),
+            "{r:#}"
+        );
+        let text = r["explanation"].as_str().expect("text");
+        let said = format!(
+            "the kernel dropped {} of our segments to 127.0.0.1:{server} (NETFILTER_DROP)",
+            retrans.total + 1
+        );
+        assert!(text.contains(&said), "{said:?} not in {text:?}");
+    }
+}
+
 /// A firewall drop (issue #20 item 1): in a network namespace of its own, an nftables rule
 /// (Debian's `nft`) drops what comes in for a listener's port; a client's SYN is dropped once
 /// (its retransmission, 1 s later, is not waited for). Under `--all` exactly that one segment

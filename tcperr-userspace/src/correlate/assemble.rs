@@ -123,6 +123,11 @@ impl Correlator {
         {
             explanation.push_str(&stakes_clause(v, c));
         }
+        // The segments of this connection the kernel dropped: why nothing came back.
+        if let (Some(t), true) = (s.conn, ev.has_story()) {
+            let (ours, theirs) = self.dropped.of(&t, h.ts_ns);
+            explanation.push_str(&super::dropped::clause(ours, theirs, &peer));
+        }
         let accept_queue = match ev {
             Event::AcceptQueueFull(e) => {
                 if let Some(l) = s.listener

@@ -8,6 +8,7 @@
 //! (`step`); then its [`Brief`], and its [`Report`] if the filters admit it (`assemble`).
 mod assemble;
 mod attribution;
+mod dropped;
 mod entry;
 mod step;
 
@@ -49,6 +50,9 @@ pub struct Correlator {
     /// closed after its socket is gone (TIME_WAIT, its struct sock reused, its process exited),
     /// for as long as a pooled connection may sit before its owner reads the EOF.
     closers: FxHashMap<Tuple, (Owner, u64)>,
+    /// Segments the kernel dropped, by their sender's tuple: joined into their connection's
+    /// errors.
+    dropped: dropped::Dropped,
     procs: ProcSockets,
     rst_reasons: BTreeMap<u64, String>,
     cap: usize,
@@ -92,6 +96,7 @@ impl Correlator {
             by_tuple: FxHashMap::default(),
             rst_by_tuple: FxHashMap::default(),
             closers: FxHashMap::default(),
+            dropped: dropped::Dropped::default(),
             procs: ProcSockets::default(),
             rst_reasons,
             cap: DEFAULT_CAP,
@@ -114,7 +119,11 @@ impl Correlator {
 
     /// Entries held: sockets, connections by tuple, other ends' accounts of resets, closers.
     pub fn tracked(&self) -> usize {
-        self.socks.len() + self.by_tuple.len() + self.rst_by_tuple.len() + self.closers.len()
+        self.socks.len()
+            + self.by_tuple.len()
+            + self.rst_by_tuple.len()
+            + self.closers.len()
+            + self.dropped.len()
     }
 
     /// `/proc/PID/fd` links read to find owners, so far.
@@ -194,6 +203,10 @@ impl Correlator {
         if let Some((t, rst)) = verdict.pending_rst {
             self.note_peer_rst(t, rst);
         }
+        if let (Event::Drop(d), Some(t)) = (ev, s.conn) {
+            let name = crate::drops::reason_name(d.reason);
+            self.dropped.note(t, d.outgoing != 0, name, h.ts_ns);
+        }
         if let (Event::StateChange(e), Some(t), Some(o)) = (ev, s.conn, s.owner)
             && matches!(e.newstate, state::FIN_WAIT1 | state::LAST_ACK)
         {
@@ -253,6 +266,7 @@ impl Correlator {
         self.socks.retain(|_, e| e.closed_ns.is_none_or(|c| now_ns.saturating_sub(c) < GRACE_NS));
         self.rst_by_tuple.retain(|_, r| now_ns.saturating_sub(r.ts_ns) < GRACE_NS);
         self.closers.retain(|_, c| now_ns.saturating_sub(c.1) < CLOSER_NS);
+        self.dropped.expire(now_ns);
         let socks = &self.socks;
         self.by_tuple.retain(|t, sk| {
             socks.get(sk).and_then(|e| e.tuple.as_ref()).and_then(tuple) == Some(*t)
