@@ -66,6 +66,9 @@ pub struct ServeArgs {
     /// Ring buffer size, as `trace --ringbuf-size`.
     #[arg(long, value_name = "SIZE", default_value = "4M", value_parser = parse_size)]
     pub ringbuf_size: u32,
+    /// Attach no hook on freed packets, as `trace --no-drops`.
+    #[arg(long)]
+    pub no_drops: bool,
 }
 
 #[derive(Debug, Args)]
@@ -127,6 +130,11 @@ pub struct TraceArgs {
     /// two, at least 4096.
     #[arg(long, value_name = "SIZE", default_value = "4M", value_parser = parse_size)]
     pub ringbuf_size: u32,
+    /// Attach no hook on freed packets (`kfree_skb`, `consume_skb`, which fire for every packet
+    /// the kernel frees): no `drop` events, no SYNs dropped at a full accept queue, and no
+    /// drops in the stories of errors. For a host where their cost matters.
+    #[arg(long)]
+    pub no_drops: bool,
     /// After `--`: run this command (as the user who ran sudo, when run through sudo) and trace
     /// only it and the processes it forks, then exit with its exit status (128 + N when signal
     /// N ended it; 127: not found, 126: could not run). A first SIGTERM or SIGHUP is passed on

@@ -65,6 +65,8 @@ pub struct Config {
     /// Tests only: skip the `tp_btf` programs, so that their raw-tracepoint fallbacks (for a
     /// kernel that will not load them) serve instead.
     pub raw_tracepoints_only: bool,
+    /// `--no-drops`: the sources on freed packets (`drop`, `syn_dropped`) stay off.
+    pub no_drops: bool,
 }
 
 impl Default for Config {
@@ -74,6 +76,7 @@ impl Default for Config {
             hooks: None,
             discard_records: false,
             raw_tracepoints_only: false,
+            no_drops: false,
         }
     }
 }
@@ -272,6 +275,10 @@ fn select(
         candidates.sort_by_key(|c| c.family != f); // (stable: the order within each stays)
     }
     let mut sel = Selected { source: choice.source, hook: None, passed_over: Vec::new() };
+    if config.no_drops && matches!(choice.source, probe::Source::Drop | probe::Source::SynDropped) {
+        sel.passed_over.push("--no-drops".into());
+        return Ok(sel);
+    }
     for candidate in candidates {
         if forced.is_some_and(|f| f != candidate.family) {
             continue;

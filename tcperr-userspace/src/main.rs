@@ -65,6 +65,7 @@ fn main() -> ExitCode {
                 config: Config {
                     ringbuf_bytes: args.ringbuf_size,
                     hooks: args.hooks,
+                    no_drops: args.no_drops,
                     ..Config::default()
                 },
             };
@@ -94,6 +95,7 @@ fn main() -> ExitCode {
                 config: Config {
                     ringbuf_bytes: args.ringbuf_size,
                     hooks: args.hooks,
+                    no_drops: args.no_drops,
                     ..Config::default()
                 },
             };

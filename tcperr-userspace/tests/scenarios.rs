@@ -1030,6 +1030,24 @@ fn a_timeout_behind_a_socket_filter_names_the_segments_the_kernel_dropped() {
     }
 }
 
+/// `--no-drops` (issue #20 item 5): the sources on freed packets stay off, saying why, and the
+/// SYNs a full accept queue drops go unreported (the same flood as above).
+#[test]
+fn no_drops_leaves_the_hooks_on_freed_packets_off() {
+    let config = Config { no_drops: true, ..Config::default() };
+    let tracer = Tracer::start(&config).unwrap_or_else(|e| panic!("tcperr cannot start: {e}"));
+    let hooks = tracer.hook_summary();
+    for off in ["drop OFF (--no-drops)", "syn_dropped OFF (--no-drops)"] {
+        assert!(hooks.iter().any(|h| h == off), "{off:?} not in {hooks:?}");
+    }
+    drop(tracer);
+    let (run, reports, _) = trace_with("syn_flood_accept_queue_full", &config);
+    assert!(
+        reports.iter().all(|r| !(run.owns(r) && r["kind"] == "accept_queue_full")),
+        "{reports:#?}"
+    );
+}
+
 /// The issue's own case: an nftables rule (in a network namespace of its own) drops what a
 /// connected client sends to its server until `TCP_USER_TIMEOUT` gives ETIMEDOUT. The
 /// timeout's story says how many retransmissions the kernel made (as `TCP_INFO` tells the

@@ -92,6 +92,13 @@ fn throughput(md: &mut String, t: &Throughput) {
             )
         };
     }
+    if t.modes.iter().any(|m| m.mode == Mode::TcperrNoDrops) {
+        let _ = writeln!(
+            md,
+            "\n*{}*: without the hooks on packets the kernel frees (`kfree_skb`, `consume_skb`), which fire for every packet: the difference from `tcperr` is their cost.",
+            Mode::TcperrNoDrops.label()
+        );
+    }
 }
 
 fn storm(md: &mut String, s: &Storm) {
@@ -112,6 +119,13 @@ fn storm(md: &mut String, s: &Storm) {
         "\nDefault tcperr prints ten reports a second per story and counts the rest in `repeated` lines (README \"Storms\"); `--every` prints each report. *{}*: tcperr's programs attached and doing all their work, each record dropped where it would enter the ring buffer (no ring buffer, no userspace): the cost of the kernel side alone.",
         StormMode::Discarded.label()
     );
+    if s.mode(StormMode::TcperrNoDrops).is_some() {
+        let _ = writeln!(
+            md,
+            "*{}*: without the hooks on packets the kernel frees (`kfree_skb`, `consume_skb`: the `drop` and `syn_dropped` sources), which fire for every packet: the difference from `tcperr` is their cost.",
+            StormMode::TcperrNoDrops.label()
+        );
+    }
 }
 
 fn storm_row(m: &ModeRuns) -> String {
@@ -383,6 +397,18 @@ Each check's reset reaches the server's accepted socket in softirq, where the ta
     #[test]
     fn the_results_render_as_the_report_did_before_the_sections_were_typed() {
         assert_eq!(markdown(&latest()), LATEST);
+    }
+
+    #[test]
+    fn the_rows_without_the_drop_hooks_are_shown_with_what_they_measure() {
+        let mut r = latest();
+        r.throughput.modes.insert(2, rate(Mode::TcperrNoDrops, 19600.0, 1.02, &[0.9, 1.1]));
+        r.storm.modes.insert(2, storm_mode(StormMode::TcperrNoDrops, 61000.0, 0.92, &[0.9], None));
+        let md = markdown(&r);
+        assert!(md.contains("| tcperr --no-drops | 19600 | 1.020 | 0.90–1.10 |"), "{md}");
+        assert!(md.contains("| tcperr --no-drops | 61000 | 0.920 |"), "{md}");
+        assert_eq!(md.matches("*tcperr --no-drops*: without the hooks").count(), 2, "{md}");
+        assert!(!markdown(&latest()).contains("--no-drops"));
     }
 
     #[test]

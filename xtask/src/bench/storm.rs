@@ -24,6 +24,9 @@ pub enum StormMode {
     Tcperr,
     /// `tcperr --every`.
     TcperrEvery,
+    /// `tcperr --no-drops`: without the hooks on freed packets, whose cost the difference from
+    /// `Tcperr` is.
+    TcperrNoDrops,
     /// tcperr's programs alone (`Config::discard_records`), in this process.
     Discarded,
     /// `tcperr serve`: metrics, the journal written, scraped once a second.
@@ -37,6 +40,7 @@ impl StormMode {
             Self::Untraced => "untraced",
             Self::Tcperr => "tcperr",
             Self::TcperrEvery => "tcperr --every",
+            Self::TcperrNoDrops => "tcperr --no-drops",
             Self::Discarded => "records discarded in the kernel",
             Self::Serve => "tcperr serve (journal, scraped 1/s)",
             Self::Bpftrace => "bpftrace",
@@ -45,12 +49,15 @@ impl StormMode {
 
     /// Whether a tracer process runs (whose CPU, lines and memory are measured).
     pub fn has_process(self) -> bool {
-        matches!(self, Self::Tcperr | Self::TcperrEvery | Self::Serve | Self::Bpftrace)
+        matches!(
+            self,
+            Self::Tcperr | Self::TcperrEvery | Self::TcperrNoDrops | Self::Serve | Self::Bpftrace
+        )
     }
 
     /// Whether that process is tcperr.
     pub fn is_tcperr(self) -> bool {
-        matches!(self, Self::Tcperr | Self::TcperrEvery | Self::Serve)
+        matches!(self, Self::Tcperr | Self::TcperrEvery | Self::TcperrNoDrops | Self::Serve)
     }
 
     /// Starts its tracer process, its lines going to `out`.
@@ -58,6 +65,7 @@ impl StormMode {
         let launch = match self {
             Self::Tcperr => Launch::tcperr(bin, &["--json"]),
             Self::TcperrEvery => Launch::tcperr(bin, &["--every", "--json"]),
+            Self::TcperrNoDrops => Launch::tcperr(bin, &["--no-drops", "--json"]),
             Self::Bpftrace => Launch::bpftrace(),
             Self::Serve => {
                 return Ok(Some(
@@ -134,9 +142,9 @@ impl Storm {
 pub fn run(s: &Sizes, bin: &Path, bpftrace: bool) -> Result<Storm, String> {
     use StormMode::*;
     let modes: &[StormMode] = if bpftrace {
-        &[Untraced, Tcperr, TcperrEvery, Serve, Discarded, Bpftrace]
+        &[Untraced, Tcperr, TcperrEvery, TcperrNoDrops, Serve, Discarded, Bpftrace]
     } else {
-        &[Untraced, Tcperr, TcperrEvery, Serve, Discarded]
+        &[Untraced, Tcperr, TcperrEvery, TcperrNoDrops, Serve, Discarded]
     };
     eprintln!(
         "==> bench: RST storm ({} interleaved rounds of {:.0} s per mode)",

@@ -13,6 +13,9 @@ use super::{
 pub enum Mode {
     Untraced,
     Tcperr,
+    /// `tcperr --no-drops`: without the hooks on freed packets (`kfree_skb`, `consume_skb`),
+    /// whose cost the difference from `Tcperr` is.
+    TcperrNoDrops,
     /// `tcperr serve`, journaling, scraped once a second.
     Serve,
     Bpftrace,
@@ -23,6 +26,7 @@ impl Mode {
         match self {
             Self::Untraced => "untraced",
             Self::Tcperr => "tcperr",
+            Self::TcperrNoDrops => "tcperr --no-drops",
             Self::Serve => "tcperr serve",
             Self::Bpftrace => "bpftrace",
         }
@@ -32,6 +36,7 @@ impl Mode {
         Ok(match self {
             Self::Untraced => None,
             Self::Tcperr => Some(Launch::tcperr(bin, &["--json"]).spawn()?),
+            Self::TcperrNoDrops => Some(Launch::tcperr(bin, &["--no-drops", "--json"]).spawn()?),
             Self::Serve => {
                 Some(Launch::serve(bin, &super::journal_dir()).spawn()?.scrape_every_second())
             }
@@ -70,9 +75,9 @@ pub fn run(s: &Sizes, bin: &Path, bpftrace: bool) -> Result<Throughput, String> 
         s.throughput_rounds
     );
     let modes: &[Mode] = if bpftrace {
-        &[Mode::Untraced, Mode::Tcperr, Mode::Serve, Mode::Bpftrace]
+        &[Mode::Untraced, Mode::Tcperr, Mode::TcperrNoDrops, Mode::Serve, Mode::Bpftrace]
     } else {
-        &[Mode::Untraced, Mode::Tcperr, Mode::Serve]
+        &[Mode::Untraced, Mode::Tcperr, Mode::TcperrNoDrops, Mode::Serve]
     };
     // rates[mode][round]
     let mut rates = vec![Vec::new(); modes.len()];
