@@ -125,6 +125,19 @@ pub struct KernelLayout {
     pub tp_icsk_rto: u32,
     pub tp_icsk_retransmits: u32,
     pub tp_icsk_probes_out: u32,
+
+    // --- the socket's cgroup (`sock.rs`), added after `task_tgid` for the same reason ---
+    /// `sk_cgrp_data.cgroup` (a `struct cgroup *`, Linux 5.15+), or where the kernel packs
+    /// that pointer with flags in one word (`sk_cgrp_data.val`, before 5.15) that word's offset;
+    /// ABSENT without `CONFIG_SOCK_CGROUP_DATA`.
+    pub sk_cgroup: u32,
+    /// The flag bits of the packed word (a set flag: the word holds cgroup v1 data, not the
+    /// pointer); 0 where the pointer is a member of its own.
+    pub sk_cgroup_flags: u32,
+    /// `cgroup.kn` (a `struct kernfs_node *`) and `kernfs_node.id` (u64): the cgroup v2 id
+    /// `bpf_get_current_cgroup_id()` returns for a task in that cgroup.
+    pub cgroup_kn: u32,
+    pub kernfs_id: u32,
 }
 
 impl KernelLayout {
@@ -191,6 +204,10 @@ impl KernelLayout {
         tp_icsk_rto: ABSENT,
         tp_icsk_retransmits: ABSENT,
         tp_icsk_probes_out: ABSENT,
+        sk_cgroup: ABSENT,
+        sk_cgroup_flags: 0,
+        cgroup_kn: ABSENT,
+        kernfs_id: ABSENT,
     };
 }
 

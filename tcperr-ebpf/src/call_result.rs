@@ -1,8 +1,9 @@
 //! What a socket call's failure becomes, shared by every hook on the send and receive paths
 //! (`sock_send_length.rs`, `sock_recv_length.rs`, `tcp_sendmsg.rs`, `tcp_recvmsg.rs`), each
 //! reading the socket as its context allows ([`SockMem`]).
+use aya_ebpf::helpers::bpf_get_current_cgroup_id;
 use tcperr_common::{
-    RecvEof, RecvError, SendError,
+    RecvEof, RecvError, SendError, SockInfo,
     tcp::{errno, is_eof_state},
 };
 
@@ -20,6 +21,7 @@ use crate::{
 pub fn send_result<M: SockMem>(sk: u64, ret: i32) {
     let Some(errno) = reportable_errno(ret) else { return };
     let Some(sock) = tcp_sock_info::<M>(sk) else { return };
+    let sock = in_callers_cgroup(sock);
     let stakes = stakes::<M>(sk);
     // (the copying form's frame is 496 bytes: no room for the diagnostic's call; its code is
     // left exactly as it was)
@@ -45,6 +47,7 @@ pub fn recv_result<M: SockMem>(sk: u64, ret: i32, flags: u32) {
         0
     };
     let Some(sock) = tcp_sock_info::<M>(sk) else { return };
+    let sock = in_callers_cgroup(sock);
     if errno != 0 {
         let stakes = stakes::<M>(sk);
         if M::DIRECT {
@@ -66,6 +69,13 @@ pub fn recv_result<M: SockMem>(sk: u64, ret: i32, flags: u32) {
             emit(&RecvEof { header: header::<RecvEof, M>(sk), sock, flags, _pad: 0, stakes });
         }
     }
+}
+
+/// `sock` with the calling thread's cgroup: the call's result runs in its owner's context.
+#[inline(always)]
+fn in_callers_cgroup(sock: SockInfo) -> SockInfo {
+    // SAFETY: a helper without arguments.
+    SockInfo { cgroup: unsafe { bpf_get_current_cgroup_id() } as u32, ..sock }
 }
 
 /// The errno of a failed call, unless it is one a healthy program meets all the time

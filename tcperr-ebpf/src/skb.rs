@@ -29,7 +29,7 @@ pub fn segment_tuple(skb: u64) -> SockInfo {
         state: 0,
         locked: 0,
         netns: 0,
-        _pad: 0,
+        cgroup: 0,
         laddr: v6([zero, zero]),
         raddr: v6([zero, zero]),
     };

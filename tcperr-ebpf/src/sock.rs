@@ -1,7 +1,7 @@
 //! Reading a `struct sock` at the offsets in [`crate::layout`].
 use core::{ffi::c_void, mem::MaybeUninit};
 
-use aya_ebpf::helpers::generated;
+use aya_ebpf::helpers::{bpf_get_current_cgroup_id, generated};
 use tcperr_common::{
     ABSENT, SockInfo,
     tcp::{AF_INET, AF_INET6, IPPROTO_TCP, state},
@@ -262,6 +262,14 @@ pub fn sock_info_of<M: SockMem>(sk: u64, may_have_port: bool) -> SockInfo {
     };
     let ino = if full { M::ino(sk) } else { 0 };
     let locked = full && M::load::<i32>(sk, layout!(sk_lock_owned)) != 0;
+    let cgroup = if locked {
+        // SAFETY: a helper without arguments.
+        unsafe { bpf_get_current_cgroup_id() as u32 }
+    } else if full {
+        cgroup_id::<M>(sk)
+    } else {
+        0
+    };
     let net: u64 = head.field(sk, layout!(sk_net));
     let netns = if net == 0 { 0 } else { M::load::<u32>(net, layout!(net_ns_inum)) };
     // (a literal of every field: `SockInfo::ZERO` first became a call to a byte-wise memset)
@@ -274,8 +282,37 @@ pub fn sock_info_of<M: SockMem>(sk: u64, may_have_port: bool) -> SockInfo {
         state,
         locked: locked as u8,
         netns,
-        _pad: 0,
+        cgroup,
         laddr,
         raddr,
     }
+}
+
+/// The cgroup v2 id of `sk`'s own cgroup (`sk_cgrp_data` → `cgroup` → `kn` → `id`), 0 where it
+/// cannot be read: the kernel has no such data, or (before 5.15) the word that holds the pointer
+/// holds cgroup v1 data instead. Loads where the socket is BTF-typed and the pointer a member of
+/// its own; copies otherwise (the packed word is a plain integer to the verifier).
+#[inline(always)]
+fn cgroup_id<M: SockMem>(sk: u64) -> u32 {
+    let off = layout!(sk_cgroup);
+    if off == ABSENT {
+        return 0;
+    }
+    let flags = layout!(sk_cgroup_flags) as u64;
+    if M::DIRECT && flags == 0 {
+        let cgroup: u64 = direct(sk, off);
+        if cgroup == 0 {
+            return 0;
+        }
+        let kn: u64 = direct(cgroup, layout!(cgroup_kn));
+        if kn == 0 {
+            return 0;
+        }
+        return direct::<u64>(kn, layout!(kernfs_id)) as u32;
+    }
+    let word: u64 = read(sk, off);
+    if word == 0 || word & flags != 0 {
+        return 0;
+    }
+    read::<u64>(read::<u64>(word, layout!(cgroup_kn)), layout!(kernfs_id)) as u32
 }

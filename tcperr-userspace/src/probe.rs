@@ -290,6 +290,7 @@ fn sock_layout(btf: &Btf, l: &mut KernelLayout) -> Result<()> {
     l.tp_icsk_rto = optional("tcp_sock", "inet_conn.icsk_rto", 4);
     l.tp_icsk_retransmits = optional("tcp_sock", "inet_conn.icsk_retransmits", 1);
     l.tp_icsk_probes_out = optional("tcp_sock", "inet_conn.icsk_probes_out", 1);
+    sock_cgroup_layout(btf, l);
     // (all three or none: the programs take the chain only when it is whole)
     if let (Ok(file), Ok(inode), Ok(ino)) =
         (member("socket", "file", 8), member("file", "f_inode", 8), i_ino)
@@ -297,6 +298,27 @@ fn sock_layout(btf: &Btf, l: &mut KernelLayout) -> Result<()> {
         (l.socket_file, l.file_inode, l.inode_ino) = (file, inode, ino);
     }
     Ok(())
+}
+
+/// The socket's cgroup v2 id (`sock.rs`): `sk_cgrp_data` holds a `struct cgroup *` of its own
+/// (Linux 5.15+), or packs it with two flag bits into one word (`val`, before 5.15: a flag set,
+/// the word holds cgroup v1 `net_cls`/`net_prio` data instead); then the cgroup's kernfs node and
+/// its id. All of it or none (ABSENT: records carry the task's cgroup only where they run in its
+/// context, and userspace attributes the rest by owner).
+fn sock_cgroup_layout(btf: &Btf, l: &mut KernelLayout) {
+    let sized = |ty: &str, path: &str, size: u32| {
+        let (off, tid) = btf.member_offset(ty, path).ok()?;
+        (btf.size_of(tid) == Some(size)).then_some(off)
+    };
+    let (kn, id) = (sized("cgroup", "kn", 8), sized("kernfs_node", "id", 8));
+    let (Some(kn), Some(id)) = (kn, id) else { return };
+    let word = match sized("sock", "sk_cgrp_data.cgroup", 8) {
+        Some(off) => Some((off, 0)),
+        None => sized("sock", "sk_cgrp_data.val", 8).map(|off| (off, 3)),
+    };
+    if let Some((off, flags)) = word {
+        (l.sk_cgroup, l.sk_cgroup_flags, l.cgroup_kn, l.kernfs_id) = (off, flags, kn, id);
+    }
 }
 
 fn field(fmt: &Format, tp: &str, name: &str, size: u32) -> Result<u32, String> {

@@ -127,7 +127,19 @@ pub struct SockInfo {
     /// The socket's network namespace: the inode of `/proc/PID/ns/net` (`net:[N]`); 0 unknown.
     /// A 4-tuple names one connection only within its namespace.
     pub netns: u32,
-    pub _pad: u32,
+    /// The cgroup v2 id of the socket's owner as the kernel side knows it: the running task's
+    /// (`bpf_get_current_cgroup_id()`) where the record runs in the owner's context (its own
+    /// call's result, or `locked`), else the socket's own (`sk->sk_cgrp_data`: the cgroup of the
+    /// task that created it, or of its listener for an accepted socket), which softirq, timers
+    /// and a socket whose owner has exited still have. 0 where neither is known: a TIME_WAIT or
+    /// request socket, a kernel without that data, or one before 5.15 holding cgroup v1
+    /// `net_cls`/`net_prio` data in that word instead.
+    ///
+    /// The id's low 32 bits (the records keep their size): the part the kernel's id allocator
+    /// (kernfs's IDR) keeps unique among live cgroups; on 64-bit kernels the whole id until 2^31
+    /// cgroups were made. It is the inode number of the cgroup's directory on the unified
+    /// hierarchy (truncated alike), by which userspace finds its path.
+    pub cgroup: u32,
     /// Local address: IPv4 in the first 4 bytes, or IPv6.
     pub laddr: [u8; 16],
     /// Remote address: IPv4 in the first 4 bytes, or IPv6.
@@ -205,7 +217,7 @@ impl SockInfo {
         state: 0,
         locked: 0,
         netns: 0,
-        _pad: 0,
+        cgroup: 0,
         laddr: [0; 16],
         raddr: [0; 16],
     };
