@@ -9,6 +9,7 @@ pub mod btf;
 pub mod check;
 pub mod cli;
 pub mod command;
+pub mod container;
 pub mod correlate;
 pub mod decode;
 pub mod drops;
