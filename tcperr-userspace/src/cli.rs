@@ -69,6 +69,9 @@ pub struct ServeArgs {
     /// Attach no hook on freed packets, as `trace --no-drops`.
     #[arg(long)]
     pub no_drops: bool,
+    /// The kubelet's log tree (`NAMESPACE_POD_UID/CONTAINER/`): pods' and containers' names.
+    #[arg(long, value_name = "DIR", default_value = crate::container::DEFAULT_PODS_DIR)]
+    pub pods_dir: std::path::PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -96,6 +99,23 @@ pub struct TraceArgs {
     /// (repeatable).
     #[arg(long, value_name = "NAME", value_parser = error_names::parse)]
     pub errno: Vec<u32>,
+    /// Only events of this container: its id (at least 12 hex digits of it) or its name
+    /// (repeatable).
+    #[arg(long, value_name = "ID|NAME", value_parser = crate::container::parse_container)]
+    pub container: Vec<String>,
+    /// Only events of this Kubernetes pod, named by the kubelet's log tree (repeatable).
+    #[arg(long, value_name = "[NS/]NAME", value_parser = crate::container::parse_pod)]
+    pub pod: Vec<(Option<String>, String)>,
+    /// Only events of pods in this Kubernetes namespace (repeatable).
+    #[arg(long, value_name = "NS", value_parser = crate::container::parse_namespace)]
+    pub namespace: Vec<String>,
+    /// Only events of processes in this cgroup or below it: a path on the unified hierarchy
+    /// from its root, e.g. /system.slice/nginx.service (repeatable).
+    #[arg(long, value_name = "PATH", value_parser = crate::container::parse_cgroup_path)]
+    pub cgroup: Vec<String>,
+    /// The kubelet's log tree (`NAMESPACE_POD_UID/CONTAINER/`): pods' and containers' names.
+    #[arg(long, value_name = "DIR", default_value = crate::container::DEFAULT_PODS_DIR)]
+    pub pods_dir: std::path::PathBuf,
     /// Print no events, only the summary at the end (errors by errno × process × peer).
     #[arg(long)]
     pub summary_only: bool,

@@ -211,6 +211,57 @@ impl Cgroup {
     }
 }
 
+/// An event's cgroup as JSON carries it (`cgroup`, `container_id`, `runtime`, `pod`,
+/// `namespace`, `container`: null each where not known).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Place {
+    pub cgroup: Option<String>,
+    pub container_id: Option<String>,
+    pub runtime: Option<String>,
+    pub pod: Option<String>,
+    pub namespace: Option<String>,
+    pub container: Option<String>,
+}
+
+impl Place {
+    pub fn of(c: Option<&Cgroup>) -> Self {
+        let Some(c) = c else { return Self::default() };
+        Place {
+            cgroup: Some(c.path.clone()),
+            container_id: c.workload.container_id.clone(),
+            runtime: c.workload.runtime.map(|r| r.name().to_owned()),
+            pod: c.pod.clone(),
+            namespace: c.namespace.clone(),
+            container: c.container.clone(),
+        }
+    }
+
+    /// What human lines show after the connection, from these fields alone (as `tcperr query`
+    /// has them): `pod:NAMESPACE/POD` (`pod:UID` without names), `container:SHORT_ID`,
+    /// `unit:NAME.service`; None outside all three.
+    pub fn tag(&self) -> Option<String> {
+        let path = self.cgroup.as_ref()?;
+        let c = Cgroup {
+            path: path.clone(),
+            workload: parse(path),
+            namespace: self.namespace.clone(),
+            pod: self.pod.clone(),
+            container: self.container.clone(),
+        };
+        let label = c.label()?;
+        Some(if label.starts_with("pod:") {
+            label
+        } else if c.workload.pod_uid.is_some() {
+            format!("pod:{label}")
+        } else if c.workload.container_id.is_some() {
+            format!("container:{label}")
+        } else {
+            format!("unit:{label}")
+        })
+    }
+}
+
 /// The unified (cgroup v2) hierarchy's mount point, from `/proc/self/mountinfo`: the cgroup2
 /// mount (`/sys/fs/cgroup` on a pure v2 host, `/sys/fs/cgroup/unified` on a hybrid one).
 pub fn unified_mount() -> Option<PathBuf> {
@@ -249,6 +300,9 @@ fn unescape(s: &str) -> String {
     }
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// Where the kubelet keeps its log tree (`--pods-dir`).
+pub const DEFAULT_PODS_DIR: &str = "/var/log/pods";
 
 /// Walks of the hierarchy stop after this many directories; the id → path map holds at most
 /// this many.

@@ -204,14 +204,17 @@ pub fn story_line(
     cause: Cause,
     peer: &str,
     peer_owner: Option<&Owner>,
+    peer_label: Option<&str>,
     peer_unread: u32,
     timeline: &[Item],
 ) -> Option<String> {
     if !ev.has_story() {
         return None;
     }
-    let who =
-        peer_owner.map_or(String::new(), |o| format!(" (pid {} {})", o.pid, o.comm.escaped()));
+    // (the other end's pod, container or unit too, when it is on this host in one)
+    let place = peer_label.map_or(String::new(), |l| format!(" in {}", crate::owner::escape(l)));
+    let who = peer_owner
+        .map_or(String::new(), |o| format!(" (pid {} {}{place})", o.pid, o.comm.escaped()));
     let at = |step: Step| {
         timeline.iter().rev().find(|i| i.step == step).map(|i| format!("+{:.3} ms", i.t_ms))
     };
@@ -376,8 +379,9 @@ mod tests {
             errno: 104,
             _pad: 0,
         });
-        let line = |owner| story_line(&ev, Cause::PeerReset, "10.0.0.2:80", owner, 0, &[]);
-        let server = Owner { pid: 42, tid: None, comm: crate::owner::Comm::new("server") };
+        let line = |owner| story_line(&ev, Cause::PeerReset, "10.0.0.2:80", owner, None, 0, &[]);
+        let server =
+            Owner { pid: 42, tid: None, comm: crate::owner::Comm::new("server"), cgroup: 0 };
         let local = line(Some(&server)).unwrap_or_default();
         assert!(local.starts_with("10.0.0.2:80 (pid 42 server) reset the connection (its side is reported on its own line)"), "{local}");
         let remote = line(None).unwrap_or_default();
@@ -392,7 +396,7 @@ mod tests {
             open_files: 1024,
             max_open_files: 1024,
         };
-        let owner = Owner { pid: 42, tid: Some(42), comm: nginx.comm };
+        let owner = Owner { pid: 42, tid: Some(42), comm: nginx.comm, cgroup: 0 };
         assert_eq!(
             listener_out_of_files(&[nginx], Some(&owner)),
             "; process 42 (nginx) has 1024 open files, its limit: its accept() fails with EMFILE (\"too many open files\"), so the queue never drains"
@@ -407,7 +411,8 @@ mod tests {
             open_files: open,
             max_open_files: open,
         };
-        let master = Owner { pid: 41, tid: Some(41), comm: crate::owner::Comm::new("master") };
+        let master =
+            Owner { pid: 41, tid: Some(41), comm: crate::owner::Comm::new("master"), cgroup: 0 };
         assert_eq!(
             listener_out_of_files(&[worker(43, 64)], Some(&master)),
             "; process 43 (worker) has 64 open files, its limit: its accept() fails with EMFILE (\"too many open files\"), so the queue never drains; the listener was opened by process 41 (master), which shares it"

@@ -11,6 +11,9 @@ pub struct Filter {
     pub errnos: Vec<u32>,
     /// `-- CMD`: only the command and its descendants (the event's owner, as attributed).
     pub followed: Option<crate::command::Followed>,
+    /// `--container`, `--pod`, `--namespace`, `--cgroup`: applied where the event's cgroup is
+    /// resolved (`Correlator::with_cgroups`), before the other flags.
+    pub containers: crate::container::Selector,
 }
 
 /// The kernel keeps 15 bytes of a task name.

@@ -74,6 +74,11 @@ pub struct Repeated {
     pub counted_as: Option<&'static str>,
     pub peer_pid: Option<u32>,
     pub peer_comm: Option<Comm>,
+    /// The story's process's cgroup, container and pod (of the last one).
+    #[serde(flatten)]
+    pub place: crate::container::Place,
+    pub peer_namespace: Option<String>,
+    pub peer_pod: Option<String>,
     pub netns: Option<u32>,
     pub state: Option<&'static str>,
     pub newstate: Option<&'static str>,
@@ -104,13 +109,13 @@ impl Fold {
             shown: 0,
             folded: 0,
             first_ns: 0,
-            last: *b,
+            last: b.clone(),
         });
         if b.ts_ns.saturating_sub(slot.window_ns) >= SECOND_NS {
             slot.window_ns = b.ts_ns;
             slot.shown = 0;
         }
-        slot.last = *b;
+        slot.last = b.clone();
         if slot.shown < FULL_PER_SECOND {
             slot.shown += 1;
             return true;
@@ -174,6 +179,9 @@ fn repeated(count: u64, first_ns: u64, b: &Brief) -> Repeated {
         counted_as: b.counts_as.name(),
         peer_pid: None,
         peer_comm: None,
+        place: crate::container::Place::of(b.cgroup.as_deref()),
+        peer_namespace: None,
+        peer_pod: None,
         netns: None,
         state: None,
         newstate: None,

@@ -56,7 +56,14 @@ fn main() -> ExitCode {
                     ports: args.port,
                     errnos: args.errno,
                     followed: command.as_ref().map(|c| c.followed.clone()),
+                    containers: tcperr_userspace::container::Selector {
+                        containers: args.container,
+                        pods: args.pod,
+                        namespaces: args.namespace,
+                        cgroups: args.cgroup,
+                    },
                 },
+                pods_dir: args.pods_dir,
                 all: args.all,
                 every: args.every || args.all,
                 summary_only: args.summary_only,
@@ -92,6 +99,7 @@ fn main() -> ExitCode {
             let opts = ServeOptions {
                 listen: args.listen,
                 journal: (!args.no_journal).then_some((args.journal, args.journal_max_bytes)),
+                pods_dir: args.pods_dir,
                 config: Config {
                     ringbuf_bytes: args.ringbuf_size,
                     hooks: args.hooks,
@@ -151,6 +159,7 @@ fn query(args: tcperr_userspace::cli::QueryArgs) -> ExitCode {
             ports: args.port,
             errnos: args.errno,
             followed: None,
+            containers: Default::default(),
         },
         format: if args.json { Format::Json } else { Format::Human },
         summary_only: args.summary_only,

@@ -339,6 +339,7 @@ mod tests {
             cause: Some(cause),
             shown: true,
             counts_as: Counted::Error,
+            cgroup: None,
         }
     }
 

@@ -63,6 +63,7 @@ pub(crate) fn line(r: &Report) -> Line<'_> {
         raddr: &r.raddr,
         rport: r.rport,
         netns: r.netns,
+        place: r.place.tag(),
         state: r.state,
         newstate: r.newstate,
         errno: r.errno.as_deref(),
@@ -96,6 +97,8 @@ pub enum What<'a> {
         raddr: &'a str,
         rport: u16,
         netns: Option<u32>,
+        /// The owner's pod, container or unit ([`crate::container::Place::tag`]).
+        place: Option<String>,
         state: &'a str,
         newstate: Option<&'a str>,
         errno: Option<&'a str>,
@@ -120,6 +123,7 @@ pub fn write_line(out: &mut impl Write, l: &Line<'_>) -> std::io::Result<()> {
             raddr,
             rport,
             netns,
+            ref place,
             state,
             newstate,
             errno,
@@ -130,6 +134,10 @@ pub fn write_line(out: &mut impl Write, l: &Line<'_>) -> std::io::Result<()> {
                 format!("{} -> {}", join_host_port(laddr, lport), join_host_port(raddr, rport));
             if let Some(ns) = netns.filter(|&ns| Some(ns) != host_netns()) {
                 conn.push_str(&format!(" netns:{ns}"));
+            }
+            if let Some(p) = place {
+                conn.push(' ');
+                conn.push_str(&crate::owner::escape(p));
             }
             let state = match newstate {
                 Some(new) => format!("{state}>{new}"),

@@ -12,6 +12,9 @@ pub struct Owner {
     /// The thread, when the owner was seen in its own context.
     pub tid: Option<u32>,
     pub comm: Comm,
+    /// Its cgroup v2 id (low 32 bits) where the kernel side saw it in its own context; 0 unknown.
+    #[serde(skip)]
+    pub cgroup: u32,
 }
 
 /// A task name as the kernel keeps it (at most 15 bytes), held inline: every event carries one,

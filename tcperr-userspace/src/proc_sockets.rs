@@ -311,7 +311,7 @@ impl ProcSockets {
 
     pub fn lookup_cached(&self, ino: u64) -> Option<Owner> {
         let (pid, comm) = self.known.get(&ino)?;
-        Some(Owner { pid: *pid, tid: None, comm: *comm })
+        Some(Owner { pid: *pid, tid: None, comm: *comm, cgroup: 0 })
     }
 
     /// The processes of port `lport`, then their children (at most [`MAX_FAMILY`] in all).

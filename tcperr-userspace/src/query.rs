@@ -143,6 +143,9 @@ struct Stored {
     counted_as: Option<String>,
     #[serde(default)]
     cause: Option<String>,
+    /// The owner's cgroup, container and pod (absent from lines stored before they existed).
+    #[serde(flatten)]
+    place: crate::container::Place,
     explanation: String,
 }
 
@@ -209,6 +212,7 @@ fn parse(line: &[u8]) -> Result<Option<Read>, ()> {
         cause: None,
         shown: true,
         counts_as: Counted::from_name(stored.counted_as.as_deref()),
+        cgroup: None,
     };
     Ok(Some(Read { stored, brief, count, first, last }))
 }
@@ -225,6 +229,7 @@ fn write_human(out: &mut impl Write, r: &Read) -> io::Result<()> {
             raddr: &s.raddr,
             rport: s.rport,
             netns: s.netns,
+            place: s.place.tag(),
             state: s.state.as_deref().unwrap_or("-"),
             newstate: s.newstate.as_deref(),
             errno: s.errno.as_deref(),

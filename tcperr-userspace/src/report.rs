@@ -13,7 +13,7 @@ use crate::{
 
 /// What the filters, the summary and storm folding need of an event: known before the report's
 /// text is built, so that an event none of them lets through costs no formatting.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Brief {
     pub ts_ns: u64,
     pub kind: &'static str,
@@ -30,6 +30,8 @@ pub struct Brief {
     pub shown: bool,
     /// What the summary counts the event as.
     pub counts_as: Counted,
+    /// The owner's cgroup (its container and pod), where known.
+    pub cgroup: Option<std::rc::Rc<crate::container::Cgroup>>,
 }
 
 /// What an event counts as in the summary: only errors a program received, each once (the
@@ -115,6 +117,13 @@ pub struct Report {
     /// The process at the other end, when it is on this host.
     pub peer_pid: Option<u32>,
     pub peer_comm: Option<Comm>,
+    /// The owner's cgroup, container and pod (`cgroup`, `container_id`, `runtime`, `pod`,
+    /// `namespace`, `container`).
+    #[serde(flatten)]
+    pub place: crate::container::Place,
+    /// The other end's pod, when it is on this host and in one.
+    pub peer_namespace: Option<String>,
+    pub peer_pod: Option<String>,
     /// The socket's recent steps, times relative to the first (errors and RSTs received; empty
     /// for other kinds).
     pub timeline: Vec<crate::story::Item>,
@@ -277,6 +286,7 @@ impl Brief {
             cause: None,
             shown: true,
             counts_as: Counted::Error,
+            cgroup: None,
         }
     }
 }
@@ -311,6 +321,9 @@ impl Report {
             counted_as: Some("error"),
             peer_pid: None,
             peer_comm: None,
+            place: Default::default(),
+            peer_namespace: None,
+            peer_pod: None,
             timeline: vec![],
             accept_queue: None,
             stakes: None,

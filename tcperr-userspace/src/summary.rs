@@ -223,7 +223,7 @@ mod tests {
         let b = brief(104, 1, 8080, 0);
         s.add_n(&b, 5, 2_000, 9_000);
         s.add_n(&b, 1, 1_000, 1_000); // (an earlier one, read after)
-        s.add_n(&Brief { counts_as: Counted::Closed, ..b }, 3, 0, 0);
+        s.add_n(&Brief { counts_as: Counted::Closed, ..b.clone() }, 3, 0, 0);
         s.add_n(&Brief { counts_as: Counted::Not, ..b }, 7, 0, 0);
         let rows = s.rows();
         assert_eq!(rows.len(), 1);

@@ -38,6 +38,8 @@ pub struct Options {
     pub debug_fields: bool,
     /// Human output in UTC instead of the system's zone.
     pub utc: bool,
+    /// The kubelet's log tree, where pods' names are read (`--pods-dir`).
+    pub pods_dir: std::path::PathBuf,
     pub config: Config,
 }
 
@@ -308,7 +310,11 @@ pub async fn run_command(
     output::use_utc(opts.utc);
     let mut tracer = Tracer::start(&opts.config).map_err(Error::Start)?;
     let mut correlator = Correlator::new(tracer.plan.rst_reasons.clone(), opts.all)
-        .with_debug_fields(opts.debug_fields);
+        .with_debug_fields(opts.debug_fields)
+        .with_cgroups(
+            crate::container::Cgroups::host(opts.pods_dir.clone()),
+            opts.filter.containers.clone(),
+        );
     let mut signals = Signals::register().map_err(Error::Io)?;
     output::note(format_args!("tcperr: hooks: {}", tracer.hook_summary().join(", ")));
     output::note(format_args!("tcperr: tracing TCP errors; Ctrl-C to stop"));
@@ -541,6 +547,7 @@ mod tests {
             summary_only: false,
             debug_fields: false,
             utc: false,
+            pods_dir: Default::default(),
             config: Config::default(),
         }
     }

@@ -183,16 +183,21 @@ impl<'a> Row<'a> {
                 raddr,
                 rport,
                 netns,
+                ref place,
                 state,
                 newstate,
                 errno,
                 error,
                 reason,
             } => {
-                let netns = match netns.filter(|&ns| Some(ns) != crate::output::host_netns()) {
+                let mut netns = match netns.filter(|&ns| Some(ns) != crate::output::host_netns()) {
                     Some(ns) => format!(" netns:{ns}"),
                     None => String::new(),
                 };
+                if let Some(p) = place {
+                    netns.push(' ');
+                    netns.push_str(&crate::owner::escape(p));
+                }
                 let remote = join_host_port(raddr, rport);
                 row.conn = format!("{} -> {remote}{netns}", join_host_port(laddr, lport));
                 row.short_conn = Some((format!("{lport} -> {remote}{netns}"), laddr));

@@ -5,8 +5,11 @@ use tcperr_common::{
     tcp::{AF_INET6, state},
 };
 
+use std::rc::Rc;
+
 use super::{Correlator, Seen};
 use crate::{
+    container::{Cgroup, Place},
     decode::Event,
     error_names,
     explain::{explain, listener_out_of_files, stakes_clause, story_line},
@@ -49,6 +52,7 @@ pub(super) fn brief(s: &Seen, cause: Option<Cause>, shown: bool) -> Brief {
         cause,
         shown,
         counts_as,
+        cgroup: s.cgroup.clone(),
     }
 }
 
@@ -87,8 +91,10 @@ impl Correlator {
         brief: &Brief,
         reason: Option<String>,
         peer_owner: Option<Owner>,
+        peer_cgroup: Option<Rc<Cgroup>>,
         peer_unread: u32,
     ) -> Report {
+        let peer_label = peer_cgroup.as_deref().and_then(Cgroup::label);
         let (ev, h, sock, owner) = (s.ev, s.h, s.sock, s.owner);
         let timeline = match self.socks.get(&h.sk) {
             Some(entry) if ev.has_story() => story::relative(&entry.timeline),
@@ -105,8 +111,16 @@ impl Correlator {
             Some(Cause::NotAccepted) => format!(
                 "this host sent RST to {peer}: its listener was closed with this connection still in the accept queue, never accepted: the kernel resets each one"
             ),
-            Some(c) => story_line(ev, c, &peer, peer_owner.as_ref(), peer_unread, &timeline)
-                .unwrap_or_else(|| explain(ev, &peer, &self.rst_reasons)),
+            Some(c) => story_line(
+                ev,
+                c,
+                &peer,
+                peer_owner.as_ref(),
+                peer_label.as_deref(),
+                peer_unread,
+                &timeline,
+            )
+            .unwrap_or_else(|| explain(ev, &peer, &self.rst_reasons)),
             None => explain(ev, &peer, &self.rst_reasons),
         };
         let units = self
@@ -168,6 +182,9 @@ impl Correlator {
             counted_as: brief.counts_as.name(),
             peer_pid: peer_owner.as_ref().map(|o| o.pid),
             peer_comm: peer_owner.map(|o| o.comm),
+            place: Place::of(s.cgroup.as_deref()),
+            peer_namespace: peer_cgroup.as_ref().and_then(|c| c.namespace.clone()),
+            peer_pod: peer_cgroup.as_ref().and_then(|c| c.pod.clone()),
             timeline,
             accept_queue,
             stakes,

@@ -29,11 +29,13 @@ fn in_owner_context(ev: &Event) -> bool {
 /// The task the event ran in, as an owner (built only where it is taken as the owner: not for
 /// softirq's records).
 #[inline]
-fn task(h: &EventHeader) -> Owner {
+fn task(h: &EventHeader, sock: &SockInfo) -> Owner {
     Owner {
         pid: (h.pid_tgid >> 32) as u32,
         tid: Some(h.pid_tgid as u32),
         comm: Comm::from_kernel(&h.comm),
+        // (in the owner's context the record carries the task's cgroup)
+        cgroup: sock.cgroup,
     }
 }
 
@@ -62,7 +64,7 @@ pub(super) fn attribute(
 ) -> OwnerSource {
     let ino = sock.ino;
     if in_owner_context(ev) {
-        let owner = task(h);
+        let owner = task(h, sock);
         // (once per socket and owner: a storm's sockets pass here once each)
         if entry.owner.is_none_or(|o| o.pid != owner.pid) {
             procs.note(sock.lport, owner.pid, is_listener(ev));

@@ -14,6 +14,9 @@ use crate::{
 #[derive(Default)]
 pub(super) struct SockEntry {
     pub(super) owner: Option<Owner>,
+    /// The socket's cgroup as its last record gave it (the other end's, for a peer on this
+    /// host whose owner is not known).
+    pub(super) cgroup: u32,
     /// errno of the last RST received: the socket_error that repeats it is not reported again.
     pub(super) rst_errno: Option<u32>,
     /// This side reset the connection: the error the kernel then sets on it is our own abort.
@@ -104,6 +107,9 @@ impl SockEntry {
     pub(super) fn note(&mut self, ev: &Event, ts_ns: u64, sock: &mut SockInfo) {
         if sock.ino != 0 {
             self.ino = sock.ino;
+        }
+        if sock.cgroup != 0 {
+            self.cgroup = sock.cgroup;
         }
         self.seen_ns = ts_ns;
         if matches!(ev, Event::StateChange(e) if e.newstate == state::CLOSE) || ends_socket(ev) {

@@ -16,7 +16,7 @@ mod step;
 // its callers' crates (the tracer's, the bench's), which cannot inline this crate's functions
 // otherwise (split without it, observe_if ran 8% slower through a loopback RST storm).
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, rc::Rc};
 
 use rustc_hash::FxHashMap;
 
@@ -24,6 +24,7 @@ use tcperr_common::{EventHeader, SockInfo, tcp::state};
 
 use self::{entry::SockEntry, step::Verdict};
 use crate::{
+    container::{Cgroup, Cgroups, Selector},
     decode::Event,
     explain::reason_name,
     owner::{Owner, OwnerSource},
@@ -60,6 +61,9 @@ pub struct Correlator {
     all: bool,
     /// Reports carry the kernel address of their socket (`--debug-fields`).
     debug_fields: bool,
+    /// cgroup ids → paths, containers, pods; and the container filters (`container.rs`).
+    cgroups: Cgroups,
+    selector: Selector,
     pub evicted: u64,
 }
 
@@ -72,6 +76,8 @@ struct Seen<'a> {
     conn: Option<Tuple>,
     owner: Option<Owner>,
     source: OwnerSource,
+    /// The owner's cgroup, where it is known.
+    cgroup: Option<Rc<Cgroup>>,
     /// An overflowing listener's processes' open files.
     listener: Option<&'a ListenerFiles>,
 }
@@ -102,8 +108,18 @@ impl Correlator {
             cap: DEFAULT_CAP,
             all,
             debug_fields: false,
+            cgroups: Cgroups::new(None, std::path::PathBuf::new()),
+            selector: Selector::default(),
             evicted: 0,
         }
+    }
+
+    /// Events name their cgroup, container and pod from `cgroups`; only those `selector`
+    /// admits are reported (`--container`, `--pod`, `--namespace`, `--cgroup`).
+    pub fn with_cgroups(mut self, cgroups: Cgroups, selector: Selector) -> Self {
+        self.cgroups = cgroups;
+        self.selector = selector;
+        self
     }
 
     /// Reports carry the kernel address of their socket (`sk`).
@@ -164,13 +180,24 @@ impl Correlator {
                 if let Some(a) = files.at_limit.first()
                     && owner.is_none_or(|o| o.pid != a.pid)
                 {
-                    owner = Some(Owner { pid: a.pid, tid: None, comm: a.comm });
+                    owner = Some(Owner { pid: a.pid, tid: None, comm: a.comm, cgroup: 0 });
                     source = OwnerSource::Proc;
                 }
                 Some(files)
             }
             _ => None,
         };
+        // The owner's cgroup: the task's where the record ran in its context, else the one the
+        // owner was seen in, else the socket's own (softirq, timers, an owner that exited).
+        let cgroup_id = match (source, owner) {
+            (OwnerSource::Context, _) => sock.cgroup,
+            (_, Some(o)) if o.cgroup != 0 => o.cgroup,
+            _ => sock.cgroup,
+        };
+        let cgroup = self.cgroups.get(cgroup_id);
+        if !self.selector.matches(cgroup.as_deref()) {
+            return None;
+        }
         let s = Seen {
             ev,
             h,
@@ -178,6 +205,7 @@ impl Correlator {
             conn: tuple(&sock),
             owner,
             source,
+            cgroup,
             listener: listener.as_ref(),
         };
         let reason = match ev {
@@ -225,7 +253,8 @@ impl Correlator {
         }
         let peer_unread = peer_rst.map_or(0, |p| p.unread);
         let peer_owner = self.peer_owner(s.h.sk, s.conn, peer_rst);
-        Some(self.build_report(&s, &brief, reason, peer_owner, peer_unread))
+        let peer_cgroup = self.peer_cgroup(s.conn, peer_owner);
+        Some(self.build_report(&s, &brief, reason, peer_owner, peer_cgroup, peer_unread))
     }
 
     /// Makes room for socket `sk` at the cap (evicting) unless it is already held.
@@ -245,6 +274,17 @@ impl Correlator {
             .and_then(|e| e.owner)
             .or_else(|| peer_rst.or_else(|| self.peer_rst(sk, conn)).and_then(|p| p.owner))
             .or_else(|| conn.and_then(|t| self.closers.get(&mirror(&t))).map(|c| c.0))
+    }
+
+    /// The cgroup of the other end of connection `conn` when it is on this host: its owner's,
+    /// else its socket's as last seen.
+    fn peer_cgroup(&mut self, conn: Option<Tuple>, peer: Option<Owner>) -> Option<Rc<Cgroup>> {
+        let socket = conn
+            .and_then(|t| self.by_tuple.get(&mirror(&t)))
+            .and_then(|other| self.socks.get(other))
+            .map_or(0, |e| e.cgroup);
+        let id = peer.map_or(0, |o| o.cgroup);
+        self.cgroups.get(if id != 0 { id } else { socket })
     }
 
     /// Remembers that `owner` closed connection `t` at `ts_ns`, within [`CLOSERS_CAP`] (the

@@ -322,6 +322,7 @@ mod tests {
             conn: tuple(&sock),
             owner: None,
             source,
+            cgroup: None,
             listener: None,
         };
         let mut entry = SockEntry::default();
@@ -437,6 +438,7 @@ mod tests {
             conn: None,
             owner: None,
             source: OwnerSource::Unknown,
+            cgroup: None,
             listener: None,
         };
         // The error report that repeats an RST received.
@@ -496,6 +498,7 @@ mod tests {
                 conn: None,
                 owner: None,
                 source,
+                cgroup: None,
                 listener: None,
             };
             entry.record_step(&seen(&close), None, None);
@@ -524,6 +527,7 @@ mod tests {
             conn: tuple(&sock),
             owner: None,
             source: OwnerSource::Unknown,
+            cgroup: None,
             listener: None,
         };
         let v = Verdict::without_socket(&s, Some("NO_SOCKET"));
@@ -584,6 +588,7 @@ mod tests {
                 conn: None,
                 owner: None,
                 source: OwnerSource::Context,
+                cgroup: None,
                 listener: None,
             };
             let mut entry = SockEntry { rst_state, ..SockEntry::default() };
