@@ -263,22 +263,36 @@ impl Place {
 }
 
 /// The unified (cgroup v2) hierarchy's mount point, from `/proc/self/mountinfo`: the cgroup2
-/// mount (`/sys/fs/cgroup` on a pure v2 host, `/sys/fs/cgroup/unified` on a hybrid one).
+/// mount of the hierarchy's root (`/sys/fs/cgroup` on a pure v2 host, `/sys/fs/cgroup/unified` on
+/// a hybrid one). In a container with a cgroup namespace of its own (a Kubernetes pod) the
+/// runtime's `/sys/fs/cgroup` shows only the container's subtree (its mountinfo root is `/`):
+/// a bind mount of the host's (its root shown as `/..` repeated: above the namespace's) is
+/// preferred, unless another mount covers it.
 pub fn unified_mount() -> Option<PathBuf> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     unified_in(&info)
 }
 
 fn unified_in(mountinfo: &str) -> Option<PathBuf> {
-    mountinfo.lines().find_map(|l| {
-        let (left, right) = l.split_once(" - ")?;
-        let fstype = right.split(' ').next()?;
-        let fields: Vec<&str> = left.split(' ').collect();
-        // (the root of the mount within the filesystem must be its root: a mount of a
-        // sub-cgroup, as inside a cgroup namespace, would give paths relative to it)
-        let mount = fields.get(4)?;
-        (fstype == "cgroup2" && fields.get(3) == Some(&"/")).then(|| PathBuf::from(unescape(mount)))
-    })
+    let mounts: Vec<(&str, String, &str)> = mountinfo
+        .lines()
+        .filter_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let fields: Vec<&str> = left.split(' ').collect();
+            Some((*fields.get(3)?, unescape(fields.get(4)?), right.split(' ').next()?))
+        })
+        .collect();
+    let mut best: Option<(usize, &str)> = None;
+    for (i, (root, point, fstype)) in mounts.iter().enumerate() {
+        // (the hierarchy's root: `/`, or `/..` as many times as the namespace is deep)
+        let ups = root.split('/').filter(|c| !c.is_empty()).collect::<Vec<_>>();
+        let top = *root == "/" || ups.iter().all(|c| *c == "..");
+        let covered = mounts[i + 1..].iter().any(|m| m.1 == *point);
+        if *fstype == "cgroup2" && top && !covered && best.is_none_or(|(n, _)| ups.len() > n) {
+            best = Some((ups.len(), point));
+        }
+    }
+    best.map(|(_, p)| PathBuf::from(p))
 }
 
 /// mountinfo's octal escapes (`\040` for a space).
@@ -702,6 +716,12 @@ mod tests {
         assert_eq!(unified_in("1 0 8:1 / / rw - ext4 /dev/sda1 rw\n"), None);
         let spaced = "35 24 0:30 / /mnt/c\\040g rw - cgroup2 cgroup2 rw\n";
         assert_eq!(unified_in(spaced), Some(PathBuf::from("/mnt/c g")));
+        // a pod: the runtime's mount of its own namespace, the host's /sys (its cgroup mount
+        // covered by that one) and the host's hierarchy mounted apart
+        let pod = "700 600 0:30 /../../.. /sys/fs/cgroup ro - cgroup2 cgroup2 rw\n\
+                   701 600 0:30 / /sys/fs/cgroup ro - cgroup2 cgroup rw\n\
+                   702 600 0:30 /../../.. /host/sys/fs/cgroup ro - cgroup2 cgroup2 rw\n";
+        assert_eq!(unified_in(pod), Some(PathBuf::from("/host/sys/fs/cgroup")));
     }
 
     #[test]
