@@ -39,6 +39,11 @@ pub struct ErrorLabels {
     pub cause: String,
     /// The process (thread) name the kernel keeps, 15 characters.
     pub comm: String,
+    /// The process's Kubernetes namespace, pod and container; empty outside Kubernetes (and
+    /// where the kubelet's log tree does not name them).
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -46,6 +51,21 @@ pub struct ResetLabels {
     /// "sent" (this host reset a connection) or "received".
     pub direction: &'static str,
     pub cause: String,
+    /// As [`ErrorLabels`]: the pod of the socket's process.
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
+}
+
+/// How long the series of a container whose cgroup is gone are kept before they are removed
+/// (a last scrape sees their final counts; churning pods do not leak series).
+pub const GONE_GRACE_NS: u64 = 300_000_000_000;
+
+/// The series of one pod's container, and its cgroup (to tell when it is gone).
+struct PodSeries {
+    cgroup: String,
+    gone_since: Option<u64>,
+    sets: FxHashSet<LabelSet>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -96,6 +116,10 @@ pub struct Metrics {
     lost_before: u64,
     /// The journal's counters, once registered.
     journal: Option<[Counter; 4]>,
+    /// The series labelled with a pod, by (namespace, pod, container).
+    pods: rustc_hash::FxHashMap<(String, String, String), PodSeries>,
+    /// The unified hierarchy's mount, where a pod's cgroup is looked for.
+    cgroup_root: Option<std::path::PathBuf>,
 }
 
 impl Metrics {
@@ -202,7 +226,63 @@ impl Metrics {
             seen: FxHashSet::default(),
             lost_before: 0,
             journal,
+            pods: Default::default(),
+            cgroup_root: None,
         }
+    }
+
+    /// Series of pods' containers are removed once their cgroup under `root` (the unified
+    /// hierarchy's mount) has been gone for [`GONE_GRACE_NS`].
+    pub fn with_cgroup_root(mut self, root: Option<std::path::PathBuf>) -> Self {
+        self.cgroup_root = root;
+        self
+    }
+
+    /// Removes the series of containers gone for longer than the grace period (once a second).
+    pub fn sweep(&mut self, now_ns: u64) {
+        let Some(root) = self.cgroup_root.clone() else { return };
+        self.sweep_with(now_ns, |cgroup| root.join(cgroup.trim_start_matches('/')).exists());
+    }
+
+    fn sweep_with(&mut self, now_ns: u64, exists: impl Fn(&str) -> bool) {
+        let mut gone = Vec::new();
+        for (key, p) in &mut self.pods {
+            if exists(&p.cgroup) {
+                p.gone_since = None;
+            } else if now_ns.saturating_sub(*p.gone_since.get_or_insert(now_ns)) >= GONE_GRACE_NS {
+                gone.push(key.clone());
+            }
+        }
+        for key in gone {
+            let Some(p) = self.pods.remove(&key) else { continue };
+            for set in p.sets {
+                match &set {
+                    LabelSet::Error(l) => self.socket_errors.remove(l),
+                    LabelSet::Reset(l) => self.resets.remove(l),
+                    LabelSet::Port(l) => self.overflows.remove(l),
+                };
+                self.seen.remove(&set);
+            }
+        }
+    }
+
+    /// Notes that `set` is a series of the pod `b` names (to be removed when it is gone).
+    fn note_pod(&mut self, b: &Brief, set: LabelSet) {
+        let Some(c) = b.cgroup.as_deref() else { return };
+        let Some(pod) = c.pod.clone() else { return };
+        let key =
+            (c.namespace.clone().unwrap_or_default(), pod, c.container.clone().unwrap_or_default());
+        let p = self.pods.entry(key).or_insert_with(|| PodSeries {
+            cgroup: c.path.clone(),
+            gone_since: None,
+            sets: FxHashSet::default(),
+        });
+        // (a restarted container: a new cgroup under the same names)
+        if p.cgroup != c.path {
+            p.cgroup.clone_from(&c.path);
+            p.gone_since = None;
+        }
+        p.sets.insert(set);
     }
 
     /// The journal's counters, for the writer to update (None without a journal).
@@ -219,13 +299,27 @@ impl Metrics {
     /// Counts one event, as the summary does (each error a program received once).
     pub fn count(&mut self, b: &Brief) {
         let cause = || b.cause.map_or("unknown", |c| c.name()).to_owned();
+        let c = b.cgroup.as_deref();
+        let name = |f: fn(&crate::container::Cgroup) -> &Option<String>| {
+            c.and_then(|c| f(c).clone()).unwrap_or_default()
+        };
+        let (namespace, pod, container) =
+            (name(|c| &c.namespace), name(|c| &c.pod), name(|c| &c.container));
         match b.counts_as {
             Counted::Error => {
                 let error = error_names::name(b.errno_code.unwrap_or(0));
                 let comm = b.comm.as_ref().map_or_else(String::new, |c| c.as_str().to_owned());
-                let labels = ErrorLabels { error, cause: cause(), comm };
+                let labels = ErrorLabels {
+                    error,
+                    cause: cause(),
+                    comm,
+                    namespace: namespace.clone(),
+                    pod: pod.clone(),
+                    container: container.clone(),
+                };
                 if self.admit(LabelSet::Error(labels.clone())) {
                     self.socket_errors.get_or_create(&labels).inc();
+                    self.note_pod(b, LabelSet::Error(labels));
                 } else {
                     let labels = ErrorLabels { comm: OTHER.to_owned(), ..labels };
                     self.socket_errors.get_or_create(&labels).inc();
@@ -242,10 +336,11 @@ impl Metrics {
             _ => None,
         };
         if let Some(direction) = direction {
-            let labels = ResetLabels { direction, cause: cause() };
-            // (bounded by directions × causes: past the cap, still counted)
+            let labels = ResetLabels { direction, cause: cause(), namespace, pod, container };
+            // (bounded by directions × causes × pods: past the cap, still counted)
             self.admit(LabelSet::Reset(labels.clone()));
             self.resets.get_or_create(&labels).inc();
+            self.note_pod(b, LabelSet::Reset(labels));
         }
         if b.kind == "drop" {
             self.drops.get_or_create(&DropLabels { cause: cause() }).inc();
@@ -361,8 +456,8 @@ mod tests {
         assert_eq!(
             sample(&text, "tcperr_socket_errors_total"),
             [
-                "tcperr_socket_errors_total{error=\"ECONNRESET\",cause=\"peer_aborted\",comm=\"nginx\"} 1",
-                "tcperr_socket_errors_total{error=\"EPIPE\",cause=\"write_after_peer_close\",comm=\"curl\"} 2",
+                "tcperr_socket_errors_total{error=\"ECONNRESET\",cause=\"peer_aborted\",comm=\"nginx\",namespace=\"\",pod=\"\",container=\"\"} 1",
+                "tcperr_socket_errors_total{error=\"EPIPE\",cause=\"write_after_peer_close\",comm=\"curl\",namespace=\"\",pod=\"\",container=\"\"} 2",
             ]
         );
         assert!(!text.contains("40000") && !text.contains("pid"), "{text}");
@@ -407,7 +502,7 @@ mod tests {
         assert_eq!(errors.len(), MAX_LABEL_SETS + 1, "the cap and one `other` set");
         assert!(
             errors.contains(
-                &"tcperr_socket_errors_total{error=\"EPIPE\",cause=\"write_after_peer_close\",comm=\"other\"} 5"
+                &"tcperr_socket_errors_total{error=\"EPIPE\",cause=\"write_after_peer_close\",comm=\"other\",namespace=\"\",pod=\"\",container=\"\"} 5"
                     .to_owned()
             ),
             "{errors:?}"
@@ -416,6 +511,56 @@ mod tests {
             sample(&text, "tcperr_label_sets_refused_total"),
             ["tcperr_label_sets_refused_total 5"]
         );
+    }
+
+    #[test]
+    fn a_pods_series_carry_its_names_and_go_a_grace_period_after_its_cgroup() {
+        use crate::container::{Cgroup, parse};
+        let cgroup = |path: &str, ns: &str, pod: &str| {
+            Some(std::rc::Rc::new(Cgroup {
+                path: path.to_owned(),
+                workload: parse(path),
+                namespace: Some(ns.to_owned()),
+                pod: Some(pod.to_owned()),
+                container: Some("app".to_owned()),
+            }))
+        };
+        let mut m = Metrics::new("0.1.0", "6.18.0", &[], false);
+        let gone = "/kubepods/besteffort/pod7b2e1d3f-4c5e-4f60-9bac-1d2e3f4a5b6c/x";
+        let alive = "/kubepods/besteffort/pod8c3f2e40-5d6f-4071-acbd-2e3f4a5b6c7d/y";
+        m.count(&Brief {
+            cgroup: cgroup(gone, "shop", "checkout-7d9"),
+            ..error("java", 104, Cause::PeerAborted)
+        });
+        m.count(&Brief {
+            kind: "rst_received",
+            counts_as: Counted::Not,
+            cgroup: cgroup(gone, "shop", "checkout-7d9"),
+            ..error("java", 104, Cause::PeerReset)
+        });
+        m.count(&Brief {
+            cgroup: cgroup(alive, "pay", "api-5f6"),
+            ..error("api", 32, Cause::WriteAfterPeerClose)
+        });
+        m.count(&error("curl", 32, Cause::WriteAfterPeerClose));
+        let text = encode(&m.registry());
+        assert!(text.contains("tcperr_socket_errors_total{error=\"ECONNRESET\",cause=\"peer_aborted\",comm=\"java\",namespace=\"shop\",pod=\"checkout-7d9\",container=\"app\"} 1"), "{text}");
+        assert!(text.contains("tcperr_resets_total{direction=\"received\",cause=\"peer_reset\",namespace=\"shop\",pod=\"checkout-7d9\",container=\"app\"} 1"), "{text}");
+        let exists = |p: &str| p == alive;
+        m.sweep_with(1_000, exists);
+        m.sweep_with(1_000 + GONE_GRACE_NS - 1, exists);
+        assert!(encode(&m.registry()).contains("checkout-7d9"), "kept within the grace period");
+        m.sweep_with(1_000 + GONE_GRACE_NS, exists);
+        let text = encode(&m.registry());
+        assert!(!text.contains("checkout-7d9"), "{text}");
+        assert!(text.contains("pod=\"api-5f6\""), "{text}");
+        assert!(text.contains("comm=\"curl\""), "series outside pods stay: {text}");
+        // counted again after it came back: a series of its own from 1
+        m.count(&Brief {
+            cgroup: cgroup(gone, "shop", "checkout-7d9"),
+            ..error("java", 104, Cause::PeerAborted)
+        });
+        assert!(encode(&m.registry()).contains("pod=\"checkout-7d9\",container=\"app\"} 1"));
     }
 
     #[test]

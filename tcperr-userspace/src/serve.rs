@@ -55,12 +55,13 @@ pub async fn run(opts: ServeOptions) -> Result<Stats, Error> {
         })?),
     };
     let mut tracer = Tracer::start(&opts.config).map_err(Error::Start)?;
-    let mut metrics = Metrics::new(
+    let metrics = Metrics::new(
         env!("CARGO_PKG_VERSION"),
         &kernel_release(),
         &tracer.selected,
         journal.is_some(),
     );
+    let mut metrics = metrics.with_cgroup_root(crate::container::unified_mount());
     tokio::spawn(serve_http(listener, metrics.registry()));
     let mut signals = Signals::register().map_err(Error::Io)?;
     log::info!("hooks: {}", tracer.hook_summary().join(", "));

@@ -20,8 +20,12 @@ pub struct Row {
     pub kind: &'static str,
     pub errno: String,
     pub errno_code: u32,
+    /// null for a pod's row (its processes together).
     pub pid: Option<u32>,
     pub comm: Option<String>,
+    /// `NAMESPACE/POD` where the processes are a Kubernetes pod's: its errors are one row per
+    /// pod, whichever of its processes (replicas restart, pids change); else null.
+    pub pod: Option<String>,
     /// The remote address, with its port when that port is below the ephemeral range (a
     /// service); clients of a server collapse into one row per address.
     pub peer: String,
@@ -36,9 +40,10 @@ pub struct Row {
     pub last_unix_ns: i128,
 }
 
-/// errno, pid, comm, (family, remote address, service port or 0): plain values, so that adding
-/// an event to the summary allocates nothing (it runs for every event in an RST storm).
-type Key = (u32, Option<u32>, Option<Comm>, (u16, [u8; 16], u16));
+/// errno, pid (None for a pod's), comm, (family, remote address, service port or 0), the pod:
+/// plain values, so that adding an event outside pods to the summary allocates nothing (it runs
+/// for every event in an RST storm).
+type Key = (u32, Option<u32>, Option<Comm>, (u16, [u8; 16], u16), Option<String>);
 
 /// Times in CLOCK_REALTIME nanoseconds: a journal's events may be of an earlier boot.
 #[derive(Clone, Copy)]
@@ -76,7 +81,12 @@ impl Summary {
         }
         let Some(errno) = b.errno_code else { return };
         let port = if b.rport < EPHEMERAL { b.rport } else { 0 };
-        let key = (errno, b.pid, b.comm, (b.family, b.raddr, port));
+        let pod = b
+            .cgroup
+            .as_deref()
+            .and_then(|c| Some(format!("{}/{}", c.namespace.as_ref()?, c.pod.as_ref()?)));
+        let pid = if pod.is_some() { None } else { b.pid };
+        let key = (errno, pid, b.comm, (b.family, b.raddr, port), pod);
         let t = self.rows.entry(key).or_insert(Tally { count: 0, first_ns: first, last_ns: last });
         t.count += n;
         // (records of different CPUs arrive a little out of order: first and last are by time)
@@ -91,7 +101,9 @@ impl Summary {
             b.1.count.cmp(&a.1.count).then_with(|| a.1.first_ns.cmp(&b.1.first_ns))
         });
         rows.into_iter()
-            .map(|(&(errno, pid, comm, (family, raddr, port)), t)| {
+            .map(|((errno, pid, comm, (family, raddr, port), pod), t)| {
+                let (errno, pid, comm, family, raddr, port) =
+                    (*errno, *pid, *comm, *family, *raddr, *port);
                 let host = addr(family, &raddr).to_string();
                 Row {
                     schema: crate::report::SCHEMA,
@@ -100,6 +112,7 @@ impl Summary {
                     errno_code: errno,
                     pid,
                     comm: comm.map(|c| c.to_string()),
+                    pod: pod.clone(),
                     peer: if port != 0 { join_host_port(&host, port) } else { host },
                     count: t.count,
                     first_time: rfc3339_micros(t.first_ns),
@@ -112,19 +125,28 @@ impl Summary {
     }
 
     pub fn write_table(&self, out: &mut impl Write) -> std::io::Result<()> {
+        // (a POD column only where a row is a pod's)
+        let pods = self.rows.keys().any(|k| k.4.is_some());
         if !self.rows.is_empty() {
+            let pod = if pods { format!(" {:<32}", "POD") } else { String::new() };
             writeln!(
                 out,
-                "{:<14} {:>7} {:<7} {:<15} {:<40} {:<32} LAST",
+                "{:<14} {:>7} {:<7} {:<15}{pod} {:<40} {:<32} LAST",
                 "ERROR", "COUNT", "PID", "COMM", "PEER", "FIRST"
             )?;
         }
         for r in self.rows() {
             let pid = r.pid.map_or_else(|| "-".to_owned(), |p| p.to_string());
             let comm = r.comm.as_deref().map_or_else(|| "?".to_owned(), escape);
+            let pod = match (pods, &r.pod) {
+                (false, _) => String::new(),
+                (true, p) => {
+                    format!(" {:<32}", p.as_deref().map_or_else(|| "-".to_owned(), escape))
+                }
+            };
             writeln!(
                 out,
-                "{:<14} {:>7} {pid:<7} {comm:<15} {:<40} {:<32} {}",
+                "{:<14} {:>7} {pid:<7} {comm:<15}{pod} {:<40} {:<32} {}",
                 r.errno,
                 r.count,
                 r.peer,

@@ -242,6 +242,7 @@ impl<'a> Sink<'a> {
         self.correlator.expire(monotonic_ns());
         if let Some(m) = self.metrics.as_deref_mut() {
             m.set_lost(lost);
+            m.sweep(monotonic_ns());
         }
         if lost > self.stats.lost {
             output::note(format_args!(

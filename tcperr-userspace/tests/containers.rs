@@ -377,6 +377,21 @@ fn every_event_names_its_container_pod_and_peer_in_each_runtimes_layout() {
     assert!(failed.contains(" in shop/cart-1a2)"), "{failed}");
     let failed = line("recv_error", service_pid);
     assert!(failed.contains(&format!(" in {})", &podman_id[..12])), "{failed}");
+    // The summary: a pod's errors are its row (no pid), the others their process's.
+    let rows: BTreeSet<String> = stopped
+        .events
+        .iter()
+        .filter(|e| e["kind"] == "summary")
+        .map(|e| format!("{} pod={} pid={}", e["errno"], e["pod"], e["pid"]))
+        .collect();
+    let want: BTreeSet<String> = [
+        format!("\"ECONNRESET\" pod=null pid={service_pid}"),
+        "\"ECONNRESET\" pod=\"shop/checkout-7d9\" pid=null".to_owned(),
+        format!("\"EPIPE\" pod=null pid={docker_pid}"),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(rows, want);
     // --pod: that pod's events only.
     let kinds: BTreeSet<(String, u64)> = stopped_by_pod
         .events

@@ -23,7 +23,7 @@ fn serve_counts_a_broken_pipe_and_detaches_on_sigterm_and_sigint() {
         let served = Served::start(&[]);
         let ids = drive::prog_ids(served.pid());
         assert!(ids.len() >= 7, "tcperr serve holds its programs while it runs: {ids:?}");
-        let series = "tcperr_socket_errors_total{error=\"EPIPE\",cause=\"write_after_peer_close\",comm=\"client\"}";
+        let series = "tcperr_socket_errors_total{error=\"EPIPE\",cause=\"write_after_peer_close\",comm=\"client\",namespace=\"\",pod=\"\",container=\"\"}";
         let before = served.sample(series).unwrap_or(0.0);
         tcperr_scenarios::run("broken_pipe").expect("broken_pipe");
         // (read once a second at the latest)
@@ -120,9 +120,8 @@ fn after_a_kill_9_in_a_storm_and_a_restart_query_returns_every_event_journaled_b
     let dir = std::env::temp_dir().join(format!("tcperr-serve-journal-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let journal = ["--journal", dir.to_str().expect("utf-8"), "--journal-max-bytes", "64M"];
-    let epipe = "tcperr_socket_errors_total{error=\"EPIPE\",cause=\"write_after_peer_close\",comm=\"client\"}";
-    let refused =
-        "tcperr_socket_errors_total{error=\"ECONNREFUSED\",cause=\"refused\",comm=\"client\"}";
+    let epipe = "tcperr_socket_errors_total{error=\"EPIPE\",cause=\"write_after_peer_close\",comm=\"client\",namespace=\"\",pod=\"\",container=\"\"}";
+    let refused = "tcperr_socket_errors_total{error=\"ECONNREFUSED\",cause=\"refused\",comm=\"client\",namespace=\"\",pod=\"\",container=\"\"}";
 
     let first = Served::start(&journal);
     let broken_pipe = tcperr_scenarios::run("broken_pipe").expect("broken_pipe");

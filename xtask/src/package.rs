@@ -331,7 +331,7 @@ fn unit_command_runs(tree: &Path) -> Result<(), String> {
             seen.push(line);
         };
         tcperr_scenarios::run("broken_pipe").map_err(|e| format!("broken_pipe: {e}"))?;
-        let series = "tcperr_socket_errors_total{error=\"EPIPE\",cause=\"write_after_peer_close\",comm=\"client\"} 1";
+        let series = "tcperr_socket_errors_total{error=\"EPIPE\",cause=\"write_after_peer_close\",comm=\"client\",namespace=\"\",pod=\"\",container=\"\"} 1";
         for _ in 0..30 {
             if metrics(&addr)?.lines().any(|l| l == series) {
                 return Ok(());
