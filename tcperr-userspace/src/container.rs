@@ -13,6 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 /// Which runtime made a container, as its cgroup's name says.
@@ -380,9 +381,10 @@ pub struct Cgroups {
     root: Option<PathBuf>,
     pods_dir: PathBuf,
     /// id (low 32 bits of the directory's inode) → path from the root, filled by walks.
-    paths: HashMap<u32, String>,
+    paths: FxHashMap<u32, String>,
     /// Resolved ids; None: not found at the time (looked for again after [`RETRY_UNKNOWN`]).
-    resolved: HashMap<u32, (Option<Rc<Cgroup>>, Instant)>,
+    /// (looked up for every event: a fast hash)
+    resolved: FxHashMap<u32, (Option<Rc<Cgroup>>, Instant)>,
     walked_at: Option<Instant>,
     pods: Pods,
 }
@@ -394,8 +396,8 @@ impl Cgroups {
         Self {
             root,
             pods_dir,
-            paths: HashMap::new(),
-            resolved: HashMap::new(),
+            paths: FxHashMap::default(),
+            resolved: FxHashMap::default(),
             walked_at: None,
             pods: Pods::default(),
         }
@@ -466,7 +468,7 @@ impl Cgroups {
         use std::os::unix::fs::MetadataExt;
         self.walked_at = Some(Instant::now());
         let Some(root) = self.root.clone() else { return };
-        let mut found = HashMap::new();
+        let mut found = FxHashMap::default();
         let mut stack = vec![(root.clone(), String::new())];
         while let Some((dir, rel)) = stack.pop() {
             let Ok(meta) = std::fs::metadata(&dir) else { continue };
