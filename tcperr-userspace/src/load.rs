@@ -167,12 +167,14 @@ impl Tracer {
         }
         // The listeners that listened before now, for the SYNs their full queues drop.
         if selected.iter().any(|s| s.source == probe::Source::SynDropped && s.hook.is_some()) {
+            let t0 = std::time::Instant::now();
             match kernel_btf(&mut btf).and_then(|b| crate::known_listeners::note_all(&mut ebpf, b))
             {
                 Ok(w) => {
                     log::debug!(
-                        "syn_dropped: listeners noted in {} network namespaces",
-                        w.namespaces
+                        "syn_dropped: listeners noted in {} network namespaces in {:.1} ms",
+                        w.namespaces,
+                        t0.elapsed().as_secs_f64() * 1e3
                     );
                     for why in &w.skipped {
                         log::warn!("syn_dropped: listeners already listening not known in {why}");

@@ -181,11 +181,19 @@ fn raw_tracepoint_fallbacks_report_the_same_events() {
     for hook in ["tcp_receive_reset", "inet_sock_set_state", "inet_sk_error_report"] {
         assert!(summary.contains(&format!("raw_tracepoint {hook}")), "{hook}:\n{summary}");
     }
-    for scenario in
-        ["broken_pipe", "reset_by_abort", "reset_by_unread_data", "eof", "refused", "silent_peer"]
-    {
+    for scenario in ["broken_pipe", "reset_by_abort", "reset_by_unread_data", "eof", "refused"] {
         assert_scenario_with(scenario, &config);
     }
+    // (the drop source has no raw-tracepoint form: off here, so the timeout's story names no
+    // dropped segments, which the scenario expects where the kernel gives drop reasons)
+    let (run, reports, rst_reason) = trace_with("silent_peer", &config);
+    let without_drops = |lines: Vec<String>| -> Vec<String> {
+        lines.into_iter().map(|l| l.split(" dropped=").next().unwrap_or("").to_owned()).collect()
+    };
+    assert_eq!(
+        without_drops(run.observed_lines(&reports)),
+        without_drops(run.expected_lines(rst_reason))
+    );
 }
 
 fn find<'a>(run: &Run, reports: &'a [serde_json::Value], kind: &str) -> &'a serde_json::Value {
@@ -925,8 +933,8 @@ fn assert_syn_flood(scenario: &str, syncookies: u64) {
 /// A listener that listened before tcperr started (issue #20): tcperr never saw it move to
 /// LISTEN, so it learns it at start from the kernel's own list of TCP sockets (the `tcp` BPF
 /// iterator, walked in the scenario's namespace too). The SYNs its full queue drops are each an
-/// `accept_queue_full` of action `syn_dropped`, named after its process (found in `/proc`: the
-/// process, not the thread).
+/// `accept_queue_full` of action `syn_dropped`, carrying the listener's inode, by which its
+/// process is found in `/proc`.
 #[test]
 fn syns_dropped_at_a_listener_that_listened_before_tcperr_started_are_reported() {
     use std::sync::mpsc;
@@ -960,18 +968,15 @@ fn syns_dropped_at_a_listener_that_listened_before_tcperr_started_are_reported()
                 q["backlog"].as_u64(),
                 q["queued"].as_u64(),
                 d["lport"].as_u64(),
-                d["pid"].as_u64()
             ),
-            (
-                Some("syn_dropped"),
-                Some(0),
-                Some(1),
-                Some(u64::from(run.server_port)),
-                Some(u64::from(std::process::id()))
-            ),
+            (Some("syn_dropped"), Some(0), Some(1), Some(u64::from(run.server_port))),
             "{d:#}"
         );
         assert!(d["rport"].as_u64().is_some_and(|p| clients.contains(&p)), "{d:#}");
+        // The listener's process, where its `/proc` budget let tcperr find it in time: this test
+        // process holds tcperr's own descriptors too, so its turn in a pass over `/proc` comes
+        // late (`tcperr trace` is a process of its own).
+        assert!(d["pid"].as_u64().is_none_or(|p| p == u64::from(std::process::id())), "{d:#}");
     }
 }
 

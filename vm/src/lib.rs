@@ -75,6 +75,9 @@ pub struct Retransmits {
     /// `stakes.retransmitting_since_ms` is at least this (the user timeout the kernel waited
     /// out from the first unacknowledged segment).
     pub since_at_least_ms: u32,
+    /// Where the kernel says why it drops (`kfree_skb`'s reason): how many of our segments the
+    /// story says it dropped.
+    pub dropped: Option<u64>,
 }
 
 impl Retransmits {
@@ -83,11 +86,15 @@ impl Retransmits {
     }
 
     fn line(&self) -> String {
-        Self::words(
+        let mut line = Self::words(
             &self.total.to_string(),
             &self.in_row.to_string(),
             &format!(">={}ms", self.since_at_least_ms),
-        )
+        );
+        if let Some(n) = self.dropped {
+            line.push_str(&format!(" dropped={n}"));
+        }
+        line
     }
 
     /// The same words for a tcperr JSON event: what it carries, `since` as the bound when it
@@ -102,7 +109,18 @@ impl Retransmits {
             Some(ms) => format!("={ms}ms"),
             None => "=-".to_owned(),
         };
-        Self::words(&n("retransmits"), &n("retransmits_in_row"), &since)
+        let mut line = Self::words(&n("retransmits"), &n("retransmits_in_row"), &since);
+        if self.dropped.is_some() {
+            // "the kernel dropped N of our segments": the story's count
+            let text = ev["explanation"].as_str().unwrap_or_default();
+            let n = text
+                .split("the kernel dropped ")
+                .nth(1)
+                .and_then(|r| r.split_once(" of our segment"))
+                .map_or("-", |(n, _)| n);
+            line.push_str(&format!(" dropped={n}"));
+        }
+        line
     }
 }
 

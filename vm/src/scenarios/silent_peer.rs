@@ -6,7 +6,9 @@
 //! Both reports of the timeout must carry the connection's retransmissions as the kernel counts
 //! them: after the failed write the client asks its kernel (`TCP_INFO`, which nothing changes
 //! once the connection is closed) how many it made and how many in a row went unanswered; the
-//! oldest unacknowledged segment went out at least the user timeout before.
+//! oldest unacknowledged segment went out at least the user timeout before. Where the kernel
+//! says why it drops, the story also says that it dropped the data segment and each
+//! retransmission (the filter's `SOCKET_FILTER`).
 use std::{
     io::Write,
     net::{TcpListener, TcpStream},
@@ -64,6 +66,8 @@ pub fn run() -> Result<Run, String> {
         total: retrans.total,
         in_row: u32::from(retrans.in_row),
         since_at_least_ms: USER_TIMEOUT_MS,
+        // The filter dropped the data segment and each retransmission of it.
+        dropped: kernel_tells_drop_reasons().then_some(u64::from(retrans.total) + 1),
     };
     let (server, ()) = join(server)?;
     Ok(finish(
@@ -86,6 +90,16 @@ pub fn run() -> Result<Run, String> {
             ev("rst_sent", "server", "server->client", "CLOSE", "-", "aborted"),
         ],
     ))
+}
+
+/// Whether the kernel's `kfree_skb` tracepoint carries why it dropped (5.17+), which tcperr's
+/// `drop` source needs: read from its format, an oracle independent of tcperr.
+fn kernel_tells_drop_reasons() -> bool {
+    crate::drive::kernel_reports_rst_reason(); // (mounts tracefs if nothing has)
+    ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"].iter().any(|root| {
+        std::fs::read_to_string(format!("{root}/events/skb/kfree_skb/format"))
+            .is_ok_and(|f| f.contains(" reason;"))
+    })
 }
 
 /// The state a timeout is reported in: kernels with `tcp_done_with_error()` (6.10, and stable
