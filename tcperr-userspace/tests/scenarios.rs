@@ -973,6 +973,7 @@ fn syns_dropped_at_a_listener_that_listened_before_tcperr_started_are_reported()
             "{d:#}"
         );
         assert!(d["rport"].as_u64().is_some_and(|p| clients.contains(&p)), "{d:#}");
+        assert!(d["ino"].as_u64().is_some(), "the listener's inode: {d:#}");
         // The listener's process, where its `/proc` budget let tcperr find it in time: this test
         // process holds tcperr's own descriptors too, so its turn in a pass over `/proc` comes
         // late (`tcperr trace` is a process of its own).
