@@ -204,9 +204,14 @@ impl Tracer {
         };
         drop(btf);
         // Kernel BTF (parsed twice: offsets, fexit) was the largest allocation by far: give the
-        // freed memory back now, or it stays in tcperr's resident set for its whole life.
+        // freed memory back now, or it stays in glibc's heap, in tcperr's resident set, for its
+        // whole life. (musl, which the arm64 VM guests' static build uses, has no malloc_trim:
+        // its allocator unmaps large freed blocks itself.)
+        #[cfg(target_env = "gnu")]
         // SAFETY: malloc_trim only releases free heap memory.
-        unsafe { libc::malloc_trim(0) };
+        unsafe {
+            libc::malloc_trim(0)
+        };
         Ok(Self { ring, lost, held: HeldClose::new(held), plan, selected, logs, ebpf })
     }
 

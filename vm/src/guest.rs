@@ -2,7 +2,8 @@
 //! then for each hook family named on the kernel command line (`tcperr.families=`) starts
 //! `/bin/tcperr trace --json [--hooks F]`, runs every scenario of `tcperr.scenarios=` in this
 //! process, and prints one `TCPERR-RESULT {json}` line per scenario on the console. The exit
-//! code (0: all passed) goes to QEMU's isa-debug-exit port.
+//! code (0: all passed) goes to QEMU's isa-debug-exit port on x86_64; on arm64 the guest powers
+//! off and the host reads `TCPERR-GUEST done failed=...`.
 use std::{
     ffi::CString,
     path::Path,
@@ -22,13 +23,21 @@ fn mount(src: &str, target: &str, fstype: &str) {
     }
 }
 
-/// Ends the VM: QEMU's isa-debug-exit turns `code` into exit status `(code << 1) | 1`.
+/// Ends the VM. On x86_64, QEMU's isa-debug-exit turns `code` into exit status
+/// `(code << 1) | 1`; the arm64 board (`-M virt`) has no such port, so the guest powers off
+/// (PSCI: QEMU exits 0) and the host reads the outcome from the `TCPERR-GUEST done` line.
 fn exit_vm(code: u8) -> ! {
-    // SAFETY: ioperm/outb on the debug-exit port QEMU provides; reboot as the fallback.
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: ioperm/outb on the debug-exit port QEMU provides; power-off below is the fallback.
     unsafe {
         if libc::ioperm(0xf4, 1, 1) == 0 {
             std::arch::asm!("out dx, al", in("dx") 0xf4u16, in("al") code);
         }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = code;
+    // SAFETY: sync and reboot take no pointers.
+    unsafe {
         libc::sync();
         libc::reboot(libc::RB_POWER_OFF);
     }
@@ -76,7 +85,14 @@ fn main() {
     if cmdline.split_whitespace().any(|w| w == "tcperr.check") {
         // `tcperr check` as a user would run it: each source's hook and why the ones before it
         // were passed over (`cargo xtask vm --check` prints these lines).
-        match std::process::Command::new(tcperr).arg("check").output() {
+        // (its diagnostics go straight to the console, as they come: with RUST_LOG=debug on
+        // the kernel command line, which the kernel hands to /init's environment, they show
+        // where a slow start spends its time)
+        let check = std::process::Command::new(tcperr)
+            .arg("check")
+            .stderr(std::process::Stdio::inherit())
+            .output();
+        match check {
             Ok(out) => {
                 for line in String::from_utf8_lossy(&out.stdout).lines() {
                     println!("TCPERR-CHECK {line}");

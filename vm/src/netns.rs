@@ -3,7 +3,8 @@ use std::{io, os::fd::AsRawFd};
 
 /// Brings the loopback interface of the calling thread's network namespace up.
 pub fn loopback_up() -> io::Result<()> {
-    // SAFETY: socket/ioctl on a zeroed ifreq naming "lo"; the fd is owned right away.
+    // SAFETY: socket/ioctl on a zeroed ifreq naming "lo"; the fd is owned right away. (The
+    // request's type is the C library's: glibc's unsigned long, musl's int.)
     unsafe {
         let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
         if fd < 0 {
@@ -14,11 +15,11 @@ pub fn loopback_up() -> io::Result<()> {
         for (d, s) in ifr.ifr_name.iter_mut().zip(b"lo\0") {
             *d = *s as libc::c_char;
         }
-        if libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFFLAGS, &mut ifr) != 0 {
+        if libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFFLAGS as libc::Ioctl, &mut ifr) != 0 {
             return Err(io::Error::last_os_error());
         }
         ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-        if libc::ioctl(fd.as_raw_fd(), libc::SIOCSIFFLAGS, &ifr) != 0 {
+        if libc::ioctl(fd.as_raw_fd(), libc::SIOCSIFFLAGS as libc::Ioctl, &ifr) != 0 {
             return Err(io::Error::last_os_error());
         }
     }
