@@ -145,7 +145,7 @@ fn main() -> ExitCode {
         },
         _ => {
             eprintln!(
-                "usage: cargo xtask test | cargo xtask vm [--kernel K] [--scenario S] [--hooks F] [-v] | cargo xtask bench [--smoke | --vm] | cargo xtask package [--verify] | cargo xtask soak [--minutes N]"
+                "usage: cargo xtask test | cargo xtask vm [--arch A] [--kernel K] [--scenario S] [--hooks F] [-v] | cargo xtask bench [--smoke | --vm] | cargo xtask package [--verify] | cargo xtask soak [--minutes N]"
             );
             return ExitCode::from(2);
         }
@@ -167,15 +167,15 @@ mod tests {
     #[test]
     fn dev_makes_apt_know_the_vm_kernels() {
         let dev = std::fs::read_to_string(super::workspace_root().join("dev")).expect("read dev");
-        let line = dev.lines().find(|l| l.starts_with("VM_KERNEL_PACKAGES=")).expect("the list");
-        let listed: Vec<&str> = line
-            .trim_start_matches("VM_KERNEL_PACKAGES=(")
-            .trim_end_matches(')')
-            .split_whitespace()
-            .collect();
-        for (_, meta, suite) in super::vm::KERNELS {
-            // (another suite's metapackage is SUITE/NAME: dev fetches that suite's lists)
-            let name = suite.map_or(meta.to_string(), |s| format!("{s}/{meta}"));
+        // (the list may continue on the following lines, up to its closing parenthesis)
+        let start = dev.find("\nVM_KERNEL_PACKAGES=(").expect("the list");
+        let line = &dev[start + 1..];
+        let line = &line[..line.find(')').expect("the end of the list")];
+        let listed: Vec<&str> =
+            line.trim_start_matches("VM_KERNEL_PACKAGES=(").split_whitespace().collect();
+        for k in super::vm::KERNELS {
+            // (a metapackage of a private apt state is STATE/NAME: dev fetches that state's lists)
+            let name = k.state.map_or(k.meta.to_string(), |s| format!("{s}/{}", k.meta));
             assert!(listed.contains(&name.as_str()), "dev does not check {name}: {line}");
         }
         let apt_dir = format!("VM_APT_DIR={}", super::vm::APT_DIR);

@@ -33,7 +33,7 @@ const COMPLETIONS: &[(&str, &str)] = &[
 pub fn package(verify: bool) -> Result<bool, String> {
     let root = workspace_root();
     eprintln!("==> package: building the static tcperr");
-    let bin = vm::build_static(&root)?.join("tcperr");
+    let bin = vm::build_static(&root, vm::Arch::Amd64)?.join("tcperr");
     let version = version(&bin)?;
     let arch = output(Command::new("dpkg").arg("--print-architecture"))?.trim().to_owned();
     let name = format!("tcperr_{version}_{arch}");

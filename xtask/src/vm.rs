@@ -1,5 +1,6 @@
-//! `cargo xtask vm`: boots Debian kernels under QEMU (TCG) with an initramfs holding the static
-//! `tcperr` and the scenario runner (`vm/src/guest.rs` as `/init`), and prints scenario ×
+//! `cargo xtask vm`: boots Debian kernels (amd64, and arm64 on QEMU's `virt` board) under QEMU
+//! (TCG) with an initramfs holding the static `tcperr` and the scenario runner
+//! (`vm/src/guest.rs` as `/init`), both built for the guest's architecture, and prints scenario ×
 //! kernel × hook family → pass/fail.
 use std::{
     collections::BTreeMap,
@@ -15,22 +16,125 @@ use serde_json::Value;
 
 use crate::{cpio::Cpio, workspace_root};
 
-/// Kernels by name: Debian metapackages resolved at build time (old versions leave the archive),
-/// from the host's apt sources or, for another suite (Debian 11, "bullseye"), from that suite's
-/// private apt state, which `./dev setup` fetches into [`APT_DIR`].
-pub const KERNELS: &[(&str, &str, Option<&str>)] = &[
-    ("5.10", "linux-image-amd64", Some("bullseye")),
-    ("6.1", "linux-image-amd64", None),
-    ("6.12", "linux-image-6.12-amd64", None),
+/// A guest architecture: what its binaries are built for and how QEMU boots it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Arch {
+    Amd64,
+    Arm64,
+}
+
+pub const ARCHES: &[&str] = &["amd64", "arm64"];
+
+impl Arch {
+    fn parse(s: &str) -> Option<Arch> {
+        match s {
+            "amd64" => Some(Arch::Amd64),
+            "arm64" => Some(Arch::Arm64),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::Amd64 => "amd64",
+            Arch::Arm64 => "arm64",
+        }
+    }
+
+    /// The Rust target of the static guest binaries. amd64: glibc linked statically (the host's
+    /// own target, which `cargo xtask package` ships too). arm64: musl, whose C library and start
+    /// files come with the rustup target and which rustc links with its own rust-lld: no cross C
+    /// toolchain (no crate here compiles C), and the result is static by construction.
+    pub fn rust_target(self) -> &'static str {
+        match self {
+            Arch::Amd64 => "x86_64-unknown-linux-gnu",
+            Arch::Arm64 => "aarch64-unknown-linux-musl",
+        }
+    }
+
+    /// QEMU's binary and the Debian package that has it.
+    fn qemu(self) -> (&'static str, &'static str) {
+        match self {
+            Arch::Amd64 => ("qemu-system-x86_64", "qemu-system-x86"),
+            Arch::Arm64 => ("qemu-system-aarch64", "qemu-system-arm"),
+        }
+    }
+
+    /// The board, CPU and exit device: the PC with isa-debug-exit (the guest's exit code
+    /// leaves through it); arm64's `virt` board, whose PL011 UART is the console and which
+    /// Debian's arm64 kernel drives without modules (the guest powers off through PSCI).
+    fn machine(self) -> &'static [&'static str] {
+        match self {
+            Arch::Amd64 => &["-cpu", "max", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"],
+            // (pauth-impdef: pointer authentication, which Debian's arm64 kernels use, with
+            // QEMU's implementation-defined algorithm, much cheaper to emulate than QARMA)
+            Arch::Arm64 => &["-M", "virt", "-cpu", "max,pauth-impdef=on"],
+        }
+    }
+
+    fn console(self) -> &'static str {
+        match self {
+            Arch::Amd64 => "ttyS0",
+            Arch::Arm64 => "ttyAMA0",
+        }
+    }
+
+    /// QEMU's exit status when the guest reports success: isa-debug-exit's `(0 << 1) | 1`, or
+    /// a power-off.
+    fn exit_ok(self) -> i32 {
+        match self {
+            Arch::Amd64 => 1,
+            Arch::Arm64 => 0,
+        }
+    }
+
+    /// The kernel's name in the result table: amd64's plain ("6.1"), others prefixed.
+    fn label(self, kernel: &str) -> String {
+        match self {
+            Arch::Amd64 => kernel.to_owned(),
+            _ => format!("{} {kernel}", self.name()),
+        }
+    }
+}
+
+/// A kernel of the suite: a Debian metapackage resolved at run time (old versions leave the
+/// archive), from the host's apt sources or from a private apt state under [`APT_DIR`] (another
+/// suite, Debian 11 "bullseye"; or another architecture's packages, "bookworm-arm64"), which
+/// `./dev setup` fetches.
+pub struct Kernel {
+    pub arch: Arch,
+    pub name: &'static str,
+    pub meta: &'static str,
+    pub state: Option<&'static str>,
+}
+
+pub const KERNELS: &[Kernel] = &[
+    Kernel { arch: Arch::Amd64, name: "5.10", meta: "linux-image-amd64", state: Some("bullseye") },
+    Kernel { arch: Arch::Amd64, name: "6.1", meta: "linux-image-amd64", state: None },
+    Kernel { arch: Arch::Amd64, name: "6.12", meta: "linux-image-6.12-amd64", state: None },
+    Kernel {
+        arch: Arch::Arm64,
+        name: "6.1",
+        meta: "linux-image-arm64",
+        state: Some("bookworm-arm64"),
+    },
+    Kernel {
+        arch: Arch::Arm64,
+        name: "6.12",
+        meta: "linux-image-6.12-arm64",
+        state: Some("bookworm-arm64"),
+    },
 ];
-/// Private apt state of other suites, `APT_DIR/<suite>` (the same path as `./dev`'s
-/// VM_APT_DIR): sources list, lists, package cache; the host's apt configuration is not used.
+/// Private apt states, `APT_DIR/<state>` (the same path as `./dev`'s VM_APT_DIR): sources list,
+/// lists, package cache; the host's apt configuration is not used.
 pub const APT_DIR: &str = "target/vm/apt";
 pub const FAMILIES: &[&str] = &["default", "fexit", "kprobe", "tracepoint"];
 /// A guest that prints nothing for this long is hung.
 const SILENCE: Duration = Duration::from_secs(90);
 
 pub struct Options {
+    /// `--arch`: empty means the default suite (every amd64 kernel, and [`DEFAULT_ARM64`]).
+    pub arches: Vec<Arch>,
     pub kernels: Vec<String>,
     pub scenarios: Vec<String>,
     pub families: Vec<String>,
@@ -50,6 +154,7 @@ fn one_of(v: String, valid: &[&str], what: &str) -> Result<String, String> {
 
 pub fn parse(args: &[String], scenario_names: &[&str]) -> Result<Options, String> {
     let mut o = Options {
+        arches: vec![],
         kernels: vec![],
         scenarios: vec![],
         families: vec![],
@@ -60,12 +165,19 @@ pub fn parse(args: &[String], scenario_names: &[&str]) -> Result<Options, String
     while let Some(a) = it.next() {
         let mut value = |what: &str| it.next().cloned().ok_or(format!("{a} needs a {what}"));
         match a.as_str() {
+            "--arch" => {
+                let a = one_of(value("architecture")?, ARCHES, "architecture")?;
+                if let Some(a) = Arch::parse(&a).filter(|a| !o.arches.contains(a)) {
+                    o.arches.push(a);
+                }
+            }
             "--kernel" => {
                 let k = value("kernel")?;
-                if !KERNELS.iter().any(|(n, ..)| *n == k) && !Path::new(&k).is_file() {
-                    let names: Vec<_> = KERNELS.iter().map(|(n, ..)| *n).collect();
+                if !KERNELS.iter().any(|n| n.name == k) && !Path::new(&k).is_file() {
+                    let mut names: Vec<_> = KERNELS.iter().map(|n| n.name).collect();
+                    names.dedup();
                     return Err(format!(
-                        "unknown kernel {k:?}: use {} or the path of a bzImage",
+                        "unknown kernel {k:?}: use {} or the path of a kernel image",
                         names.join(", ")
                     ));
                 }
@@ -79,18 +191,101 @@ pub fn parse(args: &[String], scenario_names: &[&str]) -> Result<Options, String
             "--check" => o.check = true,
             other => {
                 return Err(format!(
-                    "unknown argument {other:?}; usage: cargo xtask vm [--kernel 5.10|6.1|6.12|PATH]... [--scenario NAME]... [--hooks default|fexit|kprobe|tracepoint]... [--check] [-v]"
+                    "unknown argument {other:?}; usage: cargo xtask vm [--arch amd64|arm64]... [--kernel 5.10|6.1|6.12|PATH]... [--scenario NAME]... [--hooks default|fexit|kprobe|tracepoint]... [--check] [-v]"
                 ));
             }
         }
     }
-    if o.kernels.is_empty() {
-        o.kernels = KERNELS.iter().map(|(n, ..)| (*n).to_owned()).collect();
-    }
-    if o.families.is_empty() {
-        o.families = FAMILIES.iter().map(|f| (*f).to_owned()).collect();
-    }
     Ok(o)
+}
+
+/// What the default suite (`cargo xtask vm` without `--arch` or `--kernel`, as `cargo xtask
+/// test` and CI run it) boots of arm64: kernels and their families. The whole arm64 matrix
+/// (`--arch arm64`) does not fit in the suite's 15 minutes beside amd64's (README, "The
+/// reproduction VM").
+pub const DEFAULT_ARM64: &[(&str, &[&str])] = &[("6.1", &["default"]), ("6.12", &["default"])];
+
+/// The kernel one guest boots.
+pub enum Image {
+    Debian(&'static Kernel),
+    Path(PathBuf),
+}
+
+/// One guest: its architecture, its name in the table, its kernel and the hook families it runs.
+pub struct Guest {
+    pub arch: Arch,
+    pub label: String,
+    pub image: Image,
+    pub families: Vec<String>,
+}
+
+/// The guests `o` asks for, in order: without `--arch` and `--kernel`, the default suite; a
+/// `--kernel` without `--arch` is amd64's (a kernel image given as a path too).
+pub fn plan(o: &Options) -> Result<Vec<Guest>, String> {
+    let all = |f: &[&str]| f.iter().map(|f| (*f).to_owned()).collect::<Vec<_>>();
+    let families = if o.families.is_empty() { all(FAMILIES) } else { o.families.clone() };
+    let mut guests = Vec::new();
+    if o.arches.is_empty() && o.kernels.is_empty() {
+        for k in KERNELS.iter().filter(|k| k.arch == Arch::Amd64) {
+            let families = families.clone();
+            guests.push(Guest {
+                arch: k.arch,
+                label: k.arch.label(k.name),
+                image: Image::Debian(k),
+                families,
+            });
+        }
+        for (name, default_families) in DEFAULT_ARM64 {
+            let k = KERNELS
+                .iter()
+                .find(|k| k.arch == Arch::Arm64 && k.name == *name)
+                .ok_or(format!("DEFAULT_ARM64 names {name}, which KERNELS lacks"))?;
+            // (--hooks narrows the default suite's arm64 families too)
+            let families: Vec<String> = all(default_families)
+                .into_iter()
+                .filter(|f| o.families.is_empty() || o.families.contains(f))
+                .collect();
+            if !families.is_empty() {
+                guests.push(Guest {
+                    arch: k.arch,
+                    label: k.arch.label(k.name),
+                    image: Image::Debian(k),
+                    families,
+                });
+            }
+        }
+        return Ok(guests);
+    }
+    let arches = if o.arches.is_empty() { vec![Arch::Amd64] } else { o.arches.clone() };
+    for arch in arches {
+        let names: Vec<String> = if o.kernels.is_empty() {
+            KERNELS.iter().filter(|k| k.arch == arch).map(|k| k.name.to_owned()).collect()
+        } else {
+            o.kernels.clone()
+        };
+        for name in names {
+            let image = match KERNELS.iter().find(|k| k.arch == arch && k.name == name) {
+                Some(k) => Image::Debian(k),
+                None if Path::new(&name).is_file() => Image::Path(PathBuf::from(&name)),
+                None => {
+                    let names: Vec<_> =
+                        KERNELS.iter().filter(|k| k.arch == arch).map(|k| k.name).collect();
+                    return Err(format!(
+                        "no {} kernel {name:?}: use {} or the path of a kernel image",
+                        arch.name(),
+                        names.join(", ")
+                    ));
+                }
+            };
+            guests.push(Guest {
+                arch,
+                label: arch.label(&name),
+                image,
+                families: families.clone(),
+            });
+        }
+    }
+    Ok(guests)
 }
 
 fn run(cmd: &mut Command) -> Result<String, String> {
@@ -101,25 +296,29 @@ fn run(cmd: &mut Command) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// apt options that read and write only `suite`'s private state under [`APT_DIR`] (the same as
-/// `./dev`'s suite_apt_options, which fetches it).
-fn suite_apt_options(suite: &str) -> Vec<String> {
-    let d = workspace_root().join(APT_DIR).join(suite);
+/// apt options that read and write only the private state `state` under [`APT_DIR`]: a suite
+/// (`bullseye`) or a suite's packages of another architecture (`bookworm-arm64`), which apt then
+/// takes as its only architecture (the same as `./dev`'s suite_apt_options, which fetches it).
+fn suite_apt_options(state: &str) -> Vec<String> {
+    let d = workspace_root().join(APT_DIR).join(state);
     let d = fs::canonicalize(&d).unwrap_or(d);
     let d = d.display();
-    [
+    let mut options = vec![
         format!("Dir::Etc::SourceList={d}/sources.list"),
         format!("Dir::Etc::SourceParts={d}/sources.list.d"),
         format!("Dir::State::Lists={d}/lists"),
         format!("Dir::Cache={d}/cache"),
-    ]
-    .into_iter()
-    .flat_map(|o| ["-o".to_owned(), o])
-    .collect()
+    ];
+    if let Some(arch) = ARCHES.iter().find(|a| state.ends_with(&format!("-{a}"))) {
+        options.push(format!("APT::Architecture={arch}"));
+        options.push(format!("APT::Architectures={arch}"));
+    }
+    options.into_iter().flat_map(|o| ["-o".to_owned(), o]).collect()
 }
 
-/// The bzImage of a Debian kernel, downloaded and extracted once into `cache`: the kernel
-/// package metapackage `meta` depends on, in the host's suite or `suite`.
+/// The kernel image (bzImage; arm64's `Image`) of a Debian kernel, downloaded and extracted once
+/// into `cache`: the kernel package metapackage `meta` depends on, in the host's apt sources or
+/// the private state `suite`.
 fn debian_kernel(meta: &str, suite: Option<&str>, cache: &Path) -> Result<PathBuf, String> {
     let apt_options = suite.map(suite_apt_options).unwrap_or_default();
     let depends = run(Command::new("apt-cache").args(&apt_options).args(["depends", meta]))?;
@@ -163,27 +362,38 @@ fn debian_kernel(meta: &str, suite: Option<&str>, cache: &Path) -> Result<PathBu
     Ok(image)
 }
 
-/// Builds the static guest binaries and packs them as an initramfs.
-fn build_initramfs(root: &Path) -> Result<PathBuf, String> {
-    eprintln!("==> vm: building static tcperr and guest /init");
-    let bin = build_static(root)?;
+/// Builds the static guest binaries for `arch` and packs them as an initramfs.
+fn build_initramfs(root: &Path, arch: Arch) -> Result<PathBuf, String> {
+    eprintln!("==> vm: building static tcperr and guest /init for {}", arch.name());
+    let bin = build_static(root, arch)?;
     let read = |name: &str| fs::read(bin.join(name)).map_err(|e| format!("{name}: {e}"));
     let mut cpio = Cpio::new(Vec::new());
     let io = |e: std::io::Error| e.to_string();
     cpio.dir("bin").map_err(io)?;
     cpio.file("init", 0o755, &read("tcperr-vm-init")?).map_err(io)?;
     cpio.file("bin/tcperr", 0o755, &read("tcperr")?).map_err(io)?;
-    let out = root.join("target/vm/initramfs.cpio");
+    let out = root.join(match arch {
+        Arch::Amd64 => "target/vm/initramfs.cpio".to_owned(),
+        _ => format!("target/vm/initramfs-{}.cpio", arch.name()),
+    });
     fs::create_dir_all(root.join("target/vm")).map_err(io)?;
     fs::write(&out, cpio.finish().map_err(io)?).map_err(io)?;
     Ok(out)
 }
 
-/// Builds the static (no shared libraries) `tcperr` and guest `/init`; returns their directory.
-/// The VM's initramfs and `cargo xtask package` ship these.
-pub fn build_static(root: &Path) -> Result<PathBuf, String> {
-    let target = "x86_64-unknown-linux-gnu";
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+/// Builds the static (no shared libraries) `tcperr` and guest `/init` for `arch`; returns their
+/// directory. The VM's initramfs and `cargo xtask package` (amd64) ship these. tcperr's build
+/// script builds the eBPF object for the same architecture: aya-build passes the target's
+/// `CARGO_CFG_TARGET_ARCH` to the eBPF crate as `--cfg bpf_target_arch`, which decides how
+/// aya-ebpf's kprobe programs read arguments and return values from `pt_regs`.
+pub fn build_static(root: &Path, arch: Arch) -> Result<PathBuf, String> {
+    let target = arch.rust_target();
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    if arch == Arch::Arm64 {
+        // rustc finds its rust-lld in its own sysroot
+        cmd.env("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER", "rust-lld");
+    }
+    let status = cmd
         .args(["build", "--release", "--target", target])
         .args([
             "-p",
@@ -200,7 +410,10 @@ pub fn build_static(root: &Path) -> Result<PathBuf, String> {
         .status()
         .map_err(|e| e.to_string())?;
     if !status.success() {
-        return Err("building the static binaries failed".into());
+        return Err(format!(
+            "building the static binaries for {target} failed{}",
+            if arch == Arch::Amd64 { "" } else { " (is its rustup target added? ./dev setup)" }
+        ));
     }
     Ok(root.join("target").join(target).join("release"))
 }
@@ -211,33 +424,29 @@ enum Boot {
     Hung(Vec<String>),
 }
 
-fn boot(kernel: &Path, initrd: &Path, append: &str, verbose: bool) -> Result<Boot, String> {
-    let mut child = Command::new("qemu-system-x86_64")
-        .args([
-            "-accel",
-            "tcg,thread=single",
-            "-cpu",
-            "max",
-            "-m",
-            "1G",
-            "-smp",
-            "1",
-            "-nodefaults",
-        ])
+fn boot(
+    arch: Arch,
+    kernel: &Path,
+    initrd: &Path,
+    append: &str,
+    verbose: bool,
+) -> Result<Boot, String> {
+    let (qemu, package) = arch.qemu();
+    let append = format!("console={} {append}", arch.console());
+    let mut child = Command::new(qemu)
+        .args(["-accel", "tcg,thread=single", "-m", "1G", "-smp", "1", "-nodefaults"])
+        .args(arch.machine())
         .args(["-display", "none", "-serial", "stdio", "-no-reboot"])
-        .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
         .arg("-kernel")
         .arg(kernel)
         .arg("-initrd")
         .arg(initrd)
-        .args(["-append", append])
+        .args(["-append", &append])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| {
-            format!("qemu-system-x86_64: {e} (install the Debian package qemu-system-x86)")
-        })?;
+        .map_err(|e| format!("{qemu}: {e} (install the Debian package {package})"))?;
     let (tx, rx) = mpsc::channel();
     let stdout = child.stdout.take().ok_or("no stdout")?;
     std::thread::spawn(move || {
@@ -277,30 +486,37 @@ pub struct Cell {
     pub detail: Value,
 }
 
-/// What every guest run needs: QEMU present, the kernel cache directory and a fresh initramfs.
-fn prepare() -> Result<(PathBuf, PathBuf), String> {
-    if Command::new("qemu-system-x86_64").arg("--version").output().is_err() {
-        return Err(
-            "qemu-system-x86_64 is missing: install the Debian package qemu-system-x86".into()
-        );
+/// What every guest run of `arch` needs: QEMU present, the kernel cache directory and a fresh
+/// initramfs.
+fn prepare(arch: Arch) -> Result<(PathBuf, PathBuf), String> {
+    let (qemu, package) = arch.qemu();
+    if Command::new(qemu).arg("--version").output().is_err() {
+        return Err(format!("{qemu} is missing: install the Debian package {package}"));
     }
     let root = workspace_root();
-    Ok((root.join("target/vm/kernels"), build_initramfs(&root)?))
+    Ok((root.join("target/vm/kernels"), build_initramfs(&root, arch)?))
 }
 
 /// Runs the suite; returns whether every cell passed.
 pub fn vm(o: &Options) -> Result<bool, String> {
-    let (cache, initrd) = prepare()?;
+    let guests = plan(o)?;
+    let mut prepared: BTreeMap<&str, (PathBuf, PathBuf)> = BTreeMap::new();
+    for g in &guests {
+        if !prepared.contains_key(g.arch.name()) {
+            prepared.insert(g.arch.name(), prepare(g.arch)?);
+        }
+    }
     let total = Instant::now();
     let mut cells = Vec::new();
     let mut all_ok = true;
-    for k in &o.kernels {
-        let image = match KERNELS.iter().find(|(n, ..)| n == k) {
-            Some((_, meta, suite)) => debian_kernel(meta, *suite, &cache)?,
-            None => PathBuf::from(k),
+    for g in &guests {
+        let (cache, initrd) = &prepared[g.arch.name()];
+        let k = &g.label;
+        let image = match &g.image {
+            Image::Debian(kernel) => debian_kernel(kernel.meta, kernel.state, cache)?,
+            Image::Path(p) => p.clone(),
         };
-        let mut append =
-            format!("console=ttyS0 panic=-1 quiet tcperr.families={}", o.families.join(","));
+        let mut append = format!("panic=-1 quiet tcperr.families={}", g.families.join(","));
         if o.check {
             append.push_str(" tcperr.check");
         }
@@ -311,7 +527,7 @@ pub fn vm(o: &Options) -> Result<bool, String> {
         let mut attempt = 0;
         let (lines, code) = loop {
             attempt += 1;
-            match boot(&image, &initrd, &append, o.verbose)? {
+            match boot(g.arch, &image, initrd, &append, o.verbose)? {
                 Boot::Exited(lines, code) => break (lines, code),
                 Boot::Hung(lines) if attempt == 1 => {
                     eprintln!(
@@ -329,9 +545,11 @@ pub fn vm(o: &Options) -> Result<bool, String> {
         };
         let secs = t.elapsed().as_secs_f64();
         let guest = lines.iter().find(|l| l.starts_with("TCPERR-GUEST kernel=")).cloned();
-        // isa-debug-exit: (code << 1) | 1; 1 = the guest reported 0.
-        let guest_ok = code == Some(1);
-        if guest.is_none() || !lines.iter().any(|l| l.starts_with("TCPERR-GUEST done")) {
+        let done = lines.iter().find(|l| l.starts_with("TCPERR-GUEST done"));
+        // The guest's own verdict, and QEMU's exit status agreeing with it (arch.exit_ok).
+        let guest_ok =
+            done.is_some_and(|l| l.ends_with("failed=false")) && code == Some(g.arch.exit_ok());
+        if guest.is_none() || done.is_none() {
             let panic =
                 lines.iter().position(|l| l.contains("Kernel panic") || l.contains("panicked"));
             let from = panic.unwrap_or(lines.len().saturating_sub(30));
@@ -447,18 +665,18 @@ fn print_table(cells: &[Cell], verbose: bool) {
 /// times mean little: the table gives each family's in-kernel cost relative to the cheapest
 /// family on that kernel, and the RST-storm rate with tcperr relative to untraced.
 pub fn bench_vm(verbose: bool) -> Result<bool, String> {
-    let (cache, initrd) = prepare()?;
+    let (cache, initrd) = prepare(Arch::Amd64)?;
     let mut ok = true;
     let mut md = String::from(
         "| kernel | family | in-kernel ns/run (emulated) | vs cheapest family | RST storm vs untraced | events seen / lost |\n| --- | --- | --- | --- | --- | --- |\n",
     );
-    for (name, meta, suite) in KERNELS {
-        let image = debian_kernel(meta, *suite, &cache)?;
-        let append =
-            "console=ttyS0 panic=-1 quiet tcperr.bench=3 tcperr.families=fexit,kprobe,tracepoint";
-        let lines = match boot(&image, &initrd, append, verbose)? {
+    for k in KERNELS.iter().filter(|k| k.arch == Arch::Amd64) {
+        let name = k.name;
+        let image = debian_kernel(k.meta, k.state, &cache)?;
+        let append = "panic=-1 quiet tcperr.bench=3 tcperr.families=fexit,kprobe,tracepoint";
+        let lines = match boot(k.arch, &image, &initrd, append, verbose)? {
             Boot::Exited(lines, code) => {
-                ok &= code == Some(1);
+                ok &= code == Some(k.arch.exit_ok());
                 lines
             }
             Boot::Hung(lines) => {
