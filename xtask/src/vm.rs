@@ -200,10 +200,12 @@ pub fn parse(args: &[String], scenario_names: &[&str]) -> Result<Options, String
 }
 
 /// What the default suite (`cargo xtask vm` without `--arch` or `--kernel`, as `cargo xtask
-/// test` and CI run it) boots of arm64: kernels and their families. The whole arm64 matrix
-/// (`--arch arm64`) does not fit in the suite's 15 minutes beside amd64's (README, "The
-/// reproduction VM").
-pub const DEFAULT_ARM64: &[(&str, &[&str])] = &[("6.1", &["default"]), ("6.12", &["default"])];
+/// test` and CI run it) boots of arm64: kernels and their families. 6.12 in every family fits
+/// in the suite's 15 minutes beside amd64's; arm64's 6.1 does not (and cannot trace the socket
+/// calls: no fexit attachment before arm64's 6.4, and its verifier refuses tcperr's kprobe
+/// programs after minutes of emulation): `--arch arm64` boots it (README, "The reproduction
+/// VM").
+pub const DEFAULT_ARM64: &[(&str, &[&str])] = &[("6.12", FAMILIES)];
 
 /// The kernel one guest boots.
 pub enum Image {
@@ -730,4 +732,66 @@ pub fn bench_vm(verbose: bool) -> Result<bool, String> {
     .map_err(|e| e.to_string())?;
     eprintln!("==> bench --vm: written to bench/results/vm.md");
     Ok(ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn guests(args: &[&str]) -> Vec<(Arch, String, Vec<String>)> {
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        let o = parse(&args, &["eof"]).expect("parse");
+        plan(&o).expect("plan").into_iter().map(|g| (g.arch, g.label, g.families)).collect()
+    }
+
+    fn all() -> Vec<String> {
+        FAMILIES.iter().map(|f| (*f).to_owned()).collect()
+    }
+
+    #[test]
+    fn the_default_suite_is_every_amd64_kernel_and_the_arm64_subset() {
+        let mut expected: Vec<_> = KERNELS
+            .iter()
+            .filter(|k| k.arch == Arch::Amd64)
+            .map(|k| (Arch::Amd64, k.name.to_owned(), all()))
+            .collect();
+        for (name, families) in DEFAULT_ARM64 {
+            let families = families.iter().map(|f| (*f).to_owned()).collect();
+            expected.push((Arch::Arm64, format!("arm64 {name}"), families));
+        }
+        assert_eq!(guests(&[]), expected);
+    }
+
+    #[test]
+    fn arch_arm64_boots_every_arm64_kernel_in_every_family() {
+        assert_eq!(
+            guests(&["--arch", "arm64"]),
+            vec![
+                (Arch::Arm64, "arm64 6.1".to_owned(), all()),
+                (Arch::Arm64, "arm64 6.12".to_owned(), all()),
+            ]
+        );
+        assert_eq!(
+            guests(&["--arch", "arm64", "--kernel", "6.12", "--hooks", "fexit"]),
+            vec![(Arch::Arm64, "arm64 6.12".to_owned(), vec!["fexit".to_owned()])]
+        );
+    }
+
+    #[test]
+    fn a_kernel_without_arch_is_amd64s_and_a_missing_one_is_named() {
+        assert_eq!(guests(&["--kernel", "5.10"]), vec![(Arch::Amd64, "5.10".to_owned(), all())]);
+        let args: Vec<String> =
+            ["--arch", "arm64", "--kernel", "5.10"].iter().map(|a| (*a).to_owned()).collect();
+        let err = plan(&parse(&args, &[]).expect("parse")).err().expect("no arm64 5.10");
+        assert!(err.starts_with("no arm64 kernel \"5.10\""), "{err}");
+        assert!(parse(&["--arch".to_owned(), "riscv64".to_owned()], &[]).is_err());
+    }
+
+    #[test]
+    fn another_architectures_apt_state_is_that_architecture_alone() {
+        let o = suite_apt_options("bookworm-arm64");
+        assert!(o.contains(&"APT::Architectures=arm64".to_owned()), "{o:?}");
+        assert!(o.contains(&"APT::Architecture=arm64".to_owned()), "{o:?}");
+        assert!(!suite_apt_options("bullseye").iter().any(|o| o.starts_with("APT::")));
+    }
 }
