@@ -69,9 +69,28 @@ pub struct ServeArgs {
     /// Attach no hook on freed packets, as `trace --no-drops`.
     #[arg(long)]
     pub no_drops: bool,
+    #[command(flatten)]
+    pub names: NameArgs,
+}
+
+/// Where containers' and pods' names are read (trace and serve).
+#[derive(Debug, Args)]
+pub struct NameArgs {
     /// The kubelet's log tree (`NAMESPACE_POD_UID/CONTAINER/`): pods' and containers' names.
     #[arg(long, value_name = "DIR", default_value = crate::container::DEFAULT_PODS_DIR)]
     pub pods_dir: std::path::PathBuf,
+    /// Docker's data root (`dockerd --data-root`): Docker containers' names.
+    #[arg(long, value_name = "DIR", default_value = crate::container::DEFAULT_DOCKER_ROOT)]
+    pub docker_root: std::path::PathBuf,
+    /// podman's storage graph root (`storage.conf` graphroot): podman containers' names.
+    #[arg(long, value_name = "DIR", default_value = crate::container::DEFAULT_STORAGE_ROOT)]
+    pub storage_root: std::path::PathBuf,
+}
+
+impl From<NameArgs> for crate::container::NameSources {
+    fn from(a: NameArgs) -> Self {
+        Self { pods_dir: a.pods_dir, docker_root: a.docker_root, storage_root: a.storage_root }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -113,9 +132,8 @@ pub struct TraceArgs {
     /// from its root, e.g. /system.slice/nginx.service (repeatable).
     #[arg(long, value_name = "PATH", value_parser = crate::container::parse_cgroup_path)]
     pub cgroup: Vec<String>,
-    /// The kubelet's log tree (`NAMESPACE_POD_UID/CONTAINER/`): pods' and containers' names.
-    #[arg(long, value_name = "DIR", default_value = crate::container::DEFAULT_PODS_DIR)]
-    pub pods_dir: std::path::PathBuf,
+    #[command(flatten)]
+    pub names: NameArgs,
     /// Print no events, only the summary at the end (errors by errno × process × peer).
     #[arg(long)]
     pub summary_only: bool,

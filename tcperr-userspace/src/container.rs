@@ -196,7 +196,8 @@ pub struct Cgroup {
 
 impl Cgroup {
     /// What human lines show beside the process: `namespace/pod` (`pod:` the pod's UID when
-    /// its names are not known), else the container's short id, else the systemd unit.
+    /// its names are not known), else the container's name (Docker's, podman's) or short id,
+    /// else the systemd unit.
     pub fn label(&self) -> Option<String> {
         let w = &self.workload;
         if let (Some(ns), Some(pod)) = (&self.namespace, &self.pod) {
@@ -204,6 +205,9 @@ impl Cgroup {
         }
         if let Some(uid) = &w.pod_uid {
             return Some(format!("pod:{uid}"));
+        }
+        if let Some(name) = &self.container {
+            return Some(name.clone());
         }
         if let Some(id) = &w.container_id {
             return Some(id[..12].to_owned());
@@ -318,6 +322,48 @@ fn unescape(s: &str) -> String {
 
 /// Where the kubelet keeps its log tree (`--pods-dir`).
 pub const DEFAULT_PODS_DIR: &str = "/var/log/pods";
+/// Docker's data root (`dockerd --data-root`): `containers/<id>/config.v2.json` names each
+/// container.
+pub const DEFAULT_DOCKER_ROOT: &str = "/var/lib/docker";
+/// The containers/storage graph root podman (as root) keeps its containers in
+/// (`storage.conf`'s `graphroot`): `overlay-containers/containers.json` names each one.
+pub const DEFAULT_STORAGE_ROOT: &str = "/var/lib/containers/storage";
+
+/// Where containers' and pods' names are read: the kubelet's log tree (`--pods-dir`), Docker's
+/// data root (`--docker-root`) and podman's storage (`--storage-root`). Each is read only, and
+/// a name is shown only when one of them states it for that container id.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NameSources {
+    pub pods_dir: PathBuf,
+    pub docker_root: PathBuf,
+    pub storage_root: PathBuf,
+}
+
+/// The name Docker gave container `id` (its `config.v2.json`'s `Name`, without the leading
+/// `/`), if its state is readable there.
+fn docker_name(docker_root: &Path, id: &str) -> Option<String> {
+    let path = docker_root.join("containers").join(id).join("config.v2.json");
+    let config: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    let name = config.get("Name")?.as_str()?.trim_start_matches('/');
+    (!name.is_empty()).then(|| name.to_owned())
+}
+
+/// Every container's first name in podman's storage (`containers.json`: `[{"id", "names"}]`).
+fn storage_names(storage_root: &Path) -> HashMap<String, String> {
+    let path = storage_root.join("overlay-containers").join("containers.json");
+    let Ok(bytes) = std::fs::read(path) else { return HashMap::new() };
+    let Ok(serde_json::Value::Array(all)) = serde_json::from_slice(&bytes) else {
+        return HashMap::new();
+    };
+    all.iter()
+        .take(MAX_CGROUPS)
+        .filter_map(|c| {
+            let id = c.get("id")?.as_str()?;
+            let name = c.get("names")?.as_array()?.first()?.as_str()?;
+            Some((id.to_owned(), name.to_owned()))
+        })
+        .collect()
+}
 
 /// Walks of the hierarchy stop after this many directories; the id → path map holds at most
 /// this many.
@@ -379,7 +425,7 @@ fn read_pods(dir: &Path) -> Pods {
 /// cgroup v2 ids → [`Cgroup`]s: cached, looked for again when unknown, bounded.
 pub struct Cgroups {
     root: Option<PathBuf>,
-    pods_dir: PathBuf,
+    names: NameSources,
     /// id (low 32 bits of the directory's inode) → path from the root, filled by walks.
     paths: FxHashMap<u32, String>,
     /// Resolved ids; None: not found at the time (looked for again after [`RETRY_UNKNOWN`]).
@@ -387,25 +433,28 @@ pub struct Cgroups {
     resolved: FxHashMap<u32, (Option<Rc<Cgroup>>, Instant)>,
     walked_at: Option<Instant>,
     pods: Pods,
+    /// podman's containers by id, and when its storage was last read.
+    podman: (HashMap<String, String>, Option<Instant>),
 }
 
 impl Cgroups {
     /// On the unified hierarchy at `root` (None: no cgroup v2 here, nothing resolves), names
-    /// from the kubelet's log tree at `pods_dir`.
-    pub fn new(root: Option<PathBuf>, pods_dir: PathBuf) -> Self {
+    /// from `names`.
+    pub fn new(root: Option<PathBuf>, names: NameSources) -> Self {
         Self {
             root,
-            pods_dir,
+            names,
             paths: FxHashMap::default(),
             resolved: FxHashMap::default(),
             walked_at: None,
             pods: Pods::default(),
+            podman: (HashMap::new(), None),
         }
     }
 
-    /// The unified hierarchy this host mounts, names from `pods_dir`.
-    pub fn host(pods_dir: PathBuf) -> Self {
-        Self::new(unified_mount(), pods_dir)
+    /// The unified hierarchy this host mounts, names from `names`.
+    pub fn host(names: NameSources) -> Self {
+        Self::new(unified_mount(), names)
     }
 
     /// The cgroup of id `id` (0: none).
@@ -442,10 +491,13 @@ impl Cgroups {
     fn named(&mut self, path: String) -> Cgroup {
         let workload = parse(&path);
         let mut c = Cgroup { path, workload, namespace: None, pod: None, container: None };
-        let Some(uid) = c.workload.pod_uid.clone() else { return c };
+        let Some(uid) = c.workload.pod_uid.clone() else {
+            c.container = self.runtime_name(&c.workload);
+            return c;
+        };
         let stale = self.pods.read_at.is_none_or(|t| t.elapsed() >= PODS_EVERY);
         if stale && (!self.pods.by_uid.contains_key(&uid) || self.pods.read_at.is_none()) {
-            self.pods = read_pods(&self.pods_dir);
+            self.pods = read_pods(&self.names.pods_dir);
         }
         if let Some((ns, pod, containers)) = self.pods.by_uid.get(&uid) {
             (c.namespace, c.pod) = (Some(ns.clone()), Some(pod.clone()));
@@ -459,6 +511,24 @@ impl Cgroups {
             };
         }
         c
+    }
+
+    /// The name Docker or podman gave a container outside Kubernetes, from its runtime's state
+    /// (podman's storage is read again at most every [`PODS_EVERY`] while an id is missing).
+    fn runtime_name(&mut self, w: &Workload) -> Option<String> {
+        let id = w.container_id.as_deref()?;
+        match w.runtime? {
+            Runtime::Docker => docker_name(&self.names.docker_root, id),
+            Runtime::Podman => {
+                let (names, read_at) = &mut self.podman;
+                if !names.contains_key(id) && read_at.is_none_or(|t| t.elapsed() >= PODS_EVERY) {
+                    *names = storage_names(&self.names.storage_root);
+                    *read_at = Some(Instant::now());
+                }
+                names.get(id).cloned()
+            }
+            _ => None,
+        }
     }
 
     /// Walks the hierarchy, noting every directory's id and path (at most [`MAX_CGROUPS`];
@@ -748,6 +818,49 @@ mod tests {
     }
 
     #[test]
+    fn docker_and_podman_names_come_from_their_own_state_and_never_a_wrong_one() {
+        let tmp = std::env::temp_dir().join(format!("tcperr-runtimes-{}", std::process::id()));
+        let (docker_root, storage_root) = (tmp.join("docker"), tmp.join("storage"));
+        let other = "9".repeat(64);
+        std::fs::create_dir_all(docker_root.join(format!("containers/{ID}"))).unwrap();
+        std::fs::write(
+            docker_root.join(format!("containers/{ID}/config.v2.json")),
+            r#"{"Name":"/web-1","Config":{"Hostname":"x"}}"#,
+        )
+        .unwrap();
+        std::fs::create_dir_all(docker_root.join(format!("containers/{other}"))).unwrap();
+        std::fs::write(docker_root.join(format!("containers/{other}/config.v2.json")), "{trunc")
+            .unwrap();
+        std::fs::create_dir_all(storage_root.join("overlay-containers")).unwrap();
+        std::fs::write(
+            storage_root.join("overlay-containers/containers.json"),
+            format!(r#"[{{"id":"{ID}","names":["worker","alias"]}},{{"id":"{other}"}}]"#),
+        )
+        .unwrap();
+        let names = NameSources { docker_root, storage_root, ..NameSources::default() };
+        let mut cg = Cgroups::new(None, names);
+        let name = |cg: &mut Cgroups, path: String| cg.named(path).container;
+        assert_eq!(
+            name(&mut cg, format!("/system.slice/docker-{ID}.scope")).as_deref(),
+            Some("web-1")
+        );
+        assert_eq!(name(&mut cg, format!("/docker/{ID}")).as_deref(), Some("web-1"));
+        assert_eq!(
+            name(&mut cg, format!("/machine.slice/libpod-{ID}.scope")).as_deref(),
+            Some("worker")
+        );
+        // Unreadable state, no entry, no names: the id alone, never a guess.
+        assert_eq!(name(&mut cg, format!("/system.slice/docker-{other}.scope")), None);
+        assert_eq!(name(&mut cg, format!("/machine.slice/libpod-{other}.scope")), None);
+        assert_eq!(name(&mut cg, format!("/system.slice/docker-{}.scope", "8".repeat(64))), None);
+        // (a CRI-O container outside Kubernetes has no state tcperr reads)
+        assert_eq!(name(&mut cg, format!("/system.slice/crio-{ID}.scope")), None);
+        let c = cg.named(format!("/system.slice/docker-{ID}.scope"));
+        assert_eq!(c.label().as_deref(), Some("web-1"));
+        let _ = std::fs::remove_dir_all(tmp);
+    }
+
+    #[test]
     fn names_come_from_the_kubelets_log_tree_and_never_a_wrong_one() {
         let tmp = std::env::temp_dir().join(format!("tcperr-pods-{}", std::process::id()));
         let pods = tmp.join("pods");
@@ -756,7 +869,8 @@ mod tests {
         std::fs::create_dir_all(pods.join(format!("pay_two_{uid2}/a"))).unwrap();
         std::fs::create_dir_all(pods.join(format!("pay_two_{uid2}/b"))).unwrap();
         std::fs::create_dir_all(pods.join("not-a-pod")).unwrap();
-        let mut cg = Cgroups::new(None, pods.clone());
+        let mut cg =
+            Cgroups::new(None, NameSources { pods_dir: pods.clone(), ..NameSources::default() });
         let one = cg.named(format!("/kubepods/burstable/pod{UID}/{ID}"));
         assert_eq!(
             (one.namespace.as_deref(), one.pod.as_deref(), one.container.as_deref()),
@@ -768,7 +882,7 @@ mod tests {
         // ... but the kubelet's links name it by id
         std::fs::create_dir_all(tmp.join("containers")).unwrap();
         std::fs::write(tmp.join(format!("containers/two_pay_b-{ID}.log")), "").unwrap();
-        let mut cg = Cgroups::new(None, pods);
+        let mut cg = Cgroups::new(None, NameSources { pods_dir: pods, ..NameSources::default() });
         let two = cg.named(format!("/kubepods/burstable/pod{uid2}/{ID}"));
         assert_eq!(two.container.as_deref(), Some("b"));
         // a pod without a directory: no names

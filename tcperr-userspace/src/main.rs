@@ -63,7 +63,7 @@ fn main() -> ExitCode {
                         cgroups: args.cgroup,
                     },
                 },
-                pods_dir: args.pods_dir,
+                names: args.names.into(),
                 all: args.all,
                 every: args.every || args.all,
                 summary_only: args.summary_only,
@@ -99,7 +99,7 @@ fn main() -> ExitCode {
             let opts = ServeOptions {
                 listen: args.listen,
                 journal: (!args.no_journal).then_some((args.journal, args.journal_max_bytes)),
-                pods_dir: args.pods_dir,
+                names: args.names.into(),
                 config: Config {
                     ringbuf_bytes: args.ringbuf_size,
                     hooks: args.hooks,

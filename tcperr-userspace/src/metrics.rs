@@ -303,8 +303,10 @@ impl Metrics {
         let name = |f: fn(&crate::container::Cgroup) -> &Option<String>| {
             c.and_then(|c| f(c).clone()).unwrap_or_default()
         };
-        let (namespace, pod, container) =
-            (name(|c| &c.namespace), name(|c| &c.pod), name(|c| &c.container));
+        let (namespace, pod) = (name(|c| &c.namespace), name(|c| &c.pod));
+        // (Kubernetes' names only: a Docker or podman container's name would make series that
+        // nothing removes when it is gone)
+        let container = if pod.is_empty() { String::new() } else { name(|c| &c.container) };
         match b.counts_as {
             Counted::Error => {
                 let error = error_names::name(b.errno_code.unwrap_or(0));

@@ -37,8 +37,8 @@ pub struct ServeOptions {
     pub listen: SocketAddr,
     /// The journal's directory and size limit; None: no journal.
     pub journal: Option<(PathBuf, u64)>,
-    /// The kubelet's log tree, where pods' names are read (`--pods-dir`).
-    pub pods_dir: PathBuf,
+    /// Where containers' and pods' names are read (as `trace`'s).
+    pub names: crate::container::NameSources,
     pub config: Config,
 }
 
@@ -78,11 +78,11 @@ pub async fn run(opts: ServeOptions) -> Result<Stats, Error> {
         summary_only: false,
         debug_fields: false,
         utc: true,
-        pods_dir: opts.pods_dir.clone(),
+        names: opts.names.clone(),
         config: opts.config,
     };
     let mut correlator = Correlator::new(tracer.plan.rst_reasons.clone(), false)
-        .with_cgroups(crate::container::Cgroups::host(opts.pods_dir.clone()), Default::default());
+        .with_cgroups(crate::container::Cgroups::host(opts.names.clone()), Default::default());
     let mut out = Out { journal: journal.as_mut(), counted: metrics.journal(), failing: false };
     let (mut summary, mut stats, mut write_err) = (Summary::default(), Stats::default(), None);
     let mut sink = Sink::new(&mut correlator, &topts, &mut summary, &mut stats, &mut write_err)

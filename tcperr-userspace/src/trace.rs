@@ -38,8 +38,9 @@ pub struct Options {
     pub debug_fields: bool,
     /// Human output in UTC instead of the system's zone.
     pub utc: bool,
-    /// The kubelet's log tree, where pods' names are read (`--pods-dir`).
-    pub pods_dir: std::path::PathBuf,
+    /// Where containers' and pods' names are read (`--pods-dir`, `--docker-root`,
+    /// `--storage-root`).
+    pub names: crate::container::NameSources,
     pub config: Config,
 }
 
@@ -313,7 +314,7 @@ pub async fn run_command(
     let mut correlator = Correlator::new(tracer.plan.rst_reasons.clone(), opts.all)
         .with_debug_fields(opts.debug_fields)
         .with_cgroups(
-            crate::container::Cgroups::host(opts.pods_dir.clone()),
+            crate::container::Cgroups::host(opts.names.clone()),
             opts.filter.containers.clone(),
         );
     let mut signals = Signals::register().map_err(Error::Io)?;
@@ -548,7 +549,7 @@ mod tests {
             summary_only: false,
             debug_fields: false,
             utc: false,
-            pods_dir: Default::default(),
+            names: Default::default(),
             config: Config::default(),
         }
     }

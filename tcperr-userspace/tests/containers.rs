@@ -260,10 +260,43 @@ fn every_event_names_its_container_pod_and_peer_in_each_runtimes_layout() {
     std::fs::write(tmp.join(format!("containers/checkout-7d9_shop_app-{checkout_id}.log")), "")
         .expect("link");
 
+    // Docker's and podman's own state, as each keeps it: the docker container is "web-1", the
+    // podman one is "worker" (and another podman container, no cgroup here, "other").
+    let docker_root = tmp.join("docker");
+    std::fs::create_dir_all(docker_root.join(format!("containers/{docker_id}"))).expect("docker");
+    std::fs::write(
+        docker_root.join(format!("containers/{docker_id}/config.v2.json")),
+        format!(r#"{{"ID":"{docker_id}","Name":"/web-1","State":{{"Running":true}}}}"#),
+    )
+    .expect("docker state");
+    let storage_root = tmp.join("storage");
+    std::fs::create_dir_all(storage_root.join("overlay-containers")).expect("storage");
+    std::fs::write(
+        storage_root.join("overlay-containers/containers.json"),
+        format!(
+            r#"[{{"id":"{}","names":["other"]}},{{"id":"{podman_id}","names":["worker"],"image":"x"}}]"#,
+            id('f')
+        ),
+    )
+    .expect("podman state");
+
     let pods_arg = pods.to_str().expect("utf-8").to_owned();
+    let (docker_arg, storage_arg) = (
+        docker_root.to_str().expect("utf-8").to_owned(),
+        storage_root.to_str().expect("utf-8").to_owned(),
+    );
     let tcperr = drive::start(
         Path::new(TCPERR),
-        &["--pods-dir", &pods_arg, "--cgroup", &top],
+        &[
+            "--pods-dir",
+            &pods_arg,
+            "--docker-root",
+            &docker_arg,
+            "--storage-root",
+            &storage_arg,
+            "--cgroup",
+            &top,
+        ],
         Duration::from_secs(30),
     )
     .unwrap_or_else(|(code, e)| panic!("tcperr did not start ({code:?}): {e}"));
@@ -342,9 +375,9 @@ fn every_event_names_its_container_pod_and_peer_in_each_runtimes_layout() {
         format!("recv_error checkout cgroup={checkout_path} runtime=- id=bbbb pod=shop/checkout-7d9 container=app peer=api peer_pod=pay/api-5f6"),
         // (its owner has exited; the running task was the docker container's)
         format!("rst_sent cart cgroup={cart_path} runtime=cri-o id=cccc pod=shop/cart-1a2 container=- peer=docker peer_pod=-/-"),
-        format!("rst_received docker cgroup={docker_path} runtime=docker id=dddd pod=-/- container=- peer=cart peer_pod=shop/cart-1a2"),
-        format!("send_error docker cgroup={docker_path} runtime=docker id=dddd pod=-/- container=- peer=cart peer_pod=shop/cart-1a2"),
-        format!("rst_sent podman cgroup={podman_path} runtime=podman id=eeee pod=-/- container=- peer=? peer_pod=-/-"),
+        format!("rst_received docker cgroup={docker_path} runtime=docker id=dddd pod=-/- container=web-1 peer=cart peer_pod=shop/cart-1a2"),
+        format!("send_error docker cgroup={docker_path} runtime=docker id=dddd pod=-/- container=web-1 peer=cart peer_pod=shop/cart-1a2"),
+        format!("rst_sent podman cgroup={podman_path} runtime=podman id=eeee pod=-/- container=worker peer=? peer_pod=-/-"),
         format!("rst_received service cgroup={service_path} runtime=systemd id=- pod=-/- container=- peer=podman peer_pod=-/-"),
         format!("recv_error service cgroup={service_path} runtime=systemd id=- pod=-/- container=- peer=podman peer_pod=-/-"),
     ]
@@ -376,7 +409,8 @@ fn every_event_names_its_container_pod_and_peer_in_each_runtimes_layout() {
     let failed = line("send_error", docker_pid);
     assert!(failed.contains(" in shop/cart-1a2)"), "{failed}");
     let failed = line("recv_error", service_pid);
-    assert!(failed.contains(&format!(" in {})", &podman_id[..12])), "{failed}");
+    // (podman's own name for it, from its storage)
+    assert!(failed.contains(" in worker)"), "{failed}");
     // The summary: a pod's errors are its row (no pid), the others their process's.
     let rows: BTreeSet<String> = stopped
         .events

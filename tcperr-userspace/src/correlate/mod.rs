@@ -108,7 +108,7 @@ impl Correlator {
             cap: DEFAULT_CAP,
             all,
             debug_fields: false,
-            cgroups: Cgroups::new(None, std::path::PathBuf::new()),
+            cgroups: Cgroups::new(None, Default::default()),
             selector: Selector::default(),
             evicted: 0,
         }

@@ -130,7 +130,7 @@ fn storm_replay(conns: usize) -> f64 {
         summary_only: false,
         debug_fields: false,
         utc: false,
-        pods_dir: Default::default(),
+        names: Default::default(),
         config: Config::default(),
     };
     let mut correlator = Correlator::new(BTreeMap::new(), false);
