@@ -73,6 +73,31 @@ pub struct ServeArgs {
     pub names: NameArgs,
 }
 
+/// Which containers' and pods' events (trace and query).
+#[derive(Debug, Args)]
+pub struct SelectArgs {
+    /// Only events of this container: its id (at least 12 hex digits of it) or its name
+    /// (repeatable).
+    #[arg(long, value_name = "ID|NAME", value_parser = crate::container::parse_container)]
+    pub container: Vec<String>,
+    /// Only events of this Kubernetes pod, named by the kubelet's log tree (repeatable).
+    #[arg(long, value_name = "[NS/]NAME", value_parser = crate::container::parse_pod)]
+    pub pod: Vec<(Option<String>, String)>,
+    /// Only events of pods in this Kubernetes namespace (repeatable).
+    #[arg(long, value_name = "NS", value_parser = crate::container::parse_namespace)]
+    pub namespace: Vec<String>,
+    /// Only events of processes in this cgroup or below it: a path on the unified hierarchy
+    /// from its root, e.g. /system.slice/nginx.service (repeatable).
+    #[arg(long, value_name = "PATH", value_parser = crate::container::parse_cgroup_path)]
+    pub cgroup: Vec<String>,
+}
+
+impl From<SelectArgs> for crate::container::Selector {
+    fn from(a: SelectArgs) -> Self {
+        Self { containers: a.container, pods: a.pod, namespaces: a.namespace, cgroups: a.cgroup }
+    }
+}
+
 /// Where containers' and pods' names are read (trace and serve).
 #[derive(Debug, Args)]
 pub struct NameArgs {
@@ -118,20 +143,8 @@ pub struct TraceArgs {
     /// (repeatable).
     #[arg(long, value_name = "NAME", value_parser = error_names::parse)]
     pub errno: Vec<u32>,
-    /// Only events of this container: its id (at least 12 hex digits of it) or its name
-    /// (repeatable).
-    #[arg(long, value_name = "ID|NAME", value_parser = crate::container::parse_container)]
-    pub container: Vec<String>,
-    /// Only events of this Kubernetes pod, named by the kubelet's log tree (repeatable).
-    #[arg(long, value_name = "[NS/]NAME", value_parser = crate::container::parse_pod)]
-    pub pod: Vec<(Option<String>, String)>,
-    /// Only events of pods in this Kubernetes namespace (repeatable).
-    #[arg(long, value_name = "NS", value_parser = crate::container::parse_namespace)]
-    pub namespace: Vec<String>,
-    /// Only events of processes in this cgroup or below it: a path on the unified hierarchy
-    /// from its root, e.g. /system.slice/nginx.service (repeatable).
-    #[arg(long, value_name = "PATH", value_parser = crate::container::parse_cgroup_path)]
-    pub cgroup: Vec<String>,
+    #[command(flatten)]
+    pub select: SelectArgs,
     #[command(flatten)]
     pub names: NameArgs,
     /// Print no events, only the summary at the end (errors by errno × process × peer).
@@ -204,6 +217,8 @@ pub struct QueryArgs {
     /// (repeatable).
     #[arg(long, value_name = "NAME", value_parser = error_names::parse)]
     pub errno: Vec<u32>,
+    #[command(flatten)]
+    pub select: SelectArgs,
     /// The stored JSON objects as they are, one per line, then `summary` objects.
     #[arg(long)]
     pub json: bool,

@@ -230,6 +230,19 @@ pub struct Place {
 }
 
 impl Place {
+    /// The cgroup these fields describe (as `tcperr query` has them: for its filters, its
+    /// summary's pods and its lines); None outside any cgroup.
+    pub fn to_cgroup(&self) -> Option<Cgroup> {
+        let path = self.cgroup.as_ref()?;
+        Some(Cgroup {
+            path: path.clone(),
+            workload: parse(path),
+            namespace: self.namespace.clone(),
+            pod: self.pod.clone(),
+            container: self.container.clone(),
+        })
+    }
+
     pub fn of(c: Option<&Cgroup>) -> Self {
         let Some(c) = c else { return Self::default() };
         Place {
@@ -246,14 +259,7 @@ impl Place {
     /// has them): `pod:NAMESPACE/POD` (`pod:UID` without names), `container:SHORT_ID`,
     /// `unit:NAME.service`; None outside all three.
     pub fn tag(&self) -> Option<String> {
-        let path = self.cgroup.as_ref()?;
-        let c = Cgroup {
-            path: path.clone(),
-            workload: parse(path),
-            namespace: self.namespace.clone(),
-            pod: self.pod.clone(),
-            container: self.container.clone(),
-        };
+        let c = self.to_cgroup()?;
         let label = c.label()?;
         Some(if label.starts_with("pod:") {
             label

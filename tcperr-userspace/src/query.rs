@@ -212,7 +212,7 @@ fn parse(line: &[u8]) -> Result<Option<Read>, ()> {
         cause: None,
         shown: true,
         counts_as: Counted::from_name(stored.counted_as.as_deref()),
-        cgroup: None,
+        cgroup: stored.place.to_cgroup().map(std::rc::Rc::new),
     };
     Ok(Some(Read { stored, brief, count, first, last }))
 }
@@ -285,7 +285,10 @@ pub fn run(opts: &Options, out: &mut impl Write) -> Result<Counts, Error> {
         };
         let in_time = since.is_none_or(|t| r.last >= t.as_nanosecond())
             && until.is_none_or(|t| r.last < t.as_nanosecond());
-        if !in_time || !opts.filter.matches(&r.brief) {
+        if !in_time
+            || !opts.filter.matches(&r.brief)
+            || !opts.filter.containers.matches(r.brief.cgroup.as_deref())
+        {
             continue;
         }
         summary.add_n(&r.brief, r.count, r.first, r.last);
@@ -421,6 +424,102 @@ mod tests {
         let mut again = Vec::new();
         write_human(&mut again, &read).unwrap();
         assert_eq!(again, live);
+    }
+
+    #[test]
+    fn container_filters_and_the_summary_by_pod_work_on_stored_events() {
+        use std::io::Write as _;
+        let dir = std::env::temp_dir().join(format!("tcperr-query-pods-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut j = journal::Journal::open(&dir, journal::DEFAULT_MAX_BYTES).unwrap();
+        let id = "c".repeat(64);
+        let in_pod = |pid: u32, pod: &str, container: &str| {
+            let mut r = crate::report::Report::sample();
+            (r.pid, r.errno, r.errno_code) = (Some(pid), Some("EPIPE".into()), Some(32));
+            r.time = crate::report::wall_time(1_000);
+            r.place = crate::container::Place {
+                cgroup: Some(format!(
+                    "/kubepods.slice/kubepods-pod1_2.slice/cri-containerd-{id}.scope"
+                )),
+                container_id: Some(id.clone()),
+                runtime: Some("containerd".into()),
+                namespace: Some("shop".into()),
+                pod: Some(pod.into()),
+                container: Some(container.into()),
+            };
+            r
+        };
+        let outside = {
+            let mut r = in_pod(9, "x", "y");
+            r.place = crate::container::Place {
+                cgroup: Some("/system.slice/nginx.service".into()),
+                ..Default::default()
+            };
+            r
+        };
+        for r in [
+            in_pod(1, "cart-1a2", "app"),
+            in_pod(2, "cart-1a2", "app"),
+            in_pod(3, "api-7d9", "api"),
+            outside,
+        ] {
+            j.write_all(&stored(&r)).unwrap();
+            j.write_all(b"\n").unwrap();
+        }
+        drop(j);
+        let query = |containers: crate::container::Selector| {
+            let opts = Options {
+                journal: dir.clone(),
+                since: None,
+                until: None,
+                filter: Filter { containers, ..Filter::default() },
+                format: Format::Json,
+                summary_only: false,
+                utc: true,
+            };
+            let mut out = Vec::new();
+            run(&opts, &mut out).unwrap_or_else(|_| panic!("query"));
+            let lines: Vec<serde_json::Value> = out
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.is_empty())
+                .map(|l| serde_json::from_slice(l).unwrap())
+                .collect();
+            let events: Vec<_> = lines
+                .iter()
+                .filter(|l| l["kind"] != "summary")
+                .map(|l| l["pid"].as_u64())
+                .collect();
+            let rows: Vec<_> = lines
+                .iter()
+                .filter(|l| l["kind"] == "summary")
+                .map(|l| {
+                    (l["pod"].as_str().map(str::to_owned), l["pid"].as_u64(), l["count"].as_u64())
+                })
+                .collect();
+            (events, rows)
+        };
+        let pod = |ns: Option<&str>, name: &str| crate::container::Selector {
+            pods: vec![(ns.map(Into::into), name.into())],
+            ..Default::default()
+        };
+        // The pod's two processes' events, and one summary row for the pod (no pid).
+        let (events, rows) = query(pod(Some("shop"), "cart-1a2"));
+        assert_eq!(events, [Some(1), Some(2)]);
+        assert_eq!(rows, [(Some("shop/cart-1a2".into()), None, Some(2))]);
+        assert_eq!(query(pod(Some("pay"), "cart-1a2")).0, []);
+        let by_ns =
+            crate::container::Selector { namespaces: vec!["shop".into()], ..Default::default() };
+        assert_eq!(query(by_ns).0, [Some(1), Some(2), Some(3)]);
+        let by_container =
+            crate::container::Selector { containers: vec!["api".into()], ..Default::default() };
+        assert_eq!(query(by_container).0, [Some(3)]);
+        let by_cgroup = crate::container::Selector {
+            cgroups: vec!["/system.slice".into()],
+            ..Default::default()
+        };
+        let (events, rows) = query(by_cgroup);
+        assert_eq!((events, rows), (vec![Some(9)], vec![(None, Some(9), Some(1))]));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
