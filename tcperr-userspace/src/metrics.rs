@@ -72,6 +72,10 @@ struct PodSeries {
 pub struct PortLabels {
     /// The listener's port.
     pub port: u16,
+    /// As [`ErrorLabels`]: the pod of the listener's process.
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -338,7 +342,13 @@ impl Metrics {
             _ => None,
         };
         if let Some(direction) = direction {
-            let labels = ResetLabels { direction, cause: cause(), namespace, pod, container };
+            let labels = ResetLabels {
+                direction,
+                cause: cause(),
+                namespace: namespace.clone(),
+                pod: pod.clone(),
+                container: container.clone(),
+            };
             // (bounded by directions × causes × pods: past the cap, still counted)
             self.admit(LabelSet::Reset(labels.clone()));
             self.resets.get_or_create(&labels).inc();
@@ -348,9 +358,10 @@ impl Metrics {
             self.drops.get_or_create(&DropLabels { cause: cause() }).inc();
         }
         if b.kind == "accept_queue_full" {
-            let labels = PortLabels { port: b.lport };
+            let labels = PortLabels { port: b.lport, namespace, pod, container };
             if self.admit(LabelSet::Port(labels.clone())) {
                 self.overflows.get_or_create(&labels).inc();
+                self.note_pod(b, LabelSet::Port(labels));
             }
         }
     }
@@ -545,7 +556,15 @@ mod tests {
             ..error("api", 32, Cause::WriteAfterPeerClose)
         });
         m.count(&error("curl", 32, Cause::WriteAfterPeerClose));
+        m.count(&Brief {
+            kind: "accept_queue_full",
+            counts_as: Counted::Not,
+            lport: 8080,
+            cgroup: cgroup(gone, "shop", "checkout-7d9"),
+            ..error("java", 104, Cause::AcceptQueueOverflow)
+        });
         let text = encode(&m.registry());
+        assert!(text.contains("tcperr_accept_queue_overflows_total{port=\"8080\",namespace=\"shop\",pod=\"checkout-7d9\",container=\"app\"} 1"), "{text}");
         assert!(text.contains("tcperr_socket_errors_total{error=\"ECONNRESET\",cause=\"peer_aborted\",comm=\"java\",namespace=\"shop\",pod=\"checkout-7d9\",container=\"app\"} 1"), "{text}");
         assert!(text.contains("tcperr_resets_total{direction=\"received\",cause=\"peer_reset\",namespace=\"shop\",pod=\"checkout-7d9\",container=\"app\"} 1"), "{text}");
         let exists = |p: &str| p == alive;
