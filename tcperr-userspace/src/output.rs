@@ -130,19 +130,13 @@ pub fn write_line(out: &mut impl Write, l: &Line<'_>) -> std::io::Result<()> {
             error,
             reason,
         } => {
-            let mut conn =
-                format!("{} -> {}", join_host_port(laddr, lport), join_host_port(raddr, rport));
-            if let Some(ns) = netns.filter(|&ns| Some(ns) != host_netns()) {
-                conn.push_str(&format!(" netns:{ns}"));
-            }
-            if let Some(p) = place {
-                conn.push(' ');
-                conn.push_str(&crate::owner::escape(p));
-            }
-            let state = match newstate {
-                Some(new) => format!("{state}>{new}"),
-                None => state.to_owned(),
-            };
+            let conn = format!(
+                "{} -> {}{}",
+                join_host_port(laddr, lport),
+                join_host_port(raddr, rport),
+                conn_tags(netns, place.as_deref())
+            );
+            let state = state_text(state, newstate);
             let error = match (errno, error) {
                 (Some(n), Some(w)) if n == w => n.to_owned(),
                 (Some(n), Some(w)) => format!("{n} ({w})"),
@@ -156,6 +150,28 @@ pub fn write_line(out: &mut impl Write, l: &Line<'_>) -> std::io::Result<()> {
     };
     let who = (l.pid, l.comm);
     human_line(out, l.unix_ns, who, l.kind, &conn, &state, &error, l.explanation)
+}
+
+/// What human lines add after a connection (plain and terminal alike): ` netns:N` for another
+/// namespace than tcperr's, then the owner's ` pod:`/`container:`/`unit:` tag.
+pub(crate) fn conn_tags(netns: Option<u32>, place: Option<&str>) -> String {
+    let mut tags = match netns.filter(|&ns| Some(ns) != host_netns()) {
+        Some(ns) => format!(" netns:{ns}"),
+        None => String::new(),
+    };
+    if let Some(p) = place {
+        tags.push(' ');
+        tags.push_str(&crate::owner::escape(p));
+    }
+    tags
+}
+
+/// A state column: `OLD>NEW` for a change, else the state.
+pub(crate) fn state_text(state: &str, newstate: Option<&str>) -> String {
+    match newstate {
+        Some(new) => format!("{state}>{new}"),
+        None => state.to_owned(),
+    }
 }
 
 /// tcperr's own network namespace (the inode of `/proc/self/ns/net`): connections in another

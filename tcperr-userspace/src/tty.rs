@@ -190,21 +190,11 @@ impl<'a> Row<'a> {
                 error,
                 reason,
             } => {
-                let mut netns = match netns.filter(|&ns| Some(ns) != crate::output::host_netns()) {
-                    Some(ns) => format!(" netns:{ns}"),
-                    None => String::new(),
-                };
-                if let Some(p) = place {
-                    netns.push(' ');
-                    netns.push_str(&crate::owner::escape(p));
-                }
+                let tags = crate::output::conn_tags(netns, place.as_deref());
                 let remote = join_host_port(raddr, rport);
-                row.conn = format!("{} -> {remote}{netns}", join_host_port(laddr, lport));
-                row.short_conn = Some((format!("{lport} -> {remote}{netns}"), laddr));
-                row.state = match newstate {
-                    Some(new) => format!("{state}>{new}"),
-                    None => state.to_owned(),
-                };
+                row.conn = format!("{} -> {remote}{tags}", join_host_port(laddr, lport));
+                row.short_conn = Some((format!("{lport} -> {remote}{tags}"), laddr));
+                row.state = crate::output::state_text(state, newstate);
                 (row.error, row.error_line, row.words) = match (errno, error) {
                     (Some(n), Some(w)) if n == w => (n.to_owned(), n.to_owned(), None),
                     (Some(n), Some(w)) => (n.to_owned(), format!("{n} ({w})"), Some(w)),
