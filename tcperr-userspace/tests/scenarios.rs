@@ -20,6 +20,13 @@ use tcperr_userspace::{
 
 /// Runs `scenario` under a fresh tracer; returns the run and tcperr's reports of its sockets as
 /// JSON, plus whether the kernel reports RST reasons.
+/// A tracer started with `config` and a correlator for its records (`all`: as `--all`).
+fn tracing(config: &Config, all: bool) -> (Tracer, Correlator) {
+    let tracer = Tracer::start(config).unwrap_or_else(|e| panic!("tcperr cannot start: {e}"));
+    let correlator = Correlator::new(tracer.plan.rst_reasons.clone(), all);
+    (tracer, correlator)
+}
+
 fn trace(scenario: &str) -> (Run, Vec<serde_json::Value>, bool) {
     trace_with(scenario, &Config::default())
 }
@@ -34,8 +41,7 @@ fn trace_in_mode(
     config: &Config,
     all: bool,
 ) -> (Run, Vec<serde_json::Value>, bool) {
-    let mut tracer = Tracer::start(config).unwrap_or_else(|e| panic!("tcperr cannot start: {e}"));
-    let mut correlator = Correlator::new(tracer.plan.rst_reasons.clone(), all);
+    let (mut tracer, mut correlator) = tracing(config, all);
     // The scenario runs beside the reader, so that events are handled while their processes
     // still exist (as they are by `tcperr trace`).
     let name = scenario.to_owned();
@@ -592,9 +598,7 @@ fn trace_two_processes(
     server: impl FnOnce(TcpStream) -> bool,
     client: impl FnOnce(TcpStream) + Send + 'static,
 ) -> (u32, Vec<serde_json::Value>) {
-    let mut tracer =
-        Tracer::start(&Config::default()).unwrap_or_else(|e| panic!("tcperr cannot start: {e}"));
-    let mut correlator = Correlator::new(tracer.plan.rst_reasons.clone(), false);
+    let (mut tracer, mut correlator) = tracing(&Config::default(), false);
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
     // SAFETY: the child only makes socket calls and exits with _exit.
@@ -720,10 +724,8 @@ fn the_same_connection_in_two_network_namespaces_keeps_its_own_story_and_peer() 
     use std::sync::{Arc, Barrier, mpsc};
     use tcperr_scenarios::netns::Netns;
     let (sport, cport) = (18_080, 18_081);
-    let mut tracer =
-        Tracer::start(&Config::default()).unwrap_or_else(|e| panic!("tcperr cannot start: {e}"));
     // (--all: B's orderly close is printed too)
-    let mut correlator = Correlator::new(tracer.plan.rst_reasons.clone(), true);
+    let (mut tracer, mut correlator) = tracing(&Config::default(), true);
     let connected = Arc::new(Barrier::new(4));
     let (b_closed_tx, b_closed_rx) = mpsc::channel::<()>();
     let mut b_closed = (Some(b_closed_tx), Some(b_closed_rx));
@@ -808,9 +810,7 @@ fn an_rst_names_the_process_that_holds_the_socket_after_its_connecting_parent_fo
     // A process connects (so tcperr learns it as the socket's owner), forks, closes its copy
     // and exits; the child holds the connection when the server resets it. Both the RST and the
     // child's failed read are the child's.
-    let mut tracer =
-        Tracer::start(&Config::default()).unwrap_or_else(|e| panic!("tcperr cannot start: {e}"));
-    let mut correlator = Correlator::new(tracer.plan.rst_reasons.clone(), false);
+    let (mut tracer, mut correlator) = tracing(&Config::default(), false);
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
     // SAFETY: the children only make socket calls, sleep and leave with _exit.
@@ -864,9 +864,7 @@ fn an_rst_names_the_process_that_holds_the_socket_after_its_connecting_parent_fo
 fn closing_a_listener_with_a_connection_still_queued_resets_it_as_never_accepted() {
     // The program never set SO_LINGER and never accepted: closing its listener makes the
     // kernel reset every connection still in the accept queue. Its own cause on both ends.
-    let mut tracer =
-        Tracer::start(&Config::default()).unwrap_or_else(|e| panic!("tcperr cannot start: {e}"));
-    let mut correlator = Correlator::new(tracer.plan.rst_reasons.clone(), false);
+    let (mut tracer, mut correlator) = tracing(&Config::default(), false);
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let mut client = TcpStream::connect(("127.0.0.1", port)).expect("connect");
@@ -950,9 +948,7 @@ fn syns_dropped_at_a_listener_that_listened_before_tcperr_started_are_reported()
     if ready_rx.recv().is_err() {
         panic!("the scenario ended before its flood: {:?}", running.join().expect("thread"));
     }
-    let mut tracer =
-        Tracer::start(&Config::default()).unwrap_or_else(|e| panic!("tcperr cannot start: {e}"));
-    let mut correlator = Correlator::new(tracer.plan.rst_reasons.clone(), false);
+    let (mut tracer, mut correlator) = tracing(&Config::default(), false);
     go_tx.send(()).expect("go");
     let reports = reports_until(&mut tracer, &mut correlator, || running.is_finished());
     let run = running.join().expect("thread").unwrap_or_else(|e| panic!("syn flood: {e}"));
@@ -1061,9 +1057,7 @@ fn no_drops_leaves_the_hooks_on_freed_packets_off() {
 #[test]
 fn a_timeout_behind_an_nftables_rule_names_the_firewall_and_the_retransmissions() {
     use std::{io::Write as _, process::Command};
-    let mut tracer =
-        Tracer::start(&Config::default()).unwrap_or_else(|e| panic!("tcperr cannot start: {e}"));
-    let mut correlator = Correlator::new(tracer.plan.rst_reasons.clone(), false);
+    let (mut tracer, mut correlator) = tracing(&Config::default(), false);
     let started = tcperr_common::clock::monotonic_ns();
     let running = std::thread::spawn(|| -> Result<(u16, u16, sock::Retransmissions), String> {
         let ns = tcperr_scenarios::netns::Netns::new(&[]).map_err(|e| e.to_string())?;
@@ -1138,9 +1132,7 @@ fn a_timeout_behind_an_nftables_rule_names_the_firewall_and_the_retransmissions(
 #[test]
 fn a_syn_an_nftables_rule_drops_is_one_drop_event_named_netfilter_under_all() {
     use std::{io::Write as _, os::unix::fs::MetadataExt as _, process::Command};
-    let mut tracer =
-        Tracer::start(&Config::default()).unwrap_or_else(|e| panic!("tcperr cannot start: {e}"));
-    let mut correlator = Correlator::new(tracer.plan.rst_reasons.clone(), true);
+    let (mut tracer, mut correlator) = tracing(&Config::default(), true);
     let started = tcperr_common::clock::monotonic_ns();
     let running = std::thread::spawn(|| -> Result<(u16, u16, u64), String> {
         let ns = tcperr_scenarios::netns::Netns::new(&[]).map_err(|e| e.to_string())?;
